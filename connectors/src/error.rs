@@ -1,0 +1,22 @@
+//! Errors of the connectors crate.
+
+/// Result alias for the connectors crate.
+pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// Reading the input failed (not a bad line: the source itself).
+    #[error("reading {source_name}: {source}")]
+    Input {
+        source_name: String,
+        source: std::io::Error,
+    },
+
+    /// The event log refused or failed an operation.
+    #[error(transparent)]
+    Log(#[from] omnistream_streams::StreamsError),
+
+    /// A broken invariant: a bug, please report it.
+    #[error("internal error (a bug, please report): {0}")]
+    Internal(String),
+}

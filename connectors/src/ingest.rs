@@ -1,0 +1,358 @@
+//! Ingest: newline-delimited JSON into a topic of the event log. Every line is either accepted or
+//! sent to the dead-letter topic with the reason, the source and the line number; nothing stops
+//! the rest, nothing is lost.
+//!
+//! Decoding runs on its own thread while the caller's thread appends (and syncs) the previous
+//! batch, so parsing and disk I/O overlap.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::sync::Arc;
+use std::sync::mpsc::sync_channel;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use omnistream_streams::{EventLog, Topic, envelope};
+
+use crate::decode::{EnvelopeDefaults, EventDecoder, RejectKind, Rejection};
+use crate::error::{ConnectorError, Result};
+use crate::lines::{Line, LineReader};
+
+/// How ingest batches and bounds its input.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Rows per appended batch (one synced log frame per partition).
+    pub batch_rows: usize,
+    /// Input bytes per appended batch.
+    pub batch_bytes: usize,
+    /// Lines longer than this are rejected as `too_large`.
+    pub max_event_bytes: usize,
+    /// At most this much of a rejected line is kept in the dead-letter topic (the length is always kept).
+    pub dead_letter_max_raw_bytes: usize,
+    pub defaults: EnvelopeDefaults,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        IngestOptions {
+            batch_rows: 16 * 1024,
+            batch_bytes: 16 * 1024 * 1024,
+            max_event_bytes: 4 * 1024 * 1024,
+            dead_letter_max_raw_bytes: 64 * 1024 * 1024,
+            defaults: EnvelopeDefaults::default(),
+        }
+    }
+}
+
+/// A rejected line, for the summary shown to the user.
+#[derive(Debug, Clone)]
+pub struct RejectedLine {
+    pub line_number: u64,
+    pub kind: RejectKind,
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+/// What an ingest did. Progress reports carry the same counts so far.
+#[derive(Debug, Clone, Default)]
+pub struct IngestReport {
+    /// Lines read (blank ones included).
+    pub lines: u64,
+    /// Lines made durable so far (accepted or dead-lettered): a producer may resume after this line.
+    pub acked_lines: u64,
+    pub bytes: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    /// Whitespace-only lines, skipped.
+    pub blank: u64,
+    pub rejected_by_kind: BTreeMap<&'static str, u64>,
+    /// The first rejections (up to 20), for the summary.
+    pub samples: Vec<RejectedLine>,
+}
+
+const MAX_SAMPLES: usize = 20;
+
+/// One decoded batch, on its way to the log.
+struct Chunk {
+    accepted: Option<RecordBatch>,
+    dead_letters: Option<RecordBatch>,
+    lines: u64,
+    last_line: u64,
+    bytes: u64,
+    blank: u64,
+    rejected: Vec<RejectedLine>,
+}
+
+/// Ingest newline-delimited JSON from `input` into the topic named `topic_name` (full, table or
+/// short name). `source_name` is recorded with dead letters (a path, or `-` for standard input).
+/// `on_progress` is called after each durable batch.
+pub fn ingest(
+    log: &dyn EventLog,
+    topic_name: &str,
+    source_name: &str,
+    input: impl BufRead + Send,
+    options: &IngestOptions,
+    mut on_progress: impl FnMut(&IngestReport),
+) -> Result<IngestReport> {
+    let topic = Topic::lookup(topic_name).ok();
+    let mut report = IngestReport::default();
+    std::thread::scope(|scope| -> Result<()> {
+        let (tx, rx) = sync_channel::<std::io::Result<Chunk>>(2);
+        let decoder_thread = scope.spawn(move || {
+            let mut decoder = Decoder {
+                events: topic.map(|t| EventDecoder::new(t, options.defaults.clone())),
+                dead: DeadLetterBuilder::new(topic_name, source_name, &options.defaults),
+                options,
+            };
+            let mut lines = LineReader::new(
+                input,
+                options
+                    .dead_letter_max_raw_bytes
+                    .max(options.max_event_bytes + 1),
+            );
+            loop {
+                match decoder.next_chunk(&mut lines) {
+                    Ok(Some(chunk)) => {
+                        if tx.send(Ok(chunk)).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        for chunk in rx {
+            let chunk = chunk.map_err(|source| ConnectorError::Input {
+                source_name: source_name.to_string(),
+                source,
+            })?;
+            if let (Some(batch), Some(topic)) = (&chunk.accepted, topic) {
+                log.append(topic, batch)?;
+                report.accepted += batch.num_rows() as u64;
+            }
+            if let Some(batch) = &chunk.dead_letters {
+                log.append(Topic::DeadLetter, batch)?;
+            }
+            report.lines += chunk.lines;
+            report.acked_lines = chunk.last_line;
+            report.bytes += chunk.bytes;
+            report.blank += chunk.blank;
+            report.rejected += chunk.rejected.len() as u64;
+            for r in chunk.rejected {
+                *report.rejected_by_kind.entry(r.kind.as_str()).or_default() += 1;
+                if report.samples.len() < MAX_SAMPLES {
+                    report.samples.push(r);
+                }
+            }
+            on_progress(&report);
+        }
+        decoder_thread
+            .join()
+            .map_err(|_| ConnectorError::Internal("the decoder thread panicked".into()))?;
+        Ok(())
+    })?;
+    Ok(report)
+}
+
+struct Decoder<'a> {
+    events: Option<EventDecoder>,
+    dead: DeadLetterBuilder,
+    options: &'a IngestOptions,
+}
+
+impl Decoder<'_> {
+    fn next_chunk<R: BufRead>(
+        &mut self,
+        lines: &mut LineReader<R>,
+    ) -> std::io::Result<Option<Chunk>> {
+        let mut chunk = Chunk {
+            accepted: None,
+            dead_letters: None,
+            lines: 0,
+            last_line: 0,
+            bytes: 0,
+            blank: 0,
+            rejected: vec![],
+        };
+        let mut rows = 0usize;
+        while rows < self.options.batch_rows && (chunk.bytes as usize) < self.options.batch_bytes {
+            let Some(line) = lines.next_line()? else {
+                break;
+            };
+            chunk.lines += 1;
+            chunk.last_line = line.number;
+            chunk.bytes += line.total_len + 1;
+            if line.is_blank() {
+                chunk.blank += 1;
+                continue;
+            }
+            rows += 1;
+            let outcome = match &mut self.events {
+                None => Err(Rejection::new(
+                    RejectKind::UnknownTopic,
+                    None,
+                    Topic::lookup(self.dead.original_topic.as_str())
+                        .unwrap_err()
+                        .to_string(),
+                )),
+                Some(_) if line.total_len > self.options.max_event_bytes as u64 => {
+                    Err(Rejection::new(
+                        RejectKind::TooLarge,
+                        None,
+                        format!(
+                            "line is {} bytes; events are limited to {} bytes (ingest.max_event_bytes)",
+                            line.total_len, self.options.max_event_bytes
+                        ),
+                    ))
+                }
+                Some(events) => events.push_line(&line.bytes),
+            };
+            if let Err(rejection) = outcome {
+                chunk.rejected.push(RejectedLine {
+                    line_number: line.number,
+                    kind: rejection.kind,
+                    field: rejection.field.clone(),
+                    reason: rejection.reason.clone(),
+                });
+                self.dead.push(&line, &rejection);
+            }
+        }
+        if chunk.lines == 0 {
+            return Ok(None);
+        }
+        if let Some(events) = &mut self.events
+            && !events.is_empty()
+        {
+            chunk.accepted = Some(events.finish());
+        }
+        if !self.dead.is_empty() {
+            chunk.dead_letters = Some(self.dead.finish());
+        }
+        Ok(Some(chunk))
+    }
+}
+
+/// Builds dead-letter records. Their event ids derive from the source, line number and content,
+/// so ingesting the same input again (a retry after a crash) does not duplicate them in the lake.
+pub struct DeadLetterBuilder {
+    original_topic: String,
+    source_name: String,
+    source: String,
+    rows: Vec<DeadLetterRow>,
+}
+
+struct DeadLetterRow {
+    event_id: String,
+    line_number: u64,
+    kind: RejectKind,
+    field: Option<String>,
+    reason: String,
+    raw: Vec<u8>,
+    raw_bytes: u64,
+    truncated: bool,
+}
+
+impl DeadLetterBuilder {
+    pub fn new(original_topic: &str, source_name: &str, defaults: &EnvelopeDefaults) -> Self {
+        DeadLetterBuilder {
+            original_topic: original_topic.to_string(),
+            source_name: source_name.to_string(),
+            source: defaults.source.clone(),
+            rows: vec![],
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn push(&mut self, line: &Line, rejection: &Rejection) {
+        let mut key = Vec::with_capacity(line.bytes.len() + 64);
+        key.extend_from_slice(self.original_topic.as_bytes());
+        key.push(0);
+        key.extend_from_slice(self.source_name.as_bytes());
+        key.push(0);
+        key.extend_from_slice(&line.number.to_le_bytes());
+        key.extend_from_slice(&line.total_len.to_le_bytes());
+        key.extend_from_slice(&line.bytes);
+        let event_id = uuid::Uuid::new_v5(&DEAD_LETTER_NAMESPACE, &key)
+            .hyphenated()
+            .to_string();
+        self.rows.push(DeadLetterRow {
+            event_id,
+            line_number: line.number,
+            kind: rejection.kind,
+            field: rejection.field.clone(),
+            reason: rejection.reason.clone(),
+            raw: line.bytes.clone(),
+            raw_bytes: line.total_len,
+            truncated: line.truncated(),
+        });
+    }
+
+    pub fn finish(&mut self) -> RecordBatch {
+        let rows = std::mem::take(&mut self.rows);
+        let now = chrono::Utc::now().timestamp_micros();
+        let spec = Topic::DeadLetter.spec();
+        let strings = |f: &dyn Fn(&DeadLetterRow) -> Option<String>| -> ArrayRef {
+            let mut b = StringBuilder::new();
+            rows.iter().for_each(|r| b.append_option(f(r)));
+            Arc::new(b.finish())
+        };
+        let columns: Vec<ArrayRef> = spec
+            .fields
+            .iter()
+            .map(|field| match field.name {
+                envelope::EVENT_ID | envelope::CORRELATION_ID => {
+                    strings(&|r| Some(r.event_id.clone()))
+                }
+                envelope::CAUSATION_ID | envelope::METADATA => strings(&|_| None),
+                envelope::EVENT_TYPE => strings(&|_| Some(spec.event_type.to_string())),
+                envelope::SOURCE => strings(&|_| Some(self.source.clone())),
+                envelope::EMITTED_AT => {
+                    let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
+                    rows.iter().for_each(|_| b.append_value(now));
+                    Arc::new(b.finish())
+                }
+                envelope::SCHEMA_VERSION | "line_number" | "raw_bytes" => {
+                    let mut b = Int64Builder::new();
+                    rows.iter().for_each(|r| {
+                        b.append_value(match field.name {
+                            "line_number" => r.line_number as i64,
+                            "raw_bytes" => r.raw_bytes as i64,
+                            _ => spec.version,
+                        })
+                    });
+                    Arc::new(b.finish())
+                }
+                "original_topic" => strings(&|_| Some(self.original_topic.clone())),
+                "error_kind" => strings(&|r| Some(r.kind.as_str().to_string())),
+                "reason" => strings(&|r| Some(r.reason.clone())),
+                "field" => strings(&|r| r.field.clone()),
+                "source_file" => strings(&|_| Some(self.source_name.clone())),
+                "raw" => {
+                    let mut b = BinaryBuilder::new();
+                    rows.iter().for_each(|r| b.append_value(&r.raw));
+                    Arc::new(b.finish())
+                }
+                "raw_truncated" => {
+                    let mut b = BooleanBuilder::new();
+                    rows.iter().for_each(|r| b.append_value(r.truncated));
+                    Arc::new(b.finish())
+                }
+                other => unreachable!("dead-letter column '{other}' has no builder"),
+            })
+            .collect();
+        RecordBatch::try_new(spec.schema.clone(), columns)
+            .expect("dead-letter columns match the schema")
+    }
+}
+
+/// Namespace of dead-letter event ids (UUIDv5).
+const DEAD_LETTER_NAMESPACE: uuid::Uuid = uuid::uuid!("6f6d6e69-7374-7265-616d-646561646c74");

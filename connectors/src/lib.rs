@@ -1,0 +1,12 @@
+//! omnistream connectors: what crosses the process boundary. For now: newline-delimited JSON into
+//! the event log ([`ingest`]), with a decoder that turns JSON events into Arrow rows of a topic
+//! ([`decode`]) and sends every line it cannot accept to the dead-letter topic.
+
+pub mod decode;
+pub mod error;
+pub mod ingest;
+pub mod lines;
+
+pub use decode::{EnvelopeDefaults, EventDecoder, RejectKind, Rejection};
+pub use error::{ConnectorError, Result};
+pub use ingest::{IngestOptions, IngestReport, RejectedLine, ingest};

@@ -1,0 +1,338 @@
+//! The lake-sink job: every topic of the event log into its raw lake table, exactly once.
+//!
+//! One round reads each partition from the offsets recorded in the lake's last commit, drops
+//! events whose id is already in the lake (a producer's retry), writes one Parquet file per table
+//! and date, and commits the files together with the new offsets (decision 4). A crash anywhere
+//! leaves either the whole round committed or none of it; the next start re-reads from the
+//! committed offsets.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::array::RecordBatch;
+use arrow::compute::concat_batches;
+use omnistream_lake::compact::{self, CompactOptions, CompactionTask};
+use omnistream_lake::{
+    Action, Lake, LakeWriter, Snapshot, filter_rows, raw_table_def, split_by_date,
+};
+use omnistream_streams::{EventLog, GroupOffsets, Topic, envelope};
+
+use crate::dedup::{DedupIndex, id_key};
+use crate::error::Result;
+
+/// The name the sink commits under, in the lake and as the log's consumer group.
+pub const LAKE_SINK: &str = "lake-sink";
+
+/// How the sink batches, follows and keeps files large.
+#[derive(Debug, Clone)]
+pub struct LakeSinkOptions {
+    /// At most this many records per partition per round.
+    pub max_batch_rows: usize,
+    /// How often follow mode looks for new events when caught up.
+    pub poll_interval: Duration,
+    /// Date partitions whose event ids are kept in memory for deduplication.
+    pub dedup_partitions: usize,
+    /// Rolling policy: once a date partition has this many files of one size tier, they are merged.
+    pub roll_files: usize,
+    pub compact: CompactOptions,
+}
+
+impl Default for LakeSinkOptions {
+    fn default() -> Self {
+        LakeSinkOptions {
+            max_batch_rows: 256 * 1024,
+            poll_interval: Duration::from_millis(100),
+            dedup_partitions: 64,
+            roll_files: 8,
+            compact: CompactOptions::default(),
+        }
+    }
+}
+
+/// What one round did.
+#[derive(Debug, Clone, Default)]
+pub struct RoundReport {
+    pub records_read: u64,
+    pub rows_written: u64,
+    pub duplicates: u64,
+    pub files_written: usize,
+    pub files_compacted: usize,
+    pub committed: bool,
+    pub elapsed: Duration,
+}
+
+/// Totals over a run.
+#[derive(Debug, Clone, Default)]
+pub struct SinkTotals {
+    pub rounds: u64,
+    pub commits: u64,
+    pub records_read: u64,
+    pub rows_written: u64,
+    pub duplicates: u64,
+    pub files_written: usize,
+    pub files_compacted: usize,
+    pub elapsed: Duration,
+}
+
+impl SinkTotals {
+    fn add(&mut self, r: &RoundReport) {
+        self.rounds += 1;
+        self.commits += r.committed as u64;
+        self.records_read += r.records_read;
+        self.rows_written += r.rows_written;
+        self.duplicates += r.duplicates;
+        self.files_written += r.files_written;
+        self.files_compacted += r.files_compacted;
+    }
+}
+
+pub struct LakeSink<'a> {
+    log: &'a dyn EventLog,
+    writer: LakeWriter<'a>,
+    dedup: DedupIndex,
+    options: LakeSinkOptions,
+}
+
+impl<'a> LakeSink<'a> {
+    /// Start the sink: takes the lake's `lake-sink` writer lock (one sink per lake at a time).
+    pub fn new(log: &'a dyn EventLog, lake: &'a Lake, options: LakeSinkOptions) -> Result<Self> {
+        let writer = lake.writer(LAKE_SINK)?;
+        Ok(LakeSink {
+            log,
+            writer,
+            dedup: DedupIndex::new(options.dedup_partitions),
+            options,
+        })
+    }
+
+    /// Offsets the lake has committed for every partition of every topic.
+    fn committed(&self, snapshot: &Snapshot) -> Result<BTreeMap<Topic, GroupOffsets>> {
+        let mut out = BTreeMap::new();
+        for topic in Topic::ALL {
+            let committed = snapshot.source_offsets(LAKE_SINK, topic.name());
+            let mut offsets = GroupOffsets::new();
+            for p in 0..self.log.partitions(topic)? {
+                offsets.insert(p, committed.get(&p).copied().unwrap_or(0));
+            }
+            out.insert(topic, offsets);
+        }
+        Ok(out)
+    }
+
+    /// Log end offsets, to drain up to.
+    pub fn end_offsets(&self) -> Result<BTreeMap<Topic, GroupOffsets>> {
+        let mut out = BTreeMap::new();
+        for topic in Topic::ALL {
+            let mut offsets = GroupOffsets::new();
+            for p in 0..self.log.partitions(topic)? {
+                offsets.insert(p, self.log.offsets(topic, p)?.end);
+            }
+            out.insert(topic, offsets);
+        }
+        Ok(out)
+    }
+
+    /// Records between the lake's committed offsets and the log's end, per topic.
+    pub fn lag(&self) -> Result<u64> {
+        let snapshot = self.writer.lake().snapshot()?;
+        let committed = self.committed(&snapshot)?;
+        let ends = self.end_offsets()?;
+        let committed = &committed;
+        Ok(ends
+            .iter()
+            .flat_map(|(t, parts)| {
+                parts
+                    .iter()
+                    .map(move |(p, end)| end.saturating_sub(committed[t][p]))
+            })
+            .sum())
+    }
+
+    /// One round: read, deduplicate, write, commit. Reads nothing and commits nothing when caught up.
+    pub fn round(&mut self) -> Result<RoundReport> {
+        let started = Instant::now();
+        let lake = self.writer.lake();
+        let snapshot = lake.snapshot()?;
+        let committed = self.committed(&snapshot)?;
+        let mut report = RoundReport::default();
+        let mut actions = Vec::new();
+        let mut written = Vec::new();
+        let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut new_ids: HashMap<(String, String), Vec<u128>> = HashMap::new();
+
+        for (topic, offsets) in &committed {
+            let mut batches: Vec<RecordBatch> = Vec::new();
+            let mut next_offsets = GroupOffsets::new();
+            for (&partition, &from) in offsets {
+                let read = self
+                    .log
+                    .read(*topic, partition, from, self.options.max_batch_rows)?;
+                if let Some(last) = read.last() {
+                    next_offsets.insert(partition, last.next_offset());
+                }
+                batches.extend(read.into_iter().map(|b| b.batch));
+            }
+            if next_offsets.is_empty() {
+                continue;
+            }
+            let def = raw_table_def(*topic);
+            if !snapshot.tables.contains_key(&def.name) {
+                actions.push(Action::DefineTable(def.clone()));
+            }
+            let batch = concat_batches(&topic.schema(), &batches)?;
+            report.records_read += batch.num_rows() as u64;
+            for (date, rows) in split_by_date(&batch, envelope::EMITTED_AT)? {
+                let seen = self.dedup.partition(lake, &snapshot, &def.name, &date)?;
+                let mut in_round: HashSet<u128> = HashSet::new();
+                let unique = filter_rows(&rows, envelope::EVENT_ID, |id| {
+                    let key = id_key(id);
+                    !seen.contains(&key) && in_round.insert(key)
+                })?;
+                report.duplicates += (rows.num_rows() - unique.num_rows()) as u64;
+                if unique.num_rows() == 0 {
+                    continue;
+                }
+                let file = self.writer.write_file(&def, Some(&date), &[unique])?;
+                report.rows_written += file.rows;
+                report.files_written += 1;
+                written.push(file.clone());
+                actions.push(Action::Add(file));
+                touched.insert((def.name.clone(), date.clone()));
+                new_ids
+                    .entry((def.name.clone(), date))
+                    .or_default()
+                    .extend(in_round);
+            }
+            actions.push(Action::SourceOffsets {
+                source: LAKE_SINK.to_string(),
+                topic: topic.name().to_string(),
+                offsets: next_offsets,
+            });
+        }
+        if actions.is_empty() {
+            report.elapsed = started.elapsed();
+            return Ok(report);
+        }
+        let snapshot = match self.writer.commit(actions.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.writer.discard(&written);
+                self.dedup.clear();
+                return Err(e.into());
+            }
+        };
+        report.committed = true;
+        for ((table, date), ids) in new_ids {
+            self.dedup
+                .partition(lake, &snapshot, &table, &date)?
+                .extend(ids);
+        }
+        // The log's consumer group mirrors the lake's offsets, for lag reporting (`omnistream topics`).
+        for action in &actions {
+            if let Action::SourceOffsets { topic, offsets, .. } = action {
+                let topic = Topic::lookup(topic)?;
+                self.log.commit(LAKE_SINK, topic, offsets)?;
+            }
+        }
+        report.files_compacted = self.roll(&snapshot, &touched)?;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// Rolling policy: merge a partition's files of one size tier once there are `roll_files`.
+    /// Tiers (factors of 8 in size) keep the write amplification logarithmic.
+    fn roll(&mut self, snapshot: &Snapshot, touched: &BTreeSet<(String, String)>) -> Result<usize> {
+        let mut compacted = 0;
+        let mut snapshot = snapshot.clone();
+        for (table, date) in touched {
+            let Some(state) = snapshot.table(table) else {
+                continue;
+            };
+            let mut tiers: BTreeMap<u32, Vec<omnistream_lake::DataFile>> = BTreeMap::new();
+            for f in state.files.values() {
+                if f.date.as_deref() == Some(date.as_str())
+                    && f.bytes < self.options.compact.target_file_bytes
+                {
+                    let tier = (f.bytes.max(1) as f64 / 65536.0).log(8.0).max(0.0) as u32;
+                    tiers.entry(tier).or_default().push(f.clone());
+                }
+            }
+            for (_, files) in tiers {
+                if files.len() < self.options.roll_files.max(2) {
+                    continue;
+                }
+                let task = CompactionTask {
+                    table: table.clone(),
+                    date: Some(date.clone()),
+                    files,
+                };
+                let outcome = compact::run(
+                    &self.writer,
+                    &snapshot,
+                    &task,
+                    &self.options.compact,
+                    |_| {},
+                )?;
+                tracing::debug!(
+                    table,
+                    date,
+                    before = outcome.files_before,
+                    after = outcome.files_after,
+                    "rolled files"
+                );
+                compacted += outcome.files_before;
+                snapshot = (*self.writer.lake().snapshot()?).clone();
+            }
+        }
+        Ok(compacted)
+    }
+
+    /// Rounds until every partition has reached the log's end as of the start.
+    pub fn drain(
+        &mut self,
+        mut on_round: impl FnMut(&RoundReport, &SinkTotals),
+    ) -> Result<SinkTotals> {
+        let started = Instant::now();
+        let target = self.end_offsets()?;
+        let mut totals = SinkTotals::default();
+        loop {
+            let report = self.round()?;
+            totals.add(&report);
+            totals.elapsed = started.elapsed();
+            on_round(&report, &totals);
+            let snapshot = self.writer.lake().snapshot()?;
+            let committed = self.committed(&snapshot)?;
+            let done = target
+                .iter()
+                .all(|(t, parts)| parts.iter().all(|(p, end)| committed[t][p] >= *end));
+            if done || report.records_read == 0 {
+                return Ok(totals);
+            }
+        }
+    }
+
+    /// Rounds until `stop` is set; the round in progress when it is set is finished and committed.
+    pub fn follow(
+        &mut self,
+        stop: &AtomicBool,
+        mut on_round: impl FnMut(&RoundReport, &SinkTotals),
+    ) -> Result<SinkTotals> {
+        let started = Instant::now();
+        let mut totals = SinkTotals::default();
+        while !stop.load(Ordering::SeqCst) {
+            let report = self.round()?;
+            totals.add(&report);
+            totals.elapsed = started.elapsed();
+            if report.records_read > 0 {
+                on_round(&report, &totals);
+            } else {
+                let until = Instant::now() + self.options.poll_interval;
+                while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10).min(self.options.poll_interval));
+                }
+            }
+        }
+        Ok(totals)
+    }
+}

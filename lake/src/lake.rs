@@ -1,0 +1,462 @@
+//! The lake: Parquet tables under one root, changed only through commits of the transaction log.
+//!
+//! Layout (decision 6): `<root>/<table>/date=YYYY-MM-DD/part-<uuid>.parquet`, zstd, readable by
+//! DuckDB, polars, pyarrow and Spark as plain Hive-partitioned Parquet. The lake's own metadata
+//! lives under `<root>/_omnistream/`, which those readers ignore.
+//!
+//! Writing is two-phase: a writer first writes and syncs files into its staging directory
+//! (invisible to every reader), then publishes a commit naming them with the source offsets they
+//! cover, then renames them into place. After a crash the commit either exists (the renames are
+//! finished on the next open) or not (the staged files are discarded by the writer's next start).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, AsArray, RecordBatch, StringArray, UInt32Array};
+use arrow::compute::{max as arrow_max, min as arrow_min, take_record_batch};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::error::{IoContext, LakeError, Result};
+use crate::txlog::{Action, CHECKPOINT_INTERVAL, DataFile, Snapshot, TableDef, TxLog, sync_dir};
+
+/// Name of the Hive partition column.
+pub const DATE_COLUMN: &str = "date";
+
+/// A lake rooted at a directory.
+pub struct Lake {
+    root: PathBuf,
+    txlog: TxLog,
+    snapshot: Mutex<Arc<Snapshot>>,
+}
+
+impl Lake {
+    /// Open (or create) the lake at `root`, and finish the follow-up work of every writer's last
+    /// commit (renames and deletions that a crash may have interrupted).
+    pub fn open(root: impl Into<PathBuf>) -> Result<Lake> {
+        let root = root.into();
+        fs::create_dir_all(&root)
+            .io_context(|| format!("creating lake directory {}", root.display()))?;
+        let txlog = TxLog::new(&root);
+        txlog.ensure_dirs()?;
+        let lake = Lake {
+            root,
+            txlog,
+            snapshot: Mutex::new(Arc::new(Snapshot::default())),
+        };
+        let snapshot = lake.snapshot()?;
+        for seq in snapshot.last_commit_by_writer.values() {
+            lake.finish_commit(*seq)?;
+        }
+        Ok(lake)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Absolute path of a lake-relative path.
+    pub fn path_of(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    /// The current state of the lake (reads commits published since the last call).
+    pub fn snapshot(&self) -> Result<Arc<Snapshot>> {
+        let mut cached = self.snapshot.lock().unwrap();
+        let mut next = (**cached).clone();
+        self.txlog.catch_up(&mut next)?;
+        if next.seq != cached.seq {
+            *cached = Arc::new(next);
+        }
+        Ok(cached.clone())
+    }
+
+    /// Become the writer `name`: takes its lock (one process per writer name at a time), finishes
+    /// its last commit and discards whatever it staged but never committed.
+    pub fn writer(&self, name: &str) -> Result<LakeWriter<'_>> {
+        omnistream_streams::log::validate_name(name)?;
+        let locks = self.root.join("_omnistream").join("writers");
+        fs::create_dir_all(&locks).io_context(|| format!("creating {}", locks.display()))?;
+        let lock_path = locks.join(format!("{name}.lock"));
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .io_context(|| format!("opening {}", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(LakeError::WriterBusy {
+                    writer: name.to_string(),
+                    path: lock_path,
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).io_context(|| format!("locking {}", lock_path.display()));
+            }
+        }
+        let staging = self.root.join("_omnistream").join("staging").join(name);
+        fs::create_dir_all(&staging).io_context(|| format!("creating {}", staging.display()))?;
+        let snapshot = self.snapshot()?;
+        if let Some(seq) = snapshot.last_commit_by_writer.get(name) {
+            self.finish_commit(*seq)?;
+        }
+        // Everything still in staging was never committed (a committed file was renamed away above).
+        for entry in
+            fs::read_dir(&staging).io_context(|| format!("listing {}", staging.display()))?
+        {
+            let entry = entry.io_context(|| format!("listing {}", staging.display()))?;
+            tracing::info!(file = %entry.path().display(), "discarding uncommitted staged file");
+            fs::remove_file(entry.path())
+                .io_context(|| format!("removing {}", entry.path().display()))?;
+        }
+        Ok(LakeWriter {
+            lake: self,
+            name: name.to_string(),
+            _lock: lock,
+            staging,
+        })
+    }
+
+    /// Finish commit `seq`: move its staged files into place and delete the files it removed.
+    /// Idempotent, and safe to run from any process.
+    fn finish_commit(&self, seq: u64) -> Result<()> {
+        let Some(commit) = self.txlog.read_commit(seq)? else {
+            return Ok(());
+        };
+        let mut dirs = BTreeSet::new();
+        for action in &commit.actions {
+            match action {
+                Action::Add(file) => {
+                    let Some(staged) = &file.staged else { continue };
+                    let (staged, target) = (self.path_of(staged), self.path_of(&file.path));
+                    if target.exists() || !staged.exists() {
+                        continue;
+                    }
+                    let dir = target.parent().expect("data files live in a directory");
+                    fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
+                    match fs::rename(&staged, &target) {
+                        Ok(()) => {}
+                        // Another process finished it first.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(e)
+                                .io_context(|| format!("moving {} into place", staged.display()));
+                        }
+                    }
+                    dirs.insert(dir.to_path_buf());
+                }
+                Action::Remove { path, .. } => {
+                    let target = self.path_of(path);
+                    match fs::remove_file(&target) {
+                        Ok(()) => {
+                            dirs.insert(target.parent().unwrap().to_path_buf());
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(e).io_context(|| format!("removing {}", target.display()));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for dir in dirs {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Read one string column from some files of a table (for example every `event_id` of a date
+    /// partition, to deduplicate against).
+    pub fn read_string_column(&self, files: &[&DataFile], column: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for file in files {
+            let path = self.path_of(&file.path);
+            let f = File::open(&path).io_context(|| format!("opening {}", path.display()))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(f)?;
+            let index = builder
+                .parquet_schema()
+                .columns()
+                .iter()
+                .position(|c| c.name() == column)
+                .ok_or_else(|| {
+                    LakeError::Internal(format!("{} has no column {column}", path.display()))
+                })?;
+            let mask = ProjectionMask::leaves(builder.parquet_schema(), [index]);
+            for batch in builder
+                .with_projection(mask)
+                .with_batch_size(64 * 1024)
+                .build()?
+            {
+                let batch = batch?;
+                let values = batch.column(0).as_string::<i32>();
+                out.extend(values.iter().flatten().map(str::to_string));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Read whole files of a table as record batches.
+    pub fn read_files(&self, files: &[&DataFile]) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for file in files {
+            let path = self.path_of(&file.path);
+            let f = File::open(&path).io_context(|| format!("opening {}", path.display()))?;
+            for batch in ParquetRecordBatchReaderBuilder::try_new(f)?
+                .with_batch_size(64 * 1024)
+                .build()?
+            {
+                out.push(batch?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A writer of the lake: holds the writer's lock for its lifetime.
+pub struct LakeWriter<'a> {
+    lake: &'a Lake,
+    name: String,
+    _lock: File,
+    staging: PathBuf,
+}
+
+/// How data files are encoded.
+fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("valid zstd level"),
+        ))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_created_by(format!("omnistream {}", env!("CARGO_PKG_VERSION")))
+        // Row groups are DataFusion's unit of parallel scan; 256k rows keeps several per large file.
+        .set_max_row_group_row_count(Some(256 * 1024))
+        .build()
+}
+
+impl<'a> LakeWriter<'a> {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn lake(&self) -> &'a Lake {
+        self.lake
+    }
+
+    /// Write `batches` as one Parquet file of `table` (in partition `date`), synced, in staging.
+    /// The file becomes part of the table when a commit adds the returned [`DataFile`].
+    pub fn write_file(
+        &self,
+        def: &TableDef,
+        date: Option<&str>,
+        batches: &[RecordBatch],
+    ) -> Result<DataFile> {
+        let mut file = self.create_file(def, date)?;
+        for batch in batches {
+            file.write(batch)?;
+        }
+        file.finish()
+    }
+
+    /// Start a Parquet file of `table` in staging, to be written batch by batch.
+    pub fn create_file(&self, def: &TableDef, date: Option<&str>) -> Result<StagedFile> {
+        let id = uuid::Uuid::now_v7();
+        let staged_rel = format!("_omnistream/staging/{}/{id}.parquet", self.name);
+        let path = match date {
+            Some(date) => format!("{}/{DATE_COLUMN}={date}/part-{id}.parquet", def.name),
+            None => format!("{}/part-{id}.parquet", def.name),
+        };
+        let staged = self.lake.path_of(&staged_rel);
+        let file = File::create(&staged).io_context(|| format!("creating {}", staged.display()))?;
+        let schema: SchemaRef = Arc::new(def.schema.clone());
+        let writer = ArrowWriter::try_new(file, schema, Some(writer_properties()))?;
+        Ok(StagedFile {
+            writer,
+            staged,
+            entry: DataFile {
+                table: def.name.clone(),
+                path,
+                date: date.map(str::to_string),
+                rows: 0,
+                bytes: 0,
+                min_time_us: None,
+                max_time_us: None,
+                staged: Some(staged_rel),
+            },
+            time_column: def.time_column.clone(),
+        })
+    }
+
+    /// Publish `actions` as one commit, retrying when another writer published first, then move
+    /// its files into place. Returns the snapshot after the commit.
+    pub fn commit(&self, actions: Vec<Action>) -> Result<Arc<Snapshot>> {
+        sync_dir(&self.staging)?;
+        loop {
+            let snapshot = self.lake.snapshot()?;
+            match self
+                .lake
+                .txlog
+                .try_publish(&snapshot, &self.name, actions.clone())?
+            {
+                None => continue, // lost the race for this sequence number: catch up and retry
+                Some(commit) => {
+                    tracing::debug!(writer = %self.name, seq = commit.seq, actions = commit.actions.len(), "committed");
+                    self.lake.finish_commit(commit.seq)?;
+                    let snapshot = self.lake.snapshot()?;
+                    if commit.seq % CHECKPOINT_INTERVAL == 0 {
+                        if let Err(e) = self.lake.txlog.checkpoint(&snapshot) {
+                            tracing::warn!(error = %e, "could not write a lake checkpoint (nothing is lost)");
+                        }
+                    }
+                    return Ok(snapshot);
+                }
+            }
+        }
+    }
+
+    /// Delete staged files that will not be committed.
+    pub fn discard(&self, files: &[DataFile]) {
+        for file in files {
+            if let Some(staged) = &file.staged {
+                let _ = fs::remove_file(self.lake.path_of(staged));
+            }
+        }
+    }
+}
+
+/// A Parquet file being written into a writer's staging directory.
+pub struct StagedFile {
+    writer: ArrowWriter<File>,
+    staged: PathBuf,
+    entry: DataFile,
+    time_column: Option<String>,
+}
+
+impl StagedFile {
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.writer.write(batch)?;
+        self.entry.rows += batch.num_rows() as u64;
+        if let Some((lo, hi)) = self
+            .time_column
+            .as_deref()
+            .and_then(|c| time_range(batch, c))
+        {
+            self.entry.min_time_us = Some(self.entry.min_time_us.map_or(lo, |m| m.min(lo)));
+            self.entry.max_time_us = Some(self.entry.max_time_us.map_or(hi, |m| m.max(hi)));
+        }
+        Ok(())
+    }
+
+    /// Bytes written so far, plus what is buffered for the current row group.
+    pub fn estimated_bytes(&self) -> u64 {
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.entry.rows
+    }
+
+    /// Close and sync the file; returns its entry for a commit.
+    pub fn finish(self) -> Result<DataFile> {
+        let StagedFile {
+            writer,
+            staged,
+            mut entry,
+            ..
+        } = self;
+        let file = writer.into_inner()?;
+        file.sync_all()
+            .io_context(|| format!("syncing {}", staged.display()))?;
+        entry.bytes = file
+            .metadata()
+            .io_context(|| format!("stat {}", staged.display()))?
+            .len();
+        Ok(entry)
+    }
+}
+
+/// Min and max of a microsecond timestamp column.
+fn time_range(batch: &RecordBatch, column: &str) -> Option<(i64, i64)> {
+    let col = batch.column_by_name(column)?;
+    if !matches!(
+        col.data_type(),
+        DataType::Timestamp(TimeUnit::Microsecond, _)
+    ) {
+        return None;
+    }
+    let values = col.as_primitive::<TimestampMicrosecondType>();
+    Some((arrow_min(values)?, arrow_max(values)?))
+}
+
+/// The UTC date (`YYYY-MM-DD`) of a timestamp in microseconds.
+pub fn date_of(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|t| t.date_naive().to_string())
+        .unwrap_or_else(|| "1970-01-01".into())
+}
+
+/// Split a batch by the UTC date of its timestamp column.
+pub fn split_by_date(
+    batch: &RecordBatch,
+    time_column: &str,
+) -> Result<BTreeMap<String, RecordBatch>> {
+    let col = batch
+        .column_by_name(time_column)
+        .ok_or_else(|| LakeError::Internal(format!("no time column '{time_column}'")))?;
+    let times = col.as_primitive::<TimestampMicrosecondType>();
+    const DAY_US: i64 = 86_400_000_000;
+    let mut by_day: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
+    for i in 0..times.len() {
+        // Rows without a time go to the epoch partition rather than being dropped.
+        let day = if times.is_valid(i) {
+            times.value(i).div_euclid(DAY_US)
+        } else {
+            0
+        };
+        by_day.entry(day).or_default().push(i as u32);
+    }
+    if by_day.len() == 1 {
+        let (day, _) = by_day.into_iter().next().unwrap();
+        return Ok(BTreeMap::from([(date_of(day * DAY_US), batch.clone())]));
+    }
+    by_day
+        .into_iter()
+        .map(|(day, rows)| {
+            Ok((
+                date_of(day * DAY_US),
+                take_record_batch(batch, &UInt32Array::from(rows))?,
+            ))
+        })
+        .collect()
+}
+
+/// Keep the rows of `batch` whose string column `column` satisfies `keep`.
+pub fn filter_rows(
+    batch: &RecordBatch,
+    column: &str,
+    mut keep: impl FnMut(&str) -> bool,
+) -> Result<RecordBatch> {
+    let values = batch
+        .column_by_name(column)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| LakeError::Internal(format!("no string column '{column}'")))?;
+    let rows: Vec<u32> = (0..values.len())
+        .filter(|i| keep(values.value(*i)))
+        .map(|i| i as u32)
+        .collect();
+    if rows.len() == batch.num_rows() {
+        return Ok(batch.clone());
+    }
+    Ok(take_record_batch(batch, &UInt32Array::from(rows))?)
+}

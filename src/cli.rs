@@ -1,0 +1,288 @@
+//! The command line: what each command does, its flags, and the environment variable of each.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "omnistream",
+    version,
+    about = "The data plane for self-improving code generation: an event log, a Parquet lake, SQL over history.",
+    long_about = "omnistream keeps every event of LLM code generation (requests, model calls, validation \
+results, node heartbeats) in a durable event log, lands them exactly once in a Parquet lake that \
+DuckDB, polars and pyarrow read unchanged, and answers SQL over all of it.\n\n\
+Everything runs on embedded defaults under ./omnistream-data; nothing needs a server.",
+    after_help = "Getting started:\n  \
+omnistream simulate --generations 200     # write a realistic workload into the log\n  \
+omnistream jobs run lake-sink --once      # land every topic in the lake\n  \
+omnistream sql \"SELECT model, count(*) FROM model_call GROUP BY model\"\n  \
+omnistream lake tables                    # what the lake holds"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// Data directory (event log under log/, lake under lake/). Overrides `data_dir` of the config.
+    #[arg(long, global = true, env = "OMNISTREAM_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Config file (TOML). Default: ./omnistream.toml when it exists.
+    #[arg(long, global = true, env = "OMNISTREAM_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log filter for diagnostics on stderr, e.g. `info` or `omnistream_jobs=debug`.
+    #[arg(
+        long,
+        global = true,
+        env = "OMNISTREAM_LOG_LEVEL",
+        default_value = "warn",
+        value_name = "FILTER"
+    )]
+    pub log_level: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Append events (one JSON object per line) to a topic; bad lines go to the dead-letter topic.
+    #[command(
+        long_about = "Append events to a topic of the event log, one JSON object per line, with the \
+upstream field names (see docs/schemas.md). Every line is either accepted or sent to the dead-letter \
+topic with the reason, the source and the line number; a bad line never stops the rest.\n\n\
+Exit status: 0 when every line was accepted, 2 when some were rejected, 1 on an error."
+    )]
+    Ingest(IngestArgs),
+
+    /// List and run jobs (lake-sink lands every topic in the lake).
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+
+    /// Run a read-only SQL query over every lake table.
+    #[command(
+        long_about = "Run a DataFusion SQL query over the lake. Every raw table (one per topic, \
+e.g. model_call, generation_completed, node_heartbeat) is available by name, with a `date` \
+partition column. The SQL surface is read-only: queries only, no DDL, no COPY, no file access."
+    )]
+    Sql(SqlArgs),
+
+    /// Inspect and maintain the Parquet lake.
+    #[command(subcommand)]
+    Lake(LakeCommand),
+
+    /// List topics with partitions, end offsets and consumer lag; or print a topic's schema.
+    Topics(TopicsArgs),
+
+    /// Write a realistic, seeded workload through the ingest path.
+    #[command(
+        long_about = "Write a realistic workload through the same path as `omnistream ingest`: \
+several models with distinct latency, token, cost and quality distributions, failures and retries, \
+stage timings, quorum votes, patterns, and dozens of nodes with introspection and heartbeats. \
+The same seed gives the same events (ids included)."
+    )]
+    Simulate(SimulateArgs),
+
+    /// Benchmarks, measured side by side with a peer (DuckDB) on the same data.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Topic: full name (onex.evt.codegen.model-call.v1), short name (model-call) or table (model_call).
+    pub topic: String,
+
+    /// Input file of newline-delimited JSON, or `-` for standard input.
+    pub file: String,
+
+    /// `source` recorded on events that do not name one.
+    #[arg(
+        long,
+        env = "OMNISTREAM_INGEST_SOURCE",
+        default_value = "omnistream-ingest"
+    )]
+    pub source: String,
+
+    /// Progress display: a bar on a terminal, JSON lines on stdout (one per durable batch), or none.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// A progress bar when stderr is a terminal, nothing otherwise.
+    Auto,
+    /// A progress bar.
+    Bar,
+    /// One JSON object per durable batch on stdout: {"acked_lines":..,"accepted":..,"rejected":..}.
+    Json,
+    /// Nothing but the summary.
+    None,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List the jobs this build can run.
+    List,
+    /// Run a job.
+    Run(JobRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobRunArgs {
+    /// Job name (see `omnistream jobs list`).
+    pub name: String,
+
+    /// Drain what is in the log now, commit, and exit.
+    #[arg(long, conflicts_with = "follow")]
+    pub once: bool,
+
+    /// Follow new events until Ctrl-C or SIGTERM (the default); the batch in flight is committed.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A table for people (at most --max-rows rows).
+    Table,
+    Csv,
+    /// A JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+    /// Parquet (needs --output, or a pipe).
+    Parquet,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// The query, e.g. "SELECT model, avg(latency_ms) FROM model_call GROUP BY model".
+    pub query: String,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(
+        long,
+        short = 'f',
+        value_enum,
+        default_value = "table",
+        env = "OMNISTREAM_FORMAT"
+    )]
+    pub format: OutputFormat,
+
+    /// Write to this file instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Rows shown in table format (the rest is counted); other formats write every row.
+    #[arg(long, default_value_t = 1000)]
+    pub max_rows: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LakeCommand {
+    /// Each table with rows, files, bytes and the first and last event time.
+    Tables {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Merge small files (of one table, or of all) into files of the target size, atomically.
+    Compact(CompactArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    /// Table to compact; every table when absent.
+    pub table: Option<String>,
+
+    /// Target file size, e.g. 128MiB; files at or above it are left alone.
+    #[arg(long, value_name = "SIZE")]
+    pub target_file_size: Option<bytesize::ByteSize>,
+}
+
+#[derive(Debug, Args)]
+pub struct TopicsArgs {
+    /// Print the Arrow schema of this topic instead of the list.
+    #[arg(long, value_name = "TOPIC", conflicts_with = "markdown")]
+    pub schema: Option<String>,
+
+    /// Print the schema reference of every topic as Markdown (docs/schemas.md).
+    #[arg(long)]
+    pub markdown: bool,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Number of generations (each brings its stages, model calls and validation results).
+    #[arg(long, short = 'n', default_value_t = 100)]
+    pub generations: u64,
+
+    /// Random seed: the same seed gives the same events.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Simulated time of the first event (RFC 3339), or `now` for the current time minus the span.
+    #[arg(long, default_value = "2026-11-01T00:00:00Z")]
+    pub start: String,
+
+    /// Nodes that send introspection and heartbeats.
+    #[arg(long, default_value_t = 40)]
+    pub nodes: u32,
+
+    /// Generations per simulated minute.
+    #[arg(long, default_value_t = 30.0)]
+    pub rate: f64,
+
+    /// Fraction of events delivered late (after events that happened after them).
+    #[arg(long, default_value_t = 0.01)]
+    pub late_fraction: f64,
+
+    /// Fraction of events sent twice with the same event_id (a producer's retry).
+    #[arg(long, default_value_t = 0.005)]
+    pub duplicate_fraction: f64,
+
+    /// Write one JSONL file per topic into this directory instead of ingesting.
+    #[arg(long, value_name = "DIR")]
+    pub jsonl_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Land N simulated model-call events from JSONL into the lake (ingest, then sink), side by
+    /// side with DuckDB converting the same file to Parquet.
+    Ingest(BenchIngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// Events in the JSONL file.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+
+    /// Work directory (a temporary one when absent; kept when given).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Python interpreter with the duckdb package (scripts/setup.sh installs it).
+    #[arg(long, env = "OMNISTREAM_PYTHON", default_value = "python3")]
+    pub python: String,
+
+    /// Skip the DuckDB side.
+    #[arg(long)]
+    pub no_peer: bool,
+}

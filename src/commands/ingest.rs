@@ -1,0 +1,137 @@
+//! `omnistream ingest TOPIC FILE|-`
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use omnistream_connectors::{IngestReport, ingest};
+use omnistream_streams::Topic;
+
+use super::{open_log, thousands};
+use crate::cli::{IngestArgs, ProgressMode};
+use crate::config::Config;
+use crate::error::{CliError, Result};
+
+pub async fn run(config: &Config, args: IngestArgs) -> Result<()> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || run_blocking(&config, args))
+        .await
+        .map_err(|e| CliError::Usage(format!("ingest stopped: {e}")))?
+}
+
+fn run_blocking(config: &Config, args: IngestArgs) -> Result<()> {
+    let log = open_log(config)?;
+    let (input, size): (Box<dyn BufRead + Send>, Option<u64>) = if args.file == "-" {
+        (
+            Box::new(BufReader::with_capacity(1 << 20, std::io::stdin())),
+            None,
+        )
+    } else {
+        let file =
+            File::open(&args.file).map_err(CliError::io(format!("opening {}", args.file)))?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (Box::new(BufReader::with_capacity(1 << 20, file)), size)
+    };
+    let show_bar = match args.progress {
+        ProgressMode::Bar => true,
+        ProgressMode::Auto => std::io::stderr().is_terminal(),
+        ProgressMode::Json | ProgressMode::None => false,
+    };
+    let bar = if show_bar {
+        match size {
+            Some(size) => ProgressBar::new(size).with_style(
+                ProgressStyle::with_template(
+                    "{bar:40} {bytes}/{total_bytes} {msg} [{elapsed}, eta {eta}]",
+                )
+                .unwrap(),
+            ),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{spinner} {bytes} {msg} [{elapsed}]").unwrap(),
+            ),
+        }
+    } else {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
+    };
+    let started = Instant::now();
+    let options = config.ingest_options(&args.source);
+    let json = args.progress == ProgressMode::Json;
+    let report = ingest(
+        &log,
+        &args.topic,
+        &args.file,
+        input,
+        &options,
+        |r: &IngestReport| {
+            bar.set_position(r.bytes);
+            bar.set_message(format!(
+                "{} accepted, {} rejected",
+                thousands(r.accepted),
+                thousands(r.rejected)
+            ));
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"acked_lines": r.acked_lines, "accepted": r.accepted, "rejected": r.rejected})
+                );
+            }
+        },
+    )?;
+    bar.finish_and_clear();
+    let elapsed = started.elapsed();
+    let topic_name = Topic::lookup(&args.topic)
+        .map(|t| t.name().to_string())
+        .unwrap_or_else(|_| args.topic.clone());
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "done": true, "topic": topic_name, "lines": report.lines, "accepted": report.accepted,
+                "rejected": report.rejected, "blank": report.blank, "rejected_by_kind": report.rejected_by_kind,
+                "seconds": elapsed.as_secs_f64(),
+            })
+        );
+    } else {
+        if report.lines == 0 {
+            eprintln!("warning: {} is empty; nothing was ingested", args.file);
+        }
+        println!(
+            "ingest: {} accepted into {}, {} rejected to {} ({} lines, {}, {:.2} s)",
+            thousands(report.accepted),
+            topic_name,
+            thousands(report.rejected),
+            Topic::DeadLetter.name(),
+            thousands(report.lines),
+            bytesize::ByteSize(report.bytes),
+            elapsed.as_secs_f64()
+        );
+        for r in &report.samples {
+            let field = r
+                .field
+                .as_deref()
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default();
+            println!(
+                "  line {}: {}{}: {}",
+                r.line_number,
+                r.kind.as_str(),
+                field,
+                r.reason
+            );
+        }
+        if report.rejected as usize > report.samples.len() {
+            println!(
+                "  ... and {} more; query them with: omnistream sql \"SELECT line_number, error_kind, reason FROM dead_letter\"",
+                report.rejected as usize - report.samples.len()
+            );
+        }
+    }
+    if report.rejected > 0 {
+        return Err(CliError::Partial(format!(
+            "{} of {} lines rejected (kept in the dead-letter topic with their reasons)",
+            thousands(report.rejected),
+            thousands(report.lines - report.blank)
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! One module per command.
+
+pub mod bench;
+pub mod ingest;
+pub mod jobs;
+pub mod lake;
+pub mod simulate;
+pub mod sql;
+pub mod topics;
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use omnistream_lake::Lake;
+use omnistream_streams::EmbeddedLog;
+
+use crate::config::Config;
+use crate::error::Result;
+
+pub fn open_log(config: &Config) -> Result<EmbeddedLog> {
+    Ok(EmbeddedLog::open(config.log_config())?)
+}
+
+pub fn open_lake(config: &Config) -> Result<Lake> {
+    Ok(Lake::open(config.lake_dir())?)
+}
+
+/// A spinner on stderr when it is a terminal, hidden otherwise.
+pub fn spinner(message: &str) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
+    };
+    bar.set_style(ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").unwrap());
+    bar.set_message(message.to_string());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

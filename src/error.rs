@@ -1,0 +1,77 @@
+//! Errors of the CLI: one line per cause, never a backtrace (decision 11).
+
+use std::process::ExitCode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The configuration (file or environment) is invalid.
+    #[error("configuration: {0}")]
+    Config(String),
+
+    /// The command line asks for something that cannot be done.
+    #[error("{0}")]
+    Usage(String),
+
+    #[error(transparent)]
+    Streams(#[from] omnistream_streams::StreamsError),
+
+    #[error(transparent)]
+    Connectors(#[from] omnistream_connectors::ConnectorError),
+
+    #[error(transparent)]
+    Lake(#[from] omnistream_lake::LakeError),
+
+    #[error(transparent)]
+    Jobs(#[from] omnistream_jobs::JobError),
+
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+
+    /// The command finished, but not everything succeeded (for example, ingest rejected lines).
+    /// Its report has already been printed.
+    #[error("{0}")]
+    Partial(String),
+}
+
+impl CliError {
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
+        let context = context.into();
+        move |source| CliError::Io { context, source }
+    }
+
+    /// Exit codes: 1 for an error, 2 for a command that completed with rejected input.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Partial(_) => ExitCode::from(2),
+            _ => ExitCode::from(1),
+        }
+    }
+}
+
+pub type Result<T, E = CliError> = std::result::Result<T, E>;
+
+/// The error and its causes, one per line after the first, as `error: ...` / `  caused by: ...`.
+pub fn render(error: &CliError) -> String {
+    let mut out = format!("error: {error}");
+    let mut source = std::error::Error::source(error);
+    let mut last = error.to_string();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // thiserror's `transparent` and `{0}` repeat the cause in the message: skip repeats.
+        if !last.contains(&text) {
+            out.push_str(&format!("\n  caused by: {text}"));
+        }
+        last = text;
+        source = cause.source();
+    }
+    out
+}

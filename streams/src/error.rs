@@ -1,0 +1,72 @@
+//! Errors of the streams crate, named by what failed.
+
+use std::path::PathBuf;
+
+/// Result alias for the streams crate.
+pub type Result<T, E = StreamsError> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the registry or the event log.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamsError {
+    /// A topic name (or table name) that the registry does not know.
+    #[error("unknown topic '{name}' (known: {known})")]
+    UnknownTopic { name: String, known: String },
+
+    /// A record batch whose schema is not the topic's registered schema.
+    #[error("schema mismatch on topic '{topic}': {detail}")]
+    SchemaMismatch { topic: String, detail: String },
+
+    /// A partition that the topic does not have.
+    #[error("topic '{topic}' has {partitions} partition(s); partition {partition} does not exist")]
+    UnknownPartition {
+        topic: String,
+        partition: u32,
+        partitions: u32,
+    },
+
+    /// A complete frame whose checksum does not match: the data is corrupt and is not served.
+    #[error("corrupt frame in {path} at byte {position} (offset {base_offset}): {detail}")]
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        base_offset: u64,
+        detail: String,
+    },
+
+    /// A consumer group or topic name that cannot become a file name.
+    #[error("invalid name '{name}': {reason}")]
+    InvalidName { name: String, reason: &'static str },
+
+    /// On-disk metadata that contradicts the registry (for example a changed schema without a version bump).
+    #[error("log metadata conflict for topic '{topic}': {detail}")]
+    Metadata { topic: String, detail: String },
+
+    /// Arrow encoding or decoding failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+
+    /// File system I/O failed.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+
+    /// A broken invariant: a bug, please report it.
+    #[error("internal error (a bug, please report): {0}")]
+    Internal(String),
+}
+
+/// Attach a human-readable context to an I/O error.
+pub(crate) trait IoContext<T> {
+    fn io_context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
+    fn io_context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| StreamsError::Io {
+            context: context(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,128 @@
+//! Integration tests: the real `omnistream` binary on real files, and the SQL specification in
+//! `tests/slt/*.slt` run against a real lake.
+
+mod cli;
+mod crash;
+mod interop;
+mod slt;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A data directory of its own and the binary to run against it.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The binary with this environment's data directory and no inherited OMNISTREAM_* settings.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_omnistream"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("OMNISTREAM_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.current_dir(self.dir.path())
+            .arg("--data-dir")
+            .arg(self.data())
+            .args(args);
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Run and require success.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "omnistream {args:?} failed:\n{}",
+            describe(&out)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Query the lake and return the rows as JSON objects.
+    pub fn sql(&self, query: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        let out = self.ok(&["sql", "--format", "json", query]);
+        serde_json::from_str::<Vec<serde_json::Value>>(&out)
+            .unwrap_or_else(|e| panic!("{e}: {out}"))
+            .into_iter()
+            .map(|v| v.as_object().unwrap().clone())
+            .collect()
+    }
+
+    /// A single integer from a query.
+    pub fn sql_int(&self, query: &str) -> i64 {
+        let rows = self.sql(query);
+        rows[0]
+            .values()
+            .next()
+            .unwrap()
+            .as_i64()
+            .unwrap_or_else(|| panic!("{query}: {rows:?}"))
+    }
+
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A valid model-call event.
+pub fn model_call(event_id: &str, model: &str, emitted_at: &str, latency_ms: f64) -> String {
+    serde_json::json!({
+        "event_id": event_id, "correlation_id": "c-1", "emitted_at": emitted_at,
+        "model": model, "latency_ms": latency_ms, "success": true, "input_tokens": 10, "output_tokens": 5,
+    })
+    .to_string()
+}
+
+/// A UUID made from a small number, for readable test ids.
+pub fn uuid(n: u64) -> String {
+    format!("00000000-0000-7000-8000-{n:012}")
+}
