@@ -43,6 +43,9 @@ impl Lake {
         let root = root.into();
         fs::create_dir_all(&root)
             .io_context(|| format!("creating lake directory {}", root.display()))?;
+        // Absolute, because DataFusion's object store addresses files by absolute path.
+        let root =
+            fs::canonicalize(&root).io_context(|| format!("resolving {}", root.display()))?;
         let txlog = TxLog::new(&root);
         txlog.ensure_dirs()?;
         let lake = Lake {
@@ -311,10 +314,10 @@ impl<'a> LakeWriter<'a> {
                     tracing::debug!(writer = %self.name, seq = commit.seq, actions = commit.actions.len(), "committed");
                     self.lake.finish_commit(commit.seq)?;
                     let snapshot = self.lake.snapshot()?;
-                    if commit.seq % CHECKPOINT_INTERVAL == 0 {
-                        if let Err(e) = self.lake.txlog.checkpoint(&snapshot) {
-                            tracing::warn!(error = %e, "could not write a lake checkpoint (nothing is lost)");
-                        }
+                    if commit.seq % CHECKPOINT_INTERVAL == 0
+                        && let Err(e) = self.lake.txlog.checkpoint(&snapshot)
+                    {
+                        tracing::warn!(error = %e, "could not write a lake checkpoint (nothing is lost)");
                     }
                     return Ok(snapshot);
                 }

@@ -114,11 +114,8 @@ async fn uncommitted_staged_files_are_discarded_and_never_seen() {
     let staging = dir.path().join("_omnistream/staging/w");
     assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 1);
     assert_eq!(scalar(&sql(&lake, "SELECT count(*) FROM events").await), 3);
-    let _w = Lake::open(dir.path())
-        .unwrap()
-        .writer("w")
-        .map(|_| ())
-        .unwrap();
+    let reopened = Lake::open(dir.path()).unwrap();
+    let _writer = reopened.writer("w").unwrap();
     assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
 }
 

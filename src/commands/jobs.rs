@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use omnistream_jobs::{LAKE_SINK, LakeSink, SinkTotals};
-use omnistream_streams::Topic;
 
 use super::{open_lake, open_log, spinner, thousands};
 use crate::cli::{JobRunArgs, JobsCommand};
@@ -79,10 +78,10 @@ async fn run_job(config: &Config, args: JobRunArgs) -> Result<()> {
     .map_err(|e| CliError::Usage(format!("lake-sink stopped: {e}")))??;
     let secs = totals.elapsed.as_secs_f64().max(1e-9);
     println!(
-        "lake-sink: {} records read, {} rows written to {} tables' files, {} duplicates dropped, {} commits, {} files compacted, {:.2} s ({} rows/s)",
+        "lake-sink: {} records read, {} rows written in {} files, {} duplicates dropped, {} commits, {} files compacted, {:.2} s ({} rows/s)",
         thousands(totals.records_read),
         thousands(totals.rows_written),
-        Topic::ALL.len(),
+        totals.files_written,
         thousands(totals.duplicates),
         totals.commits,
         totals.files_compacted,

@@ -41,7 +41,7 @@ pub fn workload_config(args: &SimulateArgs) -> Result<WorkloadConfig> {
             )));
         }
     }
-    if !(args.rate > 0.0) {
+    if args.rate.is_nan() || args.rate <= 0.0 {
         return Err(CliError::Usage(format!(
             "--rate must be positive, got {}",
             args.rate

@@ -443,3 +443,34 @@ fn help_teaches_and_bad_usage_is_explained() {
         describe(&out)
     );
 }
+
+#[test]
+fn a_relative_data_dir_works_from_any_working_directory() {
+    let env = Env::new();
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_omnistream"));
+        let out = cmd
+            .current_dir(env.dir.path())
+            .args(["--data-dir", "relative-data"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", describe(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&["simulate", "--generations", "3", "--nodes", "1"]);
+    run(&["jobs", "run", "lake-sink", "--once"]);
+    let out = run(&[
+        "sql",
+        "--format",
+        "csv",
+        "SELECT count(*) AS n FROM generation_requested",
+    ]);
+    assert_eq!(out, "n\n3\n");
+    assert!(
+        env.dir
+            .path()
+            .join("relative-data/lake/generation_requested")
+            .is_dir()
+    );
+}
