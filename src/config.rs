@@ -45,6 +45,8 @@ pub struct IngestConfig {
     pub max_event_bytes: usize,
     /// At most this much of a rejected line is kept in the dead-letter topic.
     pub dead_letter_max_raw_bytes: usize,
+    /// Threads decoding JSON in parallel (default: the number of cores, at most 4).
+    pub decode_threads: usize,
 }
 
 /// The lake-sink job.
@@ -90,6 +92,7 @@ impl Default for IngestConfig {
             batch_rows: d.batch_rows,
             max_event_bytes: d.max_event_bytes,
             dead_letter_max_raw_bytes: d.dead_letter_max_raw_bytes,
+            decode_threads: d.decode_threads,
         }
     }
 }
@@ -165,6 +168,7 @@ impl Config {
             batch_bytes: omnistream_connectors::IngestOptions::default().batch_bytes,
             max_event_bytes: self.ingest.max_event_bytes,
             dead_letter_max_raw_bytes: self.ingest.dead_letter_max_raw_bytes,
+            decode_threads: self.ingest.decode_threads.max(1),
             defaults: omnistream_connectors::EnvelopeDefaults {
                 source: source.to_string(),
             },

@@ -1,9 +1,15 @@
 //! JSON events to Arrow rows of a topic's schema, one line at a time, with a precise reason for
 //! every line that cannot be accepted.
 //!
-//! A line is parsed and checked completely before anything is appended to the column builders, so
-//! a rejected line leaves no trace in the batch.
+//! The decoder walks each JSON object once with serde_json, without building a map: every key is
+//! looked up among the topic's fields (and their upstream aliases), and its value is read straight
+//! into a typed, borrowed cell. A line is checked completely before anything is appended to the
+//! column builders, so a rejected line leaves no trace in the batch.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -12,7 +18,10 @@ use arrow::array::{
 };
 use omnistream_streams::envelope;
 use omnistream_streams::{FieldSpec, FieldType, Topic};
-use serde_json::{Map, Value};
+use serde::de::{
+    self, DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
+use serde_json::Value;
 
 /// Why an input line was not accepted. The names are the `error_kind` column of the dead-letter topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -75,16 +84,75 @@ impl Default for EnvelopeDefaults {
     }
 }
 
-/// One parsed cell, before it goes into a builder.
+/// FNV-1a: the keys are short field names, for which it beats SipHash several times over.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for b in bytes {
+            h = (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
+/// A value as read from JSON, before it is checked against its field's type.
 #[derive(Debug)]
-enum Cell {
+enum Raw<'de> {
     Null,
-    Str(String),
+    Str(Cow<'de, str>),
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool(bool),
+    /// An array where a scalar was expected (skipped).
+    Array,
+    /// An object where a scalar was expected (skipped).
+    Object,
+    /// An array of strings (and nulls).
+    List(Vec<Option<Cow<'de, str>>>),
+    /// An array holding something other than strings: the kind found.
+    BadList(&'static str),
+    /// Any JSON (for `Json` fields).
+    Json(Value),
+}
+
+impl Raw<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Raw::Null => "null",
+            Raw::Str(_) => "a string",
+            Raw::I64(_) | Raw::U64(_) => "an integer",
+            Raw::F64(_) => "a number",
+            Raw::Bool(_) => "a boolean",
+            Raw::Array | Raw::List(_) | Raw::BadList(_) => "an array",
+            Raw::Object => "an object",
+            Raw::Json(_) => "JSON",
+        }
+    }
+}
+
+/// One checked cell, before it goes into a builder.
+#[derive(Debug)]
+enum Cell<'a> {
+    Null,
+    Str(Cow<'a, str>),
     I64(i64),
     F64(f64),
     Bool(bool),
     Ts(i64),
-    List(Vec<Option<String>>),
+    List(Vec<Option<Cow<'a, str>>>),
 }
 
 enum Column {
@@ -149,30 +217,60 @@ impl Column {
     }
 }
 
+/// What a JSON key means for a topic.
+#[derive(Debug, Clone, Copy)]
+enum Key {
+    Field(usize),
+    Metadata,
+    Payload,
+}
+
 /// Decodes JSON events of one topic into record batches of its schema.
 pub struct EventDecoder {
     topic: Topic,
     defaults: EnvelopeDefaults,
     columns: Vec<Column>,
     rows: usize,
-    /// Parsed cells of the line being decoded, reused between lines.
-    scratch: Vec<Cell>,
+    keys: FnvMap<&'static str, Key>,
+    /// Fields that can also come from a nested path (`capabilities/metadata/node_type`).
+    path_aliases: Vec<(usize, Vec<&'static str>)>,
+}
+
+/// What one line holds, borrowed from its text.
+struct Parsed<'de> {
+    values: Vec<Option<Raw<'de>>>,
+    metadata: Option<Value>,
+    unknown: Vec<(Cow<'de, str>, Value)>,
 }
 
 impl EventDecoder {
     pub fn new(topic: Topic, defaults: EnvelopeDefaults) -> Self {
-        let columns = topic
-            .spec()
-            .fields
-            .iter()
-            .map(|f| Column::new(f.ty))
-            .collect();
+        let spec = topic.spec();
+        let columns = spec.fields.iter().map(|f| Column::new(f.ty)).collect();
+        let mut keys: FnvMap<&'static str, Key> = FnvMap::default();
+        let mut path_aliases = Vec::new();
+        for (i, field) in spec.fields.iter().enumerate() {
+            if field.name == envelope::METADATA {
+                keys.insert(field.name, Key::Metadata);
+                continue;
+            }
+            for alias in field.aliases {
+                if alias.contains('/') {
+                    path_aliases.push((i, alias.split('/').collect()));
+                } else {
+                    keys.entry(alias).or_insert(Key::Field(i));
+                }
+            }
+            keys.insert(field.name, Key::Field(i));
+        }
+        keys.entry("payload").or_insert(Key::Payload);
         EventDecoder {
             topic,
             defaults,
             columns,
             rows: 0,
-            scratch: Vec::new(),
+            keys,
+            path_aliases,
         }
     }
 
@@ -189,6 +287,11 @@ impl EventDecoder {
         self.rows == 0
     }
 
+    /// Decode one JSON value (an object). On error nothing is added.
+    pub fn push_value(&mut self, value: Value) -> Result<(), Rejection> {
+        self.push_line(value.to_string().as_bytes())
+    }
+
     /// Decode one line of JSON. On error nothing is added.
     pub fn push_line(&mut self, line: &[u8]) -> Result<(), Rejection> {
         let text = std::str::from_utf8(line).map_err(|e| {
@@ -198,122 +301,191 @@ impl EventDecoder {
                 format!("invalid UTF-8 at byte {}", e.valid_up_to()),
             )
         })?;
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            Rejection::new(
-                RejectKind::MalformedJson,
-                None,
-                format!("malformed JSON: {e}"),
-            )
-        })?;
-        self.push_value(value)
-    }
-
-    /// Decode one JSON value (an object). On error nothing is added.
-    pub fn push_value(&mut self, value: Value) -> Result<(), Rejection> {
-        let Value::Object(mut object) = value else {
-            return Err(Rejection::new(
-                RejectKind::NotAnObject,
-                None,
-                format!("expected a JSON object, got {}", json_kind(&value)),
-            ));
+        let mut parsed = Parsed {
+            values: (0..self.columns.len()).map(|_| None).collect(),
+            metadata: None,
+            unknown: Vec::new(),
         };
-        lift_payload(&mut object)?;
-        let mut cells = std::mem::take(&mut self.scratch);
-        cells.clear();
-        let result = self.parse_fields(&mut object, &mut cells);
-        if result.is_ok() {
-            for (column, cell) in self.columns.iter_mut().zip(cells.drain(..)) {
-                column.push(cell);
-            }
-            self.rows += 1;
+        let mut type_error = None;
+        self.parse_object(text, &mut parsed, &mut type_error, true)?;
+        if let Some(rejection) = type_error {
+            return Err(rejection);
         }
-        self.scratch = cells;
-        result
+        self.resolve_path_aliases(&mut parsed)?;
+        let cells = self.check(parsed)?;
+        for (column, cell) in self.columns.iter_mut().zip(cells) {
+            column.push(cell);
+        }
+        self.rows += 1;
+        Ok(())
     }
 
-    fn parse_fields(
+    /// Walk one JSON object. `type_error` keeps the first value that does not fit its field; the
+    /// walk goes on so that malformed JSON later in the line is still reported as such.
+    fn parse_object<'de>(
         &self,
-        object: &mut Map<String, Value>,
-        cells: &mut Vec<Cell>,
+        text: &'de str,
+        parsed: &mut Parsed<'de>,
+        type_error: &mut Option<Rejection>,
+        top_level: bool,
     ) -> Result<(), Rejection> {
-        let spec = self.topic.spec();
-        let mut event_id = None;
-        for field in &spec.fields {
-            let cell = match field.name {
-                envelope::METADATA => Cell::Null, // filled last, from what is left over
-                _ => {
-                    let value = take_field(object, field);
-                    match (field.name, value) {
-                        (envelope::EVENT_ID, None) => Cell::Str(uuid::Uuid::now_v7().to_string()),
-                        (envelope::EVENT_ID, Some(v)) => {
-                            let s = expect_string(field, v)?;
-                            let id = uuid::Uuid::parse_str(&s).map_err(|_| {
-                                Rejection::new(
-                                    RejectKind::InvalidValue,
-                                    Some(field.name),
-                                    format!("event_id '{}' is not a UUID", truncate(&s, 80)),
-                                )
-                            })?;
-                            Cell::Str(id.hyphenated().to_string())
-                        }
-                        (envelope::CORRELATION_ID, None) => match &event_id {
-                            Some(Cell::Str(id)) => Cell::Str(id.clone()),
-                            _ => unreachable!("event_id precedes correlation_id"),
-                        },
-                        (envelope::EVENT_TYPE, None) => Cell::Str(spec.event_type.to_string()),
-                        (envelope::SOURCE, None) => Cell::Str(self.defaults.source.clone()),
-                        (envelope::EMITTED_AT, None) => {
-                            Cell::Ts(chrono::Utc::now().timestamp_micros())
-                        }
-                        (envelope::SCHEMA_VERSION, None) => Cell::I64(spec.version),
-                        (envelope::SCHEMA_VERSION, Some(v)) => {
-                            let Cell::I64(version) = convert(field, v)? else {
-                                unreachable!()
-                            };
-                            if version != spec.version {
-                                return Err(Rejection::new(
-                                    RejectKind::InvalidValue,
-                                    Some(field.name),
-                                    format!(
-                                        "schema_version {version} is not served by {} (version {})",
-                                        spec.name, spec.version
-                                    ),
-                                ));
-                            }
-                            Cell::I64(version)
-                        }
-                        (_, None) if field.required => {
-                            return Err(Rejection::new(
-                                RejectKind::MissingField,
-                                Some(field.name),
-                                format!(
-                                    "required field '{}' ({}) is missing",
-                                    field.name,
-                                    field.ty.json_shape()
-                                ),
-                            ));
-                        }
-                        (_, None) => Cell::Null,
-                        (_, Some(v)) => convert(field, v)?,
-                    }
+        let mut de = serde_json::Deserializer::from_str(text);
+        let visitor = ObjectVisitor {
+            decoder: self,
+            parsed,
+            type_error,
+            top_level,
+        };
+        let result = de.deserialize_map(visitor).and_then(|_| de.end());
+        result.map_err(|e| {
+            if top_level && !text.trim_start().starts_with('{') {
+                match serde_json::from_str::<IgnoredAny>(text) {
+                    Ok(_) => Rejection::new(
+                        RejectKind::NotAnObject,
+                        None,
+                        format!("expected a JSON object, got {}", json_kind_of_text(text)),
+                    ),
+                    Err(e) => Rejection::new(
+                        RejectKind::MalformedJson,
+                        None,
+                        format!("malformed JSON: {e}"),
+                    ),
                 }
-            };
-            if field.name == envelope::EVENT_ID {
-                event_id = Some(match &cell {
-                    Cell::Str(s) => Cell::Str(s.clone()),
-                    _ => unreachable!(),
-                });
+            } else {
+                Rejection::new(
+                    RejectKind::MalformedJson,
+                    None,
+                    format!("malformed JSON: {e}"),
+                )
             }
+        })
+    }
+
+    /// Fields still missing that an upstream producer may send nested, e.g. under `capabilities`.
+    fn resolve_path_aliases<'de>(&self, parsed: &mut Parsed<'de>) -> Result<(), Rejection> {
+        let spec = self.topic.spec();
+        for (index, path) in &self.path_aliases {
+            if parsed.values[*index].is_some() {
+                continue;
+            }
+            let Some((_, root)) = parsed.unknown.iter().find(|(k, _)| k == path[0]) else {
+                continue;
+            };
+            let mut value = root.clone();
+            for part in &path[1..] {
+                value = match value {
+                    Value::Object(mut m) => m.remove(*part).unwrap_or(Value::Null),
+                    _ => Value::Null,
+                };
+            }
+            let field = &spec.fields[*index];
+            parsed.values[*index] = match value {
+                Value::Null => None,
+                Value::String(s) => Some(Raw::Str(Cow::Owned(s))),
+                Value::Bool(b) => Some(Raw::Bool(b)),
+                Value::Number(n) => Some(match (n.as_i64(), n.as_u64()) {
+                    (Some(i), _) => Raw::I64(i),
+                    (None, Some(u)) => Raw::U64(u),
+                    _ => Raw::F64(n.as_f64().unwrap_or(f64::NAN)),
+                }),
+                Value::Array(items) if field.ty == FieldType::Utf8List => {
+                    let mut list = Vec::with_capacity(items.len());
+                    let mut bad = None;
+                    for item in items {
+                        match item {
+                            Value::String(s) => list.push(Some(Cow::Owned(s))),
+                            Value::Null => list.push(None),
+                            other => bad = Some(json_kind(&other)),
+                        }
+                    }
+                    Some(bad.map_or(Raw::List(list), Raw::BadList))
+                }
+                Value::Array(_) => Some(Raw::Array),
+                Value::Object(_) => Some(Raw::Object),
+            };
+        }
+        Ok(())
+    }
+
+    /// Check every field against its type, fill envelope defaults, and assemble `metadata`.
+    fn check<'de>(&self, parsed: Parsed<'de>) -> Result<Vec<Cell<'de>>, Rejection> {
+        let spec = self.topic.spec();
+        let mut cells = Vec::with_capacity(spec.fields.len());
+        let mut event_id: Option<String> = None;
+        let Parsed {
+            values,
+            mut metadata,
+            mut unknown,
+        } = parsed;
+        for (field, value) in spec.fields.iter().zip(values) {
+            let cell = match (field.name, value) {
+                (envelope::METADATA, _) => {
+                    metadata_cell(metadata.take(), std::mem::take(&mut unknown))?
+                }
+                (envelope::EVENT_ID, None) => {
+                    let id = uuid::Uuid::now_v7().hyphenated().to_string();
+                    event_id = Some(id.clone());
+                    Cell::Str(Cow::Owned(id))
+                }
+                (envelope::EVENT_ID, Some(v)) => {
+                    let s = expect_str(field, v)?;
+                    let id = uuid::Uuid::parse_str(&s).map_err(|_| {
+                        Rejection::new(
+                            RejectKind::InvalidValue,
+                            Some(field.name),
+                            format!("event_id '{}' is not a UUID", truncate(&s, 80)),
+                        )
+                    })?;
+                    // Canonical form, so that the same id in another spelling still dedups.
+                    let canonical = id.hyphenated().to_string();
+                    let cell = if canonical == *s {
+                        Cell::Str(s)
+                    } else {
+                        Cell::Str(Cow::Owned(canonical.clone()))
+                    };
+                    event_id = Some(canonical);
+                    cell
+                }
+                (envelope::CORRELATION_ID, None) => Cell::Str(Cow::Owned(
+                    event_id.clone().expect("event_id precedes correlation_id"),
+                )),
+                (envelope::EVENT_TYPE, None) => Cell::Str(Cow::Borrowed(spec.event_type)),
+                (envelope::SOURCE, None) => Cell::Str(Cow::Owned(self.defaults.source.clone())),
+                (envelope::EMITTED_AT, None) => Cell::Ts(chrono::Utc::now().timestamp_micros()),
+                (envelope::SCHEMA_VERSION, None) => Cell::I64(spec.version),
+                (envelope::SCHEMA_VERSION, Some(v)) => {
+                    let Cell::I64(version) = convert(field, v)? else {
+                        unreachable!()
+                    };
+                    if version != spec.version {
+                        return Err(Rejection::new(
+                            RejectKind::InvalidValue,
+                            Some(field.name),
+                            format!(
+                                "schema_version {version} is not served by {} (version {})",
+                                spec.name, spec.version
+                            ),
+                        ));
+                    }
+                    Cell::I64(version)
+                }
+                (_, None) if field.required => {
+                    return Err(Rejection::new(
+                        RejectKind::MissingField,
+                        Some(field.name),
+                        format!(
+                            "required field '{}' ({}) is missing",
+                            field.name,
+                            field.ty.json_shape()
+                        ),
+                    ));
+                }
+                (_, None) => Cell::Null,
+                (_, Some(v)) => convert(field, v)?,
+            };
             cells.push(cell);
         }
-        // Whatever is left is kept, not dropped: the input's `metadata` object plus unknown keys.
-        let metadata_index = spec
-            .fields
-            .iter()
-            .position(|f| f.name == envelope::METADATA)
-            .unwrap();
-        cells[metadata_index] = metadata_cell(std::mem::take(object))?;
-        Ok(())
+        Ok(cells)
     }
 
     /// Take the rows decoded so far as a record batch, and start afresh.
@@ -325,55 +497,324 @@ impl EventDecoder {
     }
 }
 
-/// Accept the upstream envelope shape `{"event_id": ..., "payload": {...}}` by lifting the payload's
-/// keys to the top level.
-fn lift_payload(object: &mut Map<String, Value>) -> Result<(), Rejection> {
-    if !matches!(object.get("payload"), Some(Value::Object(_))) {
-        return Ok(());
-    }
-    let Some(Value::Object(payload)) = object.remove("payload") else {
-        unreachable!()
-    };
-    for (key, value) in payload {
-        if object.contains_key(&key) {
-            return Err(Rejection::new(
-                RejectKind::InvalidValue,
-                Some(&key),
-                format!("field '{key}' appears both at the top level and in 'payload'"),
-            ));
-        }
-        object.insert(key, value);
-    }
-    Ok(())
+struct ObjectVisitor<'a, 'p, 'de> {
+    decoder: &'a EventDecoder,
+    parsed: &'p mut Parsed<'de>,
+    type_error: &'p mut Option<Rejection>,
+    top_level: bool,
 }
 
-/// Remove a field (by name, then by alias) from the object. JSON null counts as absent.
-fn take_field(object: &mut Map<String, Value>, field: &FieldSpec) -> Option<Value> {
-    if let Some(v) = object.remove(field.name) {
-        return (!v.is_null()).then_some(v);
+impl<'de> Visitor<'de> for ObjectVisitor<'_, '_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
     }
-    for alias in field.aliases {
-        let value = if alias.contains('/') {
-            let mut parts = alias.split('/');
-            let first = parts.next().unwrap();
-            let mut current = object.get(first);
-            for part in parts {
-                current = current.and_then(|v| v.get(part));
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let spec = self.decoder.topic.spec();
+        while let Some(key) = map.next_key::<CowStr<'de>>()? {
+            let key = key.0;
+            match self.decoder.keys.get(key.as_ref()).copied() {
+                Some(Key::Field(i)) => {
+                    let field = &spec.fields[i];
+                    let raw = match field.ty {
+                        FieldType::Json => Raw::Json(map.next_value::<Value>()?),
+                        FieldType::Utf8List => map.next_value::<ListValue<'de>>()?.0,
+                        _ => map.next_value::<ScalarValue<'de>>()?.0,
+                    };
+                    // An alias does not override the field's own name given earlier in the line.
+                    if key != field.name && self.parsed.values[i].is_some() {
+                        continue;
+                    }
+                    self.parsed.values[i] = if matches!(raw, Raw::Null) {
+                        None
+                    } else {
+                        Some(raw)
+                    };
+                }
+                Some(Key::Metadata) => self.parsed.metadata = Some(map.next_value::<Value>()?),
+                Some(Key::Payload) if self.top_level => {
+                    let seed = PayloadSeed {
+                        decoder: self.decoder,
+                        parsed: &mut *self.parsed,
+                        type_error: &mut *self.type_error,
+                    };
+                    if let Some(not_an_object) = map.next_value_seed(seed)? {
+                        self.parsed.unknown.push((key, not_an_object));
+                    }
+                }
+                Some(Key::Payload) | None => {
+                    let value = map.next_value::<Value>()?;
+                    self.parsed.unknown.push((key, value));
+                }
             }
-            current.cloned()
-        } else {
-            object.remove(*alias)
-        };
-        if let Some(v) = value.filter(|v| !v.is_null()) {
-            return Some(v);
         }
+        Ok(())
     }
-    None
 }
 
-fn metadata_cell(mut rest: Map<String, Value>) -> Result<Cell, Rejection> {
-    let mut metadata = match rest.remove(envelope::METADATA) {
-        None | Some(Value::Null) => Map::new(),
+/// The upstream envelope shape `{"event_id": ..., "payload": {...}}`: the payload's keys count as
+/// top-level keys; one given in both places is refused. A payload that is not an object is kept
+/// as an unknown key (returned).
+struct PayloadSeed<'a, 'p, 'de> {
+    decoder: &'a EventDecoder,
+    parsed: &'p mut Parsed<'de>,
+    type_error: &'p mut Option<Rejection>,
+}
+
+impl<'de> DeserializeSeed<'de> for PayloadSeed<'_, '_, 'de> {
+    type Value = Option<Value>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<Value>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PayloadSeed<'_, '_, 'de> {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a payload object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<Value>, A::Error> {
+        let given: Vec<bool> = self.parsed.values.iter().map(Option::is_some).collect();
+        let known_unknown = self.parsed.unknown.len();
+        let had_metadata = self.parsed.metadata.is_some();
+        let mut nested = Parsed {
+            values: (0..given.len()).map(|_| None).collect(),
+            metadata: None,
+            unknown: vec![],
+        };
+        let mut nested_error = None;
+        ObjectVisitor {
+            decoder: self.decoder,
+            parsed: &mut nested,
+            type_error: &mut nested_error,
+            top_level: false,
+        }
+        .visit_map(map)?;
+        let mut conflict = None;
+        let spec = self.decoder.topic.spec();
+        for (i, value) in nested.values.into_iter().enumerate() {
+            if let Some(value) = value {
+                if given[i] {
+                    conflict = conflict.or(Some(spec.fields[i].name.to_string()));
+                }
+                self.parsed.values[i] = Some(value);
+            }
+        }
+        for (key, value) in nested.unknown {
+            if self.parsed.unknown[..known_unknown]
+                .iter()
+                .any(|(k, _)| *k == key)
+            {
+                conflict = conflict.or(Some(key.to_string()));
+            }
+            self.parsed.unknown.push((key, value));
+        }
+        if let Some(m) = nested.metadata {
+            if had_metadata {
+                conflict = conflict.or(Some(envelope::METADATA.to_string()));
+            }
+            self.parsed.metadata = Some(m);
+        }
+        if self.type_error.is_none() {
+            *self.type_error = nested_error.or(conflict.map(|key| {
+                Rejection::new(
+                    RejectKind::InvalidValue,
+                    Some(&key),
+                    format!("field '{key}' appears both at the top level and in 'payload'"),
+                )
+            }));
+        }
+        Ok(None)
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Option<Value>, E> {
+        Ok(Some(Value::String(v.to_string())))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Option<Value>, E> {
+        Ok(Some(Value::String(v.to_string())))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Option<Value>, E> {
+        Ok(Some(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Option<Value>, E> {
+        Ok(Some(Value::from(v)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Option<Value>, E> {
+        Ok(Some(Value::from(v)))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Bool(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Option<Value>, E> {
+        Ok(Some(Value::Null))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<Value>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Value>()? {
+            items.push(item);
+        }
+        Ok(Some(Value::Array(items)))
+    }
+}
+
+/// A key or string, borrowed from the input when it has no escapes.
+struct CowStr<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for CowStr<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CowStr<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(CowStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// Any JSON value where a scalar is expected; arrays and objects are skipped and named.
+struct ScalarValue<'de>(Raw<'de>);
+
+impl<'de> de::Deserialize<'de> for ScalarValue<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarVisitor).map(ScalarValue)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Raw<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Raw<'de>, E> {
+        Ok(Raw::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Raw<'de>, E> {
+        Ok(Raw::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Raw<'de>, E> {
+        Ok(Raw::Str(Cow::Owned(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Raw<'de>, E> {
+        Ok(Raw::I64(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Raw<'de>, E> {
+        Ok(Raw::U64(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Raw<'de>, E> {
+        Ok(Raw::F64(v))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Raw<'de>, E> {
+        Ok(Raw::Bool(v))
+    }
+    fn visit_unit<E>(self) -> Result<Raw<'de>, E> {
+        Ok(Raw::Null)
+    }
+    fn visit_none<E>(self) -> Result<Raw<'de>, E> {
+        Ok(Raw::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Raw::Array)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Raw::Object)
+    }
+}
+
+/// An array of strings (or whatever else was given, named for the error).
+struct ListValue<'de>(Raw<'de>);
+
+impl<'de> de::Deserialize<'de> for ListValue<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Raw<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of strings")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw<'de>, A::Error> {
+                let mut items = Vec::new();
+                let mut bad = None;
+                while let Some(item) = seq.next_element_seed(ScalarSeed)? {
+                    match item {
+                        Raw::Str(s) => items.push(Some(s)),
+                        Raw::Null => items.push(None),
+                        other => bad = bad.or(Some(other.kind())),
+                    }
+                }
+                Ok(bad.map_or(Raw::List(items), Raw::BadList))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Raw<'de>, E> {
+                Ok(Raw::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Raw<'de>, E> {
+                Ok(Raw::Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Raw<'de>, E> {
+                Ok(Raw::Str(Cow::Owned(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Raw<'de>, E> {
+                Ok(Raw::I64(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Raw<'de>, E> {
+                Ok(Raw::U64(v))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Raw<'de>, E> {
+                Ok(Raw::F64(v))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Raw<'de>, E> {
+                Ok(Raw::Bool(v))
+            }
+            fn visit_unit<E>(self) -> Result<Raw<'de>, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_none<E>(self) -> Result<Raw<'de>, E> {
+                Ok(Raw::Null)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Raw<'de>, A::Error> {
+                ScalarVisitor.visit_map(map)
+            }
+        }
+        d.deserialize_any(V).map(ListValue)
+    }
+}
+
+struct ScalarSeed;
+
+impl<'de> DeserializeSeed<'de> for ScalarSeed {
+    type Value = Raw<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Raw<'de>, D::Error> {
+        d.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// The `metadata` column: the input's `metadata` object plus every unknown top-level key, as
+/// compact JSON text, so nothing a producer sent is dropped.
+fn metadata_cell<'de>(
+    metadata: Option<Value>,
+    unknown: Vec<(Cow<'de, str>, Value)>,
+) -> Result<Cell<'de>, Rejection> {
+    let mut object = match metadata {
+        None | Some(Value::Null) => serde_json::Map::new(),
         Some(Value::Object(m)) => m,
         Some(other) => {
             return Err(Rejection::new(
@@ -386,18 +827,18 @@ fn metadata_cell(mut rest: Map<String, Value>) -> Result<Cell, Rejection> {
             ));
         }
     };
-    for (key, value) in rest {
-        let key = if metadata.contains_key(&key) {
+    for (key, value) in unknown {
+        let key = if object.contains_key(key.as_ref()) {
             format!("{key}__top_level")
         } else {
-            key
+            key.into_owned()
         };
-        metadata.insert(key, value);
+        object.insert(key, value);
     }
-    Ok(if metadata.is_empty() {
+    Ok(if object.is_empty() {
         Cell::Null
     } else {
-        Cell::Str(Value::Object(metadata).to_string())
+        Cell::Str(Cow::Owned(Value::Object(object).to_string()))
     })
 }
 
@@ -413,6 +854,12 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
+fn json_kind_of_text(text: &str) -> &'static str {
+    serde_json::from_str::<Value>(text)
+        .map(|v| json_kind(&v))
+        .unwrap_or("something else")
+}
+
 fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
@@ -424,7 +871,7 @@ fn truncate(s: &str, max: usize) -> String {
     format!("{}...", &s[..end])
 }
 
-fn wrong_type(field: &FieldSpec, v: &Value) -> Rejection {
+fn wrong_type(field: &FieldSpec, kind: &str) -> Rejection {
     Rejection::new(
         RejectKind::WrongType,
         Some(field.name),
@@ -432,52 +879,59 @@ fn wrong_type(field: &FieldSpec, v: &Value) -> Rejection {
             "field '{}' must be {}, got {}",
             field.name,
             field.ty.json_shape(),
-            json_kind(v)
+            kind
         ),
     )
 }
 
-fn expect_string(field: &FieldSpec, v: Value) -> Result<String, Rejection> {
+fn expect_str<'de>(field: &FieldSpec, v: Raw<'de>) -> Result<Cow<'de, str>, Rejection> {
     match v {
-        Value::String(s) => Ok(s),
-        other => Err(wrong_type(field, &other)),
+        Raw::Str(s) => Ok(s),
+        other => Err(wrong_type(field, other.kind())),
     }
 }
 
-fn convert(field: &FieldSpec, v: Value) -> Result<Cell, Rejection> {
+fn convert<'de>(field: &FieldSpec, v: Raw<'de>) -> Result<Cell<'de>, Rejection> {
     Ok(match field.ty {
-        FieldType::Utf8 => Cell::Str(expect_string(field, v)?),
+        FieldType::Utf8 => Cell::Str(expect_str(field, v)?),
         FieldType::Json => match v {
-            Value::String(s) => Cell::Str(s),
-            other => Cell::Str(other.to_string()),
+            Raw::Json(Value::String(s)) => Cell::Str(Cow::Owned(s)),
+            Raw::Json(Value::Null) => Cell::Null,
+            Raw::Json(other) => Cell::Str(Cow::Owned(other.to_string())),
+            Raw::Str(s) => Cell::Str(s),
+            other => Cell::Str(Cow::Owned(format!("{other:?}"))),
         },
-        FieldType::Int64 => match &v {
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => Cell::I64(i),
-                None => {
-                    return Err(Rejection::new(
-                        if n.is_f64() {
-                            RejectKind::WrongType
-                        } else {
-                            RejectKind::InvalidValue
-                        },
-                        Some(field.name),
-                        format!("field '{}' must be a 64-bit integer, got {n}", field.name),
-                    ));
-                }
-            },
-            _ => return Err(wrong_type(field, &v)),
+        FieldType::Int64 => match v {
+            Raw::I64(i) => Cell::I64(i),
+            Raw::U64(u) if u <= i64::MAX as u64 => Cell::I64(u as i64),
+            Raw::U64(u) => {
+                return Err(Rejection::new(
+                    RejectKind::InvalidValue,
+                    Some(field.name),
+                    format!("field '{}' must be a 64-bit integer, got {u}", field.name),
+                ));
+            }
+            Raw::F64(f) => {
+                return Err(Rejection::new(
+                    RejectKind::WrongType,
+                    Some(field.name),
+                    format!("field '{}' must be a 64-bit integer, got {f}", field.name),
+                ));
+            }
+            other => return Err(wrong_type(field, other.kind())),
         },
-        FieldType::Float64 => match &v {
-            Value::Number(n) => Cell::F64(n.as_f64().expect("JSON numbers are finite")),
-            _ => return Err(wrong_type(field, &v)),
+        FieldType::Float64 => match v {
+            Raw::F64(f) => Cell::F64(f),
+            Raw::I64(i) => Cell::F64(i as f64),
+            Raw::U64(u) => Cell::F64(u as f64),
+            other => return Err(wrong_type(field, other.kind())),
         },
         FieldType::Boolean => match v {
-            Value::Bool(b) => Cell::Bool(b),
-            _ => return Err(wrong_type(field, &v)),
+            Raw::Bool(b) => Cell::Bool(b),
+            other => return Err(wrong_type(field, other.kind())),
         },
         FieldType::Timestamp => {
-            let s = expect_string(field, v)?;
+            let s = expect_str(field, v)?;
             let ts = chrono::DateTime::parse_from_rfc3339(&s).map_err(|e| {
                 Rejection::new(
                     RejectKind::InvalidValue,
@@ -492,30 +946,20 @@ fn convert(field: &FieldSpec, v: Value) -> Result<Cell, Rejection> {
             Cell::Ts(ts.timestamp_micros())
         }
         FieldType::Utf8List => match v {
-            Value::Array(items) => {
-                let mut out = Vec::with_capacity(items.len());
-                for item in items {
-                    match item {
-                        Value::String(s) => out.push(Some(s)),
-                        Value::Null => out.push(None),
-                        other => {
-                            return Err(Rejection::new(
-                                RejectKind::WrongType,
-                                Some(field.name),
-                                format!(
-                                    "field '{}' must be an array of strings, found {} in it",
-                                    field.name,
-                                    json_kind(&other)
-                                ),
-                            ));
-                        }
-                    }
-                }
-                Cell::List(out)
+            Raw::List(items) => Cell::List(items),
+            Raw::BadList(kind) => {
+                return Err(Rejection::new(
+                    RejectKind::WrongType,
+                    Some(field.name),
+                    format!(
+                        "field '{}' must be an array of strings, found {kind} in it",
+                        field.name
+                    ),
+                ));
             }
-            other => return Err(wrong_type(field, &other)),
+            other => return Err(wrong_type(field, other.kind())),
         },
-        FieldType::Binary => return Err(wrong_type(field, &v)),
+        FieldType::Binary => return Err(wrong_type(field, v.kind())),
     })
 }
 
@@ -698,5 +1142,87 @@ mod tests {
         let b = d.finish();
         assert_eq!(b.num_rows(), 1);
         b.columns().iter().for_each(|c| assert_eq!(c.len(), 1));
+    }
+
+    #[test]
+    fn the_walk_handles_escapes_duplicates_aliases_and_payload_conflicts() {
+        let mut d = decoder(Topic::ModelCall);
+        // Escaped strings are decoded; a repeated key keeps its last value; the field's own name
+        // wins over an alias; JSON values of `Json` fields... (none here); unknown nested values are kept.
+        d.push_line(br#"{"model":"a","model":"gpt-\u00e9","model_name":"ignored","latency_ms":1,"success":true,"x":{"y":[1,2]}}"#).unwrap();
+        let b = d.finish();
+        assert_eq!(
+            b.column_by_name("model")
+                .unwrap()
+                .as_string::<i32>()
+                .value(0),
+            "gpt-\u{e9}"
+        );
+        assert_eq!(
+            b.column_by_name("metadata")
+                .unwrap()
+                .as_string::<i32>()
+                .value(0),
+            r#"{"x":{"y":[1,2]}}"#
+        );
+
+        let err = d
+            .push_line(br#"{"model":"a","latency_ms":1,"success":true,"payload":{"model":"b"}}"#)
+            .unwrap_err();
+        assert_eq!(
+            (err.kind, err.field.as_deref()),
+            (RejectKind::InvalidValue, Some("model"))
+        );
+        let err = d.push_line(br#"{"model":"a","latency_ms":1,"success":true,"input_tokens":18446744073709551615}"#).unwrap_err();
+        assert_eq!(
+            (err.kind, err.field.as_deref()),
+            (RejectKind::InvalidValue, Some("input_tokens"))
+        );
+        let err = d
+            .push_line(br#"{"model":["a"],"latency_ms":1,"success":true}"#)
+            .unwrap_err();
+        assert_eq!(err.reason, "field 'model' must be string, got an array");
+        let err = d
+            .push_line(br#"{"model":"a","latency_ms":1,"success":true} trailing"#)
+            .unwrap_err();
+        assert_eq!(err.kind, RejectKind::MalformedJson);
+        // A payload that is not an object is kept, not dropped.
+        d.push_line(br#"{"model":"a","latency_ms":1,"success":true,"payload":"opaque"}"#)
+            .unwrap();
+        let b = d.finish();
+        assert_eq!(b.num_rows(), 1);
+        assert_eq!(
+            b.column_by_name("metadata")
+                .unwrap()
+                .as_string::<i32>()
+                .value(0),
+            r#"{"payload":"opaque"}"#
+        );
+
+        let mut d = decoder(Topic::StageCompleted);
+        d.push_line(br#"{"stage_name":"s","duration_seconds":1,"success":true,"stage_output":{"files":2},"warnings":["w",null]}"#).unwrap();
+        let b = d.finish();
+        assert_eq!(
+            b.column_by_name("stage_output")
+                .unwrap()
+                .as_string::<i32>()
+                .value(0),
+            r#"{"files":2}"#
+        );
+        let warnings = b
+            .column_by_name("warnings")
+            .unwrap()
+            .as_list::<i32>()
+            .value(0);
+        assert_eq!((warnings.len(), warnings.null_count()), (2, 1));
+        let err = d
+            .push_line(
+                br#"{"stage_name":"s","duration_seconds":1,"success":true,"warnings":["w",3]}"#,
+            )
+            .unwrap_err();
+        assert_eq!(
+            err.reason,
+            "field 'warnings' must be an array of strings, found an integer in it"
+        );
     }
 }

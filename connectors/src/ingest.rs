@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::mpsc::sync_channel;
 
 use arrow::array::{
@@ -31,6 +32,8 @@ pub struct IngestOptions {
     pub max_event_bytes: usize,
     /// At most this much of a rejected line is kept in the dead-letter topic (the length is always kept).
     pub dead_letter_max_raw_bytes: usize,
+    /// Threads decoding JSON in parallel (the reading and appending threads come on top).
+    pub decode_threads: usize,
     pub defaults: EnvelopeDefaults,
 }
 
@@ -41,6 +44,9 @@ impl Default for IngestOptions {
             batch_bytes: 16 * 1024 * 1024,
             max_event_bytes: 4 * 1024 * 1024,
             dead_letter_max_raw_bytes: 64 * 1024 * 1024,
+            decode_threads: std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(1),
             defaults: EnvelopeDefaults::default(),
         }
     }
@@ -85,9 +91,19 @@ struct Chunk {
     rejected: Vec<RejectedLine>,
 }
 
+/// Lines read but not decoded yet, numbered so decoded chunks can be appended in input order.
+struct RawChunk {
+    seq: u64,
+    lines: Vec<Line>,
+}
+
 /// Ingest newline-delimited JSON from `input` into the topic named `topic_name` (full, table or
 /// short name). `source_name` is recorded with dead letters (a path, or `-` for standard input).
 /// `on_progress` is called after each durable batch.
+///
+/// One thread reads lines, `options.decode_threads` threads decode chunks of them in parallel, and
+/// the caller's thread appends the decoded chunks in input order (so acknowledgements stay a
+/// prefix of the input) while the next ones are decoded.
 pub fn ingest(
     log: &dyn EventLog,
     topic_name: &str,
@@ -97,64 +113,95 @@ pub fn ingest(
     mut on_progress: impl FnMut(&IngestReport),
 ) -> Result<IngestReport> {
     let topic = Topic::lookup(topic_name).ok();
+    let workers = options.decode_threads.max(1);
     let mut report = IngestReport::default();
     std::thread::scope(|scope| -> Result<()> {
-        let (tx, rx) = sync_channel::<std::io::Result<Chunk>>(2);
-        let decoder_thread = scope.spawn(move || {
-            let mut decoder = Decoder {
-                events: topic.map(|t| EventDecoder::new(t, options.defaults.clone())),
-                dead: DeadLetterBuilder::new(topic_name, source_name, &options.defaults),
-                options,
-            };
-            let mut lines = LineReader::new(
-                input,
-                options
-                    .dead_letter_max_raw_bytes
-                    .max(options.max_event_bytes + 1),
-            );
+        let (raw_tx, raw_rx) = sync_channel::<RawChunk>(workers);
+        // Owned by the workers only: when they all stop, the reader's sends fail and it stops too.
+        let raw_rx = Arc::new(Mutex::new(raw_rx));
+        let (done_tx, done_rx) = sync_channel::<(u64, std::io::Result<Chunk>)>(workers * 2);
+        let reader_done = done_tx.clone();
+        scope.spawn(move || {
+            let keep = options
+                .dead_letter_max_raw_bytes
+                .max(options.max_event_bytes + 1);
+            let mut reader = LineReader::new(input, keep);
+            let mut seq = 0;
             loop {
-                match decoder.next_chunk(&mut lines) {
-                    Ok(Some(chunk)) => {
-                        if tx.send(Ok(chunk)).is_err() {
+                let mut lines = Vec::new();
+                let mut bytes = 0usize;
+                while lines.len() < options.batch_rows && bytes < options.batch_bytes {
+                    match reader.next_line() {
+                        Ok(Some(line)) => {
+                            bytes += line.bytes.len() + 1;
+                            lines.push(line);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = reader_done.send((seq, Err(e)));
                             return;
                         }
                     }
-                    Ok(None) => return,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
+                }
+                if lines.is_empty() || raw_tx.send(RawChunk { seq, lines }).is_err() {
+                    return;
+                }
+                seq += 1;
+            }
+        });
+        for _ in 0..workers {
+            let (raw_rx, done_tx) = (raw_rx.clone(), done_tx.clone());
+            scope.spawn(move || {
+                let mut decoder = Decoder {
+                    events: topic.map(|t| EventDecoder::new(t, options.defaults.clone())),
+                    dead: DeadLetterBuilder::new(topic_name, source_name, &options.defaults),
+                    options,
+                };
+                loop {
+                    let raw = match raw_rx.lock().unwrap().recv() {
+                        Ok(raw) => raw,
+                        Err(_) => return,
+                    };
+                    let seq = raw.seq;
+                    if done_tx.send((seq, Ok(decoder.decode(raw)))).is_err() {
                         return;
                     }
                 }
-            }
-        });
-        for chunk in rx {
-            let chunk = chunk.map_err(|source| ConnectorError::Input {
-                source_name: source_name.to_string(),
-                source,
-            })?;
-            if let (Some(batch), Some(topic)) = (&chunk.accepted, topic) {
-                log.append(topic, batch)?;
-                report.accepted += batch.num_rows() as u64;
-            }
-            if let Some(batch) = &chunk.dead_letters {
-                log.append(Topic::DeadLetter, batch)?;
-            }
-            report.lines += chunk.lines;
-            report.acked_lines = chunk.last_line;
-            report.bytes += chunk.bytes;
-            report.blank += chunk.blank;
-            report.rejected += chunk.rejected.len() as u64;
-            for r in chunk.rejected {
-                *report.rejected_by_kind.entry(r.kind.as_str()).or_default() += 1;
-                if report.samples.len() < MAX_SAMPLES {
-                    report.samples.push(r);
-                }
-            }
-            on_progress(&report);
+            });
         }
-        decoder_thread
-            .join()
-            .map_err(|_| ConnectorError::Internal("the decoder thread panicked".into()))?;
+        drop((done_tx, raw_rx));
+        // Append in input order, whatever order the workers finish in.
+        let mut pending: BTreeMap<u64, std::io::Result<Chunk>> = BTreeMap::new();
+        let mut next = 0u64;
+        for (seq, chunk) in done_rx {
+            pending.insert(seq, chunk);
+            while let Some(chunk) = pending.remove(&next) {
+                next += 1;
+                let chunk = chunk.map_err(|source| ConnectorError::Input {
+                    source_name: source_name.to_string(),
+                    source,
+                })?;
+                if let (Some(batch), Some(topic)) = (&chunk.accepted, topic) {
+                    log.append(topic, batch)?;
+                    report.accepted += batch.num_rows() as u64;
+                }
+                if let Some(batch) = &chunk.dead_letters {
+                    log.append(Topic::DeadLetter, batch)?;
+                }
+                report.lines += chunk.lines;
+                report.acked_lines = chunk.last_line;
+                report.bytes += chunk.bytes;
+                report.blank += chunk.blank;
+                report.rejected += chunk.rejected.len() as u64;
+                for r in chunk.rejected {
+                    *report.rejected_by_kind.entry(r.kind.as_str()).or_default() += 1;
+                    if report.samples.len() < MAX_SAMPLES {
+                        report.samples.push(r);
+                    }
+                }
+                on_progress(&report);
+            }
+        }
         Ok(())
     })?;
     Ok(report)
@@ -167,32 +214,22 @@ struct Decoder<'a> {
 }
 
 impl Decoder<'_> {
-    fn next_chunk<R: BufRead>(
-        &mut self,
-        lines: &mut LineReader<R>,
-    ) -> std::io::Result<Option<Chunk>> {
+    fn decode(&mut self, raw: RawChunk) -> Chunk {
         let mut chunk = Chunk {
             accepted: None,
             dead_letters: None,
-            lines: 0,
-            last_line: 0,
+            lines: raw.lines.len() as u64,
+            last_line: raw.lines.last().map(|l| l.number).unwrap_or(0),
             bytes: 0,
             blank: 0,
             rejected: vec![],
         };
-        let mut rows = 0usize;
-        while rows < self.options.batch_rows && (chunk.bytes as usize) < self.options.batch_bytes {
-            let Some(line) = lines.next_line()? else {
-                break;
-            };
-            chunk.lines += 1;
-            chunk.last_line = line.number;
+        for line in &raw.lines {
             chunk.bytes += line.total_len + 1;
             if line.is_blank() {
                 chunk.blank += 1;
                 continue;
             }
-            rows += 1;
             let outcome = match &mut self.events {
                 None => Err(Rejection::new(
                     RejectKind::UnknownTopic,
@@ -220,11 +257,8 @@ impl Decoder<'_> {
                     field: rejection.field.clone(),
                     reason: rejection.reason.clone(),
                 });
-                self.dead.push(&line, &rejection);
+                self.dead.push(line, &rejection);
             }
-        }
-        if chunk.lines == 0 {
-            return Ok(None);
         }
         if let Some(events) = &mut self.events
             && !events.is_empty()
@@ -234,7 +268,7 @@ impl Decoder<'_> {
         if !self.dead.is_empty() {
             chunk.dead_letters = Some(self.dead.finish());
         }
-        Ok(Some(chunk))
+        chunk
     }
 }
 

@@ -60,7 +60,7 @@ impl<R: BufRead> LineReader<R> {
                 break;
             }
             saw_any = true;
-            let (chunk, consumed, done) = match memchr(b'\n', buf) {
+            let (chunk, consumed, done) = match memchr::memchr(b'\n', buf) {
                 Some(i) => (&buf[..i], i + 1, true),
                 None => (buf, buf.len(), false),
             };
@@ -83,10 +83,6 @@ impl<R: BufRead> LineReader<R> {
             total_len,
         }))
     }
-}
-
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|b| *b == needle)
 }
 
 #[cfg(test)]

@@ -6,19 +6,21 @@
 //! leaves either the whole round committed or none of it; the next start re-reads from the
 //! committed offsets.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use omnistream_lake::compact::{self, CompactOptions, CompactionTask};
 use omnistream_lake::{
-    Action, Lake, LakeWriter, Snapshot, filter_rows, raw_table_def, split_by_date,
+    Action, DataFile, Lake, LakeWriter, Snapshot, TableDef, filter_rows, raw_table_def,
+    split_by_date,
 };
 use omnistream_streams::{EventLog, GroupOffsets, Topic, envelope};
 
-use crate::dedup::{DedupIndex, id_key};
+use crate::dedup::{DedupIndex, IdSet, id_key};
 use crate::error::Result;
 
 /// The name the sink commits under, in the lake and as the log's consumer group.
@@ -36,7 +38,12 @@ pub struct LakeSinkOptions {
     /// Rolling policy: once a date partition has this many files of one size tier, they are merged.
     pub roll_files: usize,
     pub compact: CompactOptions,
+    /// Files written at once (Parquet encoding is CPU-bound: one per core).
+    pub parallelism: usize,
 }
+
+/// A batch larger than this is cut into pieces written in parallel.
+const SPLIT_ROWS: usize = 64 * 1024;
 
 impl Default for LakeSinkOptions {
     fn default() -> Self {
@@ -46,6 +53,9 @@ impl Default for LakeSinkOptions {
             dedup_partitions: 64,
             roll_files: 8,
             compact: CompactOptions::default(),
+            parallelism: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         }
     }
 }
@@ -157,9 +167,9 @@ impl<'a> LakeSink<'a> {
         let committed = self.committed(&snapshot)?;
         let mut report = RoundReport::default();
         let mut actions = Vec::new();
-        let mut written = Vec::new();
         let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
         let mut new_ids: HashMap<(String, String), Vec<u128>> = HashMap::new();
+        let mut writes: Vec<(TableDef, String, RecordBatch)> = Vec::new();
 
         for (topic, offsets) in &committed {
             let mut batches: Vec<RecordBatch> = Vec::new();
@@ -184,7 +194,7 @@ impl<'a> LakeSink<'a> {
             report.records_read += batch.num_rows() as u64;
             for (date, rows) in split_by_date(&batch, envelope::EMITTED_AT)? {
                 let seen = self.dedup.partition(lake, &snapshot, &def.name, &date)?;
-                let mut in_round: HashSet<u128> = HashSet::new();
+                let mut in_round = IdSet::default();
                 let unique = filter_rows(&rows, envelope::EVENT_ID, |id| {
                     let key = id_key(id);
                     !seen.contains(&key) && in_round.insert(key)
@@ -193,16 +203,19 @@ impl<'a> LakeSink<'a> {
                 if unique.num_rows() == 0 {
                     continue;
                 }
-                let file = self.writer.write_file(&def, Some(&date), &[unique])?;
-                report.rows_written += file.rows;
-                report.files_written += 1;
-                written.push(file.clone());
-                actions.push(Action::Add(file));
                 touched.insert((def.name.clone(), date.clone()));
                 new_ids
-                    .entry((def.name.clone(), date))
+                    .entry((def.name.clone(), date.clone()))
                     .or_default()
                     .extend(in_round);
+                // Large batches are cut so that both cores encode Parquet at once.
+                let pieces =
+                    (unique.num_rows() / SPLIT_ROWS).clamp(1, self.options.parallelism.max(1));
+                let step = unique.num_rows().div_ceil(pieces);
+                for start in (0..unique.num_rows()).step_by(step) {
+                    let len = step.min(unique.num_rows() - start);
+                    writes.push((def.clone(), date.clone(), unique.slice(start, len)));
+                }
             }
             actions.push(Action::SourceOffsets {
                 source: LAKE_SINK.to_string(),
@@ -214,10 +227,39 @@ impl<'a> LakeSink<'a> {
             report.elapsed = started.elapsed();
             return Ok(report);
         }
+        let written = self.write_files(&writes)?;
+        report.rows_written = written.iter().map(|f| f.rows).sum();
+        report.files_written = written.len();
+        // Each topic's files go before its offsets: the commit is applied in order.
+        let mut with_files = Vec::with_capacity(actions.len() + written.len());
+        for action in actions {
+            if let Action::SourceOffsets { topic, .. } = &action {
+                let table = Topic::lookup(topic)?.table();
+                with_files.extend(
+                    written
+                        .iter()
+                        .filter(|f| f.table == table)
+                        .cloned()
+                        .map(Action::Add),
+                );
+            }
+            with_files.push(action);
+        }
+        let actions = with_files;
         let snapshot = match self.writer.commit(actions.clone()) {
             Ok(s) => s,
             Err(e) => {
-                self.writer.discard(&written);
+                let files: Vec<DataFile> = actions
+                    .iter()
+                    .filter_map(|a| {
+                        if let Action::Add(f) = a {
+                            Some(f.clone())
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
+                self.writer.discard(&files);
                 self.dedup.clear();
                 return Err(e.into());
             }
@@ -238,6 +280,43 @@ impl<'a> LakeSink<'a> {
         report.files_compacted = self.roll(&snapshot, &touched)?;
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+
+    /// Write the files of a round, `parallelism` at a time. On error, nothing written stays.
+    fn write_files(&self, writes: &[(TableDef, String, RecordBatch)]) -> Result<Vec<DataFile>> {
+        let next = AtomicUsize::new(0);
+        let results: Vec<Mutex<Option<Result<DataFile>>>> =
+            writes.iter().map(|_| Mutex::new(None)).collect();
+        let threads = self.options.parallelism.clamp(1, writes.len().max(1));
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some((def, date, batch)) = writes.get(i) else {
+                            return;
+                        };
+                        let file =
+                            self.writer
+                                .write_file(def, Some(date), std::slice::from_ref(batch));
+                        *results[i].lock().unwrap() = Some(file.map_err(Into::into));
+                    }
+                });
+            }
+        });
+        let mut written = Vec::with_capacity(writes.len());
+        let mut first_error = None;
+        for result in results {
+            match result.into_inner().unwrap().expect("every write ran") {
+                Ok(file) => written.push(file),
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        if let Some(e) = first_error {
+            self.writer.discard(&written);
+            return Err(e);
+        }
+        Ok(written)
     }
 
     /// Rolling policy: merge a partition's files of one size tier once there are `roll_files`.

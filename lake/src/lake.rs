@@ -22,6 +22,7 @@ use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::error::{IoContext, LakeError, Result};
 use crate::txlog::{Action, CHECKPOINT_INTERVAL, DataFile, Snapshot, TableDef, TxLog, sync_dir};
@@ -234,16 +235,28 @@ pub struct LakeWriter<'a> {
 
 /// How data files are encoded.
 fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(1).expect("valid zstd level"),
         ))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by(format!("omnistream {}", env!("CARGO_PKG_VERSION")))
         // Row groups are DataFusion's unit of parallel scan; 256k rows keeps several per large file.
-        .set_max_row_group_row_count(Some(256 * 1024))
-        .build()
+        .set_max_row_group_row_count(Some(256 * 1024));
+    // Ids and free-form JSON are (nearly) unique per row: a dictionary only costs time there.
+    for column in UNIQUE_COLUMNS {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+    }
+    builder.build()
 }
+
+/// Columns whose values are (nearly) all distinct.
+const UNIQUE_COLUMNS: &[&str] = &[
+    omnistream_streams::envelope::EVENT_ID,
+    omnistream_streams::envelope::CORRELATION_ID,
+    omnistream_streams::envelope::CAUSATION_ID,
+    omnistream_streams::envelope::METADATA,
+];
 
 impl<'a> LakeWriter<'a> {
     pub fn name(&self) -> &str {
