@@ -285,4 +285,8 @@ pub struct BenchIngestArgs {
     /// Skip the DuckDB side.
     #[arg(long)]
     pub no_peer: bool,
+
+    /// Runs of each side (alternating); medians are reported, so one noisy run does not decide.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
 }

@@ -225,15 +225,25 @@ enum Key {
     Payload,
 }
 
-/// Decodes JSON events of one topic into record batches of its schema.
-pub struct EventDecoder {
+/// How a topic's JSON maps onto its columns.
+struct Layout {
     topic: Topic,
     defaults: EnvelopeDefaults,
-    columns: Vec<Column>,
-    rows: usize,
     keys: FnvMap<&'static str, Key>,
     /// Fields that can also come from a nested path (`capabilities/metadata/node_type`).
     path_aliases: Vec<(usize, Vec<&'static str>)>,
+    fields: usize,
+}
+
+/// Decodes JSON events of one topic into record batches of its schema.
+pub struct EventDecoder {
+    layout: Layout,
+    columns: Vec<Column>,
+    rows: usize,
+    /// The line being decoded: the parser unescapes strings in place, so it works on a copy.
+    scratch: Vec<u8>,
+    /// The parser's working memory, kept between lines.
+    buffers: simd_json::Buffers,
 }
 
 /// What one line holds, borrowed from its text.
@@ -264,18 +274,24 @@ impl EventDecoder {
             keys.insert(field.name, Key::Field(i));
         }
         keys.entry("payload").or_insert(Key::Payload);
+        let fields = spec.fields.len();
         EventDecoder {
-            topic,
-            defaults,
+            layout: Layout {
+                topic,
+                defaults,
+                keys,
+                path_aliases,
+                fields,
+            },
             columns,
             rows: 0,
-            keys,
-            path_aliases,
+            scratch: Vec::new(),
+            buffers: simd_json::Buffers::new(1024),
         }
     }
 
     pub fn topic(&self) -> Topic {
-        self.topic
+        self.layout.topic
     }
 
     /// Rows decoded since the last [`finish`](Self::finish).
@@ -294,51 +310,87 @@ impl EventDecoder {
 
     /// Decode one line of JSON. On error nothing is added.
     pub fn push_line(&mut self, line: &[u8]) -> Result<(), Rejection> {
-        let text = std::str::from_utf8(line).map_err(|e| {
-            Rejection::new(
+        if let Err(e) = std::str::from_utf8(line) {
+            return Err(Rejection::new(
                 RejectKind::InvalidUtf8,
                 None,
                 format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-            )
-        })?;
+            ));
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        scratch.extend_from_slice(line);
+        let result = self
+            .layout
+            .decode(&mut scratch, line, &mut self.buffers)
+            .map(|cells| {
+                for (column, cell) in self.columns.iter_mut().zip(cells) {
+                    column.push(cell);
+                }
+                self.rows += 1;
+            });
+        self.scratch = scratch;
+        result
+    }
+
+    /// Take the rows decoded so far as a record batch, and start afresh.
+    pub fn finish(&mut self) -> RecordBatch {
+        let columns: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
+        self.rows = 0;
+        RecordBatch::try_new(self.layout.topic.schema(), columns)
+            .expect("decoded columns match the topic schema")
+    }
+}
+
+impl Layout {
+    /// Parse one line (`buf`, a copy of `line` that the parser may modify) into checked cells.
+    fn decode<'de>(
+        &self,
+        buf: &'de mut [u8],
+        line: &[u8],
+        buffers: &mut simd_json::Buffers,
+    ) -> Result<Vec<Cell<'de>>, Rejection> {
         let mut parsed = Parsed {
-            values: (0..self.columns.len()).map(|_| None).collect(),
+            values: (0..self.fields).map(|_| None).collect(),
             metadata: None,
             unknown: Vec::new(),
         };
         let mut type_error = None;
-        self.parse_object(text, &mut parsed, &mut type_error, true)?;
+        self.parse_object(buf, line, buffers, &mut parsed, &mut type_error)?;
         if let Some(rejection) = type_error {
             return Err(rejection);
         }
         self.resolve_path_aliases(&mut parsed)?;
-        let cells = self.check(parsed)?;
-        for (column, cell) in self.columns.iter_mut().zip(cells) {
-            column.push(cell);
-        }
-        self.rows += 1;
-        Ok(())
+        self.check(parsed)
     }
 
-    /// Walk one JSON object. `type_error` keeps the first value that does not fit its field; the
+    /// Walk one JSON object (simd-json: SIMD structural indexing, then a serde walk that borrows
+    /// strings from `buf`). `type_error` keeps the first value that does not fit its field; the
     /// walk goes on so that malformed JSON later in the line is still reported as such.
     fn parse_object<'de>(
         &self,
-        text: &'de str,
+        buf: &'de mut [u8],
+        line: &[u8],
+        buffers: &mut simd_json::Buffers,
         parsed: &mut Parsed<'de>,
         type_error: &mut Option<Rejection>,
-        top_level: bool,
     ) -> Result<(), Rejection> {
-        let mut de = serde_json::Deserializer::from_str(text);
-        let visitor = ObjectVisitor {
-            decoder: self,
-            parsed,
-            type_error,
-            top_level,
-        };
-        let result = de.deserialize_map(visitor).and_then(|_| de.end());
+        let text = std::str::from_utf8(line).unwrap_or_default();
+        let result = simd_json::Deserializer::from_slice_with_buffers(buf, buffers)
+            .map_err(|e| e.to_string())
+            .and_then(|mut de| {
+                let visitor = ObjectVisitor {
+                    decoder: self,
+                    parsed,
+                    type_error,
+                    top_level: true,
+                };
+                (&mut de)
+                    .deserialize_map(visitor)
+                    .map_err(|e| e.to_string())
+            });
         result.map_err(|e| {
-            if top_level && !text.trim_start().starts_with('{') {
+            if !text.trim_start().starts_with('{') {
                 match serde_json::from_str::<IgnoredAny>(text) {
                     Ok(_) => Rejection::new(
                         RejectKind::NotAnObject,
@@ -351,6 +403,13 @@ impl EventDecoder {
                         format!("malformed JSON: {e}"),
                     ),
                 }
+            } else if let Err(e) = serde_json::from_str::<IgnoredAny>(text) {
+                // serde_json says where, in line and column terms people know.
+                Rejection::new(
+                    RejectKind::MalformedJson,
+                    None,
+                    format!("malformed JSON: {e}"),
+                )
             } else {
                 Rejection::new(
                     RejectKind::MalformedJson,
@@ -487,18 +546,10 @@ impl EventDecoder {
         }
         Ok(cells)
     }
-
-    /// Take the rows decoded so far as a record batch, and start afresh.
-    pub fn finish(&mut self) -> RecordBatch {
-        let columns: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
-        self.rows = 0;
-        RecordBatch::try_new(self.topic.schema(), columns)
-            .expect("decoded columns match the topic schema")
-    }
 }
 
 struct ObjectVisitor<'a, 'p, 'de> {
-    decoder: &'a EventDecoder,
+    decoder: &'a Layout,
     parsed: &'p mut Parsed<'de>,
     type_error: &'p mut Option<Rejection>,
     top_level: bool,
@@ -558,7 +609,7 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_, '_, 'de> {
 /// top-level keys; one given in both places is refused. A payload that is not an object is kept
 /// as an unknown key (returned).
 struct PayloadSeed<'a, 'p, 'de> {
-    decoder: &'a EventDecoder,
+    decoder: &'a Layout,
     parsed: &'p mut Parsed<'de>,
     type_error: &'p mut Option<Rejection>,
 }

@@ -19,7 +19,7 @@ use omnistream_streams::{EventLog, Topic, envelope};
 
 use crate::decode::{EnvelopeDefaults, EventDecoder, RejectKind, Rejection};
 use crate::error::{ConnectorError, Result};
-use crate::lines::{Line, LineReader};
+use crate::lines::{Line, LineReader, LineSpan};
 
 /// How ingest batches and bounds its input.
 #[derive(Debug, Clone)]
@@ -94,7 +94,8 @@ struct Chunk {
 /// Lines read but not decoded yet, numbered so decoded chunks can be appended in input order.
 struct RawChunk {
     seq: u64,
-    lines: Vec<Line>,
+    data: Vec<u8>,
+    lines: Vec<LineSpan>,
 }
 
 /// Ingest newline-delimited JSON from `input` into the topic named `topic_name` (full, table or
@@ -129,13 +130,10 @@ pub fn ingest(
             let mut seq = 0;
             loop {
                 let mut lines = Vec::new();
-                let mut bytes = 0usize;
-                while lines.len() < options.batch_rows && bytes < options.batch_bytes {
-                    match reader.next_line() {
-                        Ok(Some(line)) => {
-                            bytes += line.bytes.len() + 1;
-                            lines.push(line);
-                        }
+                let mut data = Vec::with_capacity(options.batch_bytes.min(64 << 20));
+                while lines.len() < options.batch_rows && data.len() < options.batch_bytes {
+                    match reader.next_line_into(&mut data) {
+                        Ok(Some(span)) => lines.push(span),
                         Ok(None) => break,
                         Err(e) => {
                             let _ = reader_done.send((seq, Err(e)));
@@ -143,7 +141,7 @@ pub fn ingest(
                         }
                     }
                 }
-                if lines.is_empty() || raw_tx.send(RawChunk { seq, lines }).is_err() {
+                if lines.is_empty() || raw_tx.send(RawChunk { seq, data, lines }).is_err() {
                     return;
                 }
                 seq += 1;
@@ -224,7 +222,8 @@ impl Decoder<'_> {
             blank: 0,
             rejected: vec![],
         };
-        for line in &raw.lines {
+        for span in &raw.lines {
+            let line = span.line(&raw.data);
             chunk.bytes += line.total_len + 1;
             if line.is_blank() {
                 chunk.blank += 1;
@@ -257,7 +256,7 @@ impl Decoder<'_> {
                     field: rejection.field.clone(),
                     reason: rejection.reason.clone(),
                 });
-                self.dead.push(line, &rejection);
+                self.dead.push(&line, &rejection);
             }
         }
         if let Some(events) = &mut self.events
@@ -324,7 +323,7 @@ impl DeadLetterBuilder {
             kind: rejection.kind,
             field: rejection.field.clone(),
             reason: rejection.reason.clone(),
-            raw: line.bytes.clone(),
+            raw: line.bytes.to_vec(),
             raw_bytes: line.total_len,
             truncated: line.truncated(),
         });

@@ -1,20 +1,41 @@
 //! Newline-delimited input with a bound on memory: a line longer than the keep limit is kept only
 //! up to the limit (its full length is still counted), so a 5 GB line cannot exhaust memory.
+//! Lines are appended to a caller's buffer, so a chunk of lines costs one allocation, not one each.
 
 use std::io::{self, BufRead};
 
-/// One line of input, without its line terminator.
-#[derive(Debug)]
-pub struct Line {
+/// Where a line sits in a chunk buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct LineSpan {
     /// 1-based line number.
     pub number: u64,
-    /// The line's bytes, up to the keep limit.
-    pub bytes: Vec<u8>,
+    /// Byte range of the kept part in the chunk buffer.
+    pub start: usize,
+    pub end: usize,
     /// Length of the whole line in bytes (without the terminator).
     pub total_len: u64,
 }
 
-impl Line {
+/// One line of input, without its line terminator.
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'a> {
+    pub number: u64,
+    /// The line's bytes, up to the keep limit.
+    pub bytes: &'a [u8],
+    pub total_len: u64,
+}
+
+impl LineSpan {
+    pub fn line<'a>(&self, buf: &'a [u8]) -> Line<'a> {
+        Line {
+            number: self.number,
+            bytes: &buf[self.start..self.end],
+            total_len: self.total_len,
+        }
+    }
+}
+
+impl Line<'_> {
     pub fn truncated(&self) -> bool {
         self.total_len > self.bytes.len() as u64
     }
@@ -41,45 +62,49 @@ impl<R: BufRead> LineReader<R> {
         }
     }
 
-    /// The next line, or `None` at the end of input. A final line without a newline is returned;
-    /// an empty input yields no lines.
-    pub fn next_line(&mut self) -> io::Result<Option<Line>> {
-        let mut bytes = Vec::new();
+    /// Append the next line to `buf`, or return `None` at the end of input. A final line without a
+    /// newline is returned; an empty input yields no lines.
+    pub fn next_line_into(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<LineSpan>> {
+        let start = buf.len();
         let mut total_len: u64 = 0;
         let mut saw_any = false;
         loop {
-            let buf = match self.inner.fill_buf() {
-                Ok(buf) => buf,
+            let available = match self.inner.fill_buf() {
+                Ok(available) => available,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            if buf.is_empty() {
+            if available.is_empty() {
                 if !saw_any {
                     return Ok(None);
                 }
                 break;
             }
             saw_any = true;
-            let (chunk, consumed, done) = match memchr::memchr(b'\n', buf) {
-                Some(i) => (&buf[..i], i + 1, true),
-                None => (buf, buf.len(), false),
+            let (chunk, consumed, done) = match memchr::memchr(b'\n', available) {
+                Some(i) => (&available[..i], i + 1, true),
+                None => (available, available.len(), false),
             };
-            let room = self.keep_limit.saturating_sub(bytes.len());
-            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            let room = self.keep_limit.saturating_sub(buf.len() - start);
+            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
             total_len += chunk.len() as u64;
             self.inner.consume(consumed);
             if done {
                 break;
             }
         }
-        if bytes.last() == Some(&b'\r') && total_len == bytes.len() as u64 {
-            bytes.pop();
+        if buf.len() > start
+            && buf[buf.len() - 1] == b'\r'
+            && total_len == (buf.len() - start) as u64
+        {
+            buf.pop();
             total_len -= 1;
         }
         self.number += 1;
-        Ok(Some(Line {
+        Ok(Some(LineSpan {
             number: self.number,
-            bytes,
+            start,
+            end: buf.len(),
             total_len,
         }))
     }
@@ -91,9 +116,11 @@ mod tests {
 
     fn lines(input: &[u8], limit: usize) -> Vec<(u64, Vec<u8>, u64)> {
         let mut r = LineReader::new(io::BufReader::with_capacity(4, input), limit);
+        let mut buf = Vec::new();
         let mut out = vec![];
-        while let Some(l) = r.next_line().unwrap() {
-            out.push((l.number, l.bytes, l.total_len));
+        while let Some(span) = r.next_line_into(&mut buf).unwrap() {
+            let l = span.line(&buf);
+            out.push((l.number, l.bytes.to_vec(), l.total_len));
         }
         out
     }

@@ -69,26 +69,69 @@ fn ingest_bench(config: &Config, args: BenchIngestArgs) -> Result<()> {
     };
     fs::create_dir_all(&dir).map_err(CliError::io(format!("creating {}", dir.display())))?;
     let input = dir.join("model_call.jsonl");
-    eprintln!(
-        "bench: writing {} simulated model-call events to {}",
-        thousands(args.events),
-        input.display()
-    );
+    eprintln!("bench: writing {} simulated model-call events to {}", thousands(args.events), input.display());
     let bytes = write_model_calls(&input, args.events)?;
 
+    // Runs alternate between omnistream and the peer, so both see the same machine conditions.
+    let (mut ingest, mut sink, mut total, mut peer) = (vec![], vec![], vec![], vec![]);
+    let mut peer_version = String::new();
+    for run in 1..=args.runs.max(1) {
+        eprintln!("bench: run {run} of {}", args.runs.max(1));
+        let (i, s) = omnistream_run(config, &dir, &input, args.events)?;
+        ingest.push(i);
+        sink.push(s);
+        total.push(i + s);
+        if !args.no_peer {
+            let (seconds, version) = duckdb_run(&args.python, &dir, &input, args.events)?;
+            peer.push(seconds);
+            peer_version = version;
+        }
+    }
+    let rate = |s: f64| thousands((args.events as f64 / s) as u64);
+    println!(
+        "bench ingest: {} model-call events, {} of JSONL, median of {} runs (min in brackets)",
+        thousands(args.events),
+        bytesize::ByteSize(bytes),
+        total.len()
+    );
+    let line = |name: &str, v: &[f64]| {
+        println!("  {name:<22} {:>8.3} s  [{:.3}]  {:>12} events/s", median(v), min(v), rate(median(v)));
+    };
+    line("omnistream ingest", &ingest);
+    line("omnistream lake-sink", &sink);
+    line("omnistream total", &total);
+    if !peer.is_empty() {
+        line(&format!("duckdb {peer_version}"), &peer);
+        println!(
+            "  ratio: omnistream ingest+sink runs at {:.2}x DuckDB's speed (>1 is faster); best runs {:.2}x",
+            median(&peer) / median(&total),
+            min(&peer) / min(&total)
+        );
+    }
+    Ok(())
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// One durable ingest into a fresh data directory, then the sink: seconds of each.
+fn omnistream_run(config: &Config, dir: &Path, input: &Path, events: u64) -> Result<(f64, f64)> {
     let data = dir.join("omnistream-data");
     let _ = fs::remove_dir_all(&data);
     let mut bench_config = config.clone();
-    bench_config.data_dir = data.clone();
+    bench_config.data_dir = data;
     let log = EmbeddedLog::open(bench_config.log_config())?;
     let lake = omnistream_lake::Lake::open(bench_config.lake_dir())?;
 
-    eprintln!("bench: omnistream ingest (durable: every batch synced before it is acknowledged)");
     let t = Instant::now();
-    let reader = BufReader::with_capacity(
-        1 << 20,
-        File::open(&input).map_err(CliError::io("opening input"))?,
-    );
+    let reader = BufReader::with_capacity(1 << 20, File::open(input).map_err(CliError::io("opening input"))?);
     let report = omnistream_connectors::ingest(
         &log,
         Topic::ModelCall.name(),
@@ -98,89 +141,49 @@ fn ingest_bench(config: &Config, args: BenchIngestArgs) -> Result<()> {
         |_| {},
     )?;
     let ingest_s = t.elapsed().as_secs_f64();
-    if report.accepted != args.events {
-        return Err(CliError::Usage(format!(
-            "ingest accepted {} of {} events",
-            report.accepted, args.events
-        )));
+    if report.accepted != events {
+        return Err(CliError::Usage(format!("ingest accepted {} of {events} events", report.accepted)));
     }
 
-    eprintln!("bench: omnistream lake-sink (to Parquet, zstd, committed with offsets)");
     let t = Instant::now();
-    let totals = {
-        let mut sink = LakeSink::new(&log, &lake, bench_config.sink_options())?;
-        sink.drain(|_, _| {})?
-    };
+    let totals = LakeSink::new(&log, &lake, bench_config.sink_options())?.drain(|_, _| {})?;
     let sink_s = t.elapsed().as_secs_f64();
-    if totals.rows_written != args.events {
+    if totals.rows_written != events {
+        return Err(CliError::Usage(format!("sink wrote {} of {events} rows", totals.rows_written)));
+    }
+    Ok((ingest_s, sink_s))
+}
+
+/// DuckDB converting the same file, timed inside Python (interpreter start excluded).
+fn duckdb_run(python: &str, dir: &Path, input: &Path, events: u64) -> Result<(f64, String)> {
+    let out = dir.join("duckdb.parquet");
+    let script = format!(
+        "import duckdb, time\ncon = duckdb.connect()\nt = time.perf_counter()\n\
+         con.execute(\"COPY (SELECT * FROM read_json('{src}')) TO '{out}' (FORMAT parquet)\")\n\
+         s = time.perf_counter() - t\nn = con.execute(\"SELECT count(*) FROM '{out}'\").fetchall()[0][0]\n\
+         print(s, n, duckdb.__version__)\n",
+        src = input.display(),
+        out = out.display()
+    );
+    let result = Command::new(python)
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .map_err(CliError::io(format!("running {python}")))?;
+    if !result.status.success() {
         return Err(CliError::Usage(format!(
-            "sink wrote {} of {} rows",
-            totals.rows_written, args.events
+            "DuckDB run failed (install it with scripts/setup.sh, or pass --no-peer): {}",
+            String::from_utf8_lossy(&result.stderr).lines().last().unwrap_or("")
         )));
     }
-    let ours = ingest_s + sink_s;
-    let rate = |s: f64| thousands((args.events as f64 / s) as u64);
-    println!(
-        "bench ingest: {} model-call events, {} of JSONL",
-        thousands(args.events),
-        bytesize::ByteSize(bytes)
-    );
-    println!(
-        "  omnistream ingest      {ingest_s:>8.3} s  {:>12} events/s",
-        rate(ingest_s)
-    );
-    println!(
-        "  omnistream lake-sink   {sink_s:>8.3} s  {:>12} events/s",
-        rate(sink_s)
-    );
-    println!(
-        "  omnistream total       {ours:>8.3} s  {:>12} events/s",
-        rate(ours)
-    );
-
-    if !args.no_peer {
-        let out = dir.join("duckdb.parquet");
-        let script = format!(
-            "import duckdb, time\ncon = duckdb.connect()\nt = time.perf_counter()\n\
-             con.execute(\"COPY (SELECT * FROM read_json('{src}')) TO '{out}' (FORMAT parquet)\")\n\
-             s = time.perf_counter() - t\nn = con.execute(\"SELECT count(*) FROM '{out}'\").fetchall()[0][0]\n\
-             print(s, n, duckdb.__version__)\n",
-            src = input.display(),
-            out = out.display()
-        );
-        let result = Command::new(&args.python)
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .map_err(CliError::io(format!("running {}", args.python)))?;
-        if !result.status.success() {
-            return Err(CliError::Usage(format!(
-                "DuckDB run failed (install it with scripts/setup.sh, or pass --no-peer): {}",
-                String::from_utf8_lossy(&result.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-            )));
-        }
-        let text = String::from_utf8_lossy(&result.stdout);
-        let mut parts = text.split_whitespace();
-        let duck_s: f64 = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(f64::NAN);
-        let duck_rows: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        let version = parts.next().unwrap_or("?");
-        println!(
-            "  duckdb {version:<15} {duck_s:>8.3} s  {:>12} events/s  (COPY read_json -> parquet, {} rows)",
-            rate(duck_s),
-            thousands(duck_rows)
-        );
-        println!(
-            "  ratio: omnistream ingest+sink is {:.2}x DuckDB's speed (>1 is faster)",
-            duck_s / ours
-        );
+    let text = String::from_utf8_lossy(&result.stdout);
+    let mut parts = text.split_whitespace();
+    let seconds: f64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+    let rows: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    if rows != events {
+        return Err(CliError::Usage(format!("DuckDB wrote {rows} of {events} rows")));
     }
-    Ok(())
+    Ok((seconds, parts.next().unwrap_or("?").to_string()))
 }
 
 /// A temporary directory removed on drop.
