@@ -247,7 +247,7 @@ impl Decoder<'_> {
                         ),
                     ))
                 }
-                Some(events) => events.push_line(&line.bytes),
+                Some(events) => events.push_line(line.bytes),
             };
             if let Err(rejection) = outcome {
                 chunk.rejected.push(RejectedLine {
@@ -313,7 +313,7 @@ impl DeadLetterBuilder {
         key.push(0);
         key.extend_from_slice(&line.number.to_le_bytes());
         key.extend_from_slice(&line.total_len.to_le_bytes());
-        key.extend_from_slice(&line.bytes);
+        key.extend_from_slice(line.bytes);
         let event_id = uuid::Uuid::new_v5(&DEAD_LETTER_NAMESPACE, &key)
             .hyphenated()
             .to_string();

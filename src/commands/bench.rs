@@ -69,7 +69,11 @@ fn ingest_bench(config: &Config, args: BenchIngestArgs) -> Result<()> {
     };
     fs::create_dir_all(&dir).map_err(CliError::io(format!("creating {}", dir.display())))?;
     let input = dir.join("model_call.jsonl");
-    eprintln!("bench: writing {} simulated model-call events to {}", thousands(args.events), input.display());
+    eprintln!(
+        "bench: writing {} simulated model-call events to {}",
+        thousands(args.events),
+        input.display()
+    );
     let bytes = write_model_calls(&input, args.events)?;
 
     // Runs alternate between omnistream and the peer, so both see the same machine conditions.
@@ -95,7 +99,12 @@ fn ingest_bench(config: &Config, args: BenchIngestArgs) -> Result<()> {
         total.len()
     );
     let line = |name: &str, v: &[f64]| {
-        println!("  {name:<22} {:>8.3} s  [{:.3}]  {:>12} events/s", median(v), min(v), rate(median(v)));
+        println!(
+            "  {name:<22} {:>8.3} s  [{:.3}]  {:>12} events/s",
+            median(v),
+            min(v),
+            rate(median(v))
+        );
     };
     line("omnistream ingest", &ingest);
     line("omnistream lake-sink", &sink);
@@ -131,7 +140,10 @@ fn omnistream_run(config: &Config, dir: &Path, input: &Path, events: u64) -> Res
     let lake = omnistream_lake::Lake::open(bench_config.lake_dir())?;
 
     let t = Instant::now();
-    let reader = BufReader::with_capacity(1 << 20, File::open(input).map_err(CliError::io("opening input"))?);
+    let reader = BufReader::with_capacity(
+        1 << 20,
+        File::open(input).map_err(CliError::io("opening input"))?,
+    );
     let report = omnistream_connectors::ingest(
         &log,
         Topic::ModelCall.name(),
@@ -142,14 +154,20 @@ fn omnistream_run(config: &Config, dir: &Path, input: &Path, events: u64) -> Res
     )?;
     let ingest_s = t.elapsed().as_secs_f64();
     if report.accepted != events {
-        return Err(CliError::Usage(format!("ingest accepted {} of {events} events", report.accepted)));
+        return Err(CliError::Usage(format!(
+            "ingest accepted {} of {events} events",
+            report.accepted
+        )));
     }
 
     let t = Instant::now();
     let totals = LakeSink::new(&log, &lake, bench_config.sink_options())?.drain(|_, _| {})?;
     let sink_s = t.elapsed().as_secs_f64();
     if totals.rows_written != events {
-        return Err(CliError::Usage(format!("sink wrote {} of {events} rows", totals.rows_written)));
+        return Err(CliError::Usage(format!(
+            "sink wrote {} of {events} rows",
+            totals.rows_written
+        )));
     }
     Ok((ingest_s, sink_s))
 }
@@ -173,15 +191,23 @@ fn duckdb_run(python: &str, dir: &Path, input: &Path, events: u64) -> Result<(f6
     if !result.status.success() {
         return Err(CliError::Usage(format!(
             "DuckDB run failed (install it with scripts/setup.sh, or pass --no-peer): {}",
-            String::from_utf8_lossy(&result.stderr).lines().last().unwrap_or("")
+            String::from_utf8_lossy(&result.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
         )));
     }
     let text = String::from_utf8_lossy(&result.stdout);
     let mut parts = text.split_whitespace();
-    let seconds: f64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
+    let seconds: f64 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN);
     let rows: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
     if rows != events {
-        return Err(CliError::Usage(format!("DuckDB wrote {rows} of {events} rows")));
+        return Err(CliError::Usage(format!(
+            "DuckDB wrote {rows} of {events} rows"
+        )));
     }
     Ok((seconds, parts.next().unwrap_or("?").to_string()))
 }
