@@ -60,9 +60,23 @@ Exit status: 0 when every line was accepted, 2 when some were rejected, 1 on an 
     )]
     Ingest(IngestArgs),
 
-    /// List and run jobs (lake-sink lands every topic in the lake).
+    /// List, run and inspect jobs: the lake-sink and the SQL reducers.
     #[command(subcommand)]
     Jobs(JobsCommand),
+
+    /// Rebuild a reducer's derived table from the raw lake, from a date on.
+    #[command(
+        long_about = "Recompute every window of a reducer from --from on (from the beginning \
+when absent) out of the raw lake tables, and replace the derived table's rows for them in one commit. \
+Use it after changing a reducer's SQL, or to repair history."
+    )]
+    Backfill(BackfillArgs),
+
+    /// Leaderboard per model: pass rate, quality, cost per passing generation, p95 latency, trend.
+    Models(ModelsArgs),
+
+    /// The node registry: every node's latest state and liveness (active, stale, expired).
+    Nodes(NodesArgs),
 
     /// Run a read-only SQL query over every lake table.
     #[command(
@@ -128,24 +142,72 @@ pub enum ProgressMode {
 
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
-    /// List the jobs this build can run.
-    List,
-    /// Run a job.
+    /// The jobs of this deployment: built in, plus those of `jobs_dir`.
+    List {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Run a job, or `all` of them in one process.
     Run(JobRunArgs),
+    /// Committed offsets, lag, last batch, rows written and last error of each job.
+    Status {
+        /// One job; every job when absent.
+        name: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
 }
 
 #[derive(Debug, Args)]
 pub struct JobRunArgs {
-    /// Job name (see `omnistream jobs list`).
+    /// Job name (see `omnistream jobs list`), or `all`.
     pub name: String,
 
-    /// Drain what is in the log now, commit, and exit.
+    /// Take in what is there now, commit, and exit (`all`: the sink first, then each reducer).
     #[arg(long, conflicts_with = "follow")]
     pub once: bool,
 
     /// Follow new events until Ctrl-C or SIGTERM (the default); the batch in flight is committed.
     #[arg(long)]
     pub follow: bool,
+
+    /// First recompute the reducer's windows from this date (YYYY-MM-DD or RFC 3339) on.
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// Reducer job name (see `omnistream jobs list`).
+    pub name: String,
+
+    /// First day (YYYY-MM-DD) or instant (RFC 3339) to recompute; everything when absent.
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// Only generations and calls of this node type (effect, compute, reducer, orchestrator).
+    #[arg(long, value_name = "TYPE")]
+    pub node_type: Option<String>,
+
+    /// Only the last DUR, e.g. 24h or 7d (of wall-clock time); all of history when absent.
+    #[arg(long, value_name = "DUR")]
+    pub since: Option<String>,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    /// Judge liveness at this time (RFC 3339) instead of now, e.g. at the end of a replayed workload.
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -16,9 +16,28 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Root of everything omnistream keeps: `log/` (the event log) and `lake/` (Parquet tables).
     pub data_dir: PathBuf,
+    /// A directory of job files (`*.toml`) added to the built-in jobs (same name: replaces it).
+    pub jobs_dir: Option<PathBuf>,
     pub log: LogConfig,
     pub ingest: IngestConfig,
     pub sink: SinkConfig,
+    pub reducer: ReducerConfig,
+}
+
+/// The SQL reducers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReducerConfig {
+    /// At most this many new events per input partition per batch (one commit per batch).
+    pub max_batch_rows: usize,
+}
+
+impl Default for ReducerConfig {
+    fn default() -> Self {
+        ReducerConfig {
+            max_batch_rows: omnistream_jobs::ReducerOptions::default().max_batch_rows,
+        }
+    }
 }
 
 /// The embedded event log.
@@ -67,9 +86,11 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("./omnistream-data"),
+            jobs_dir: None,
             log: LogConfig::default(),
             ingest: IngestConfig::default(),
             sink: SinkConfig::default(),
+            reducer: ReducerConfig::default(),
         }
     }
 }
@@ -150,6 +171,11 @@ impl Config {
         self.data_dir.join("lake")
     }
 
+    /// Where job status files live.
+    pub fn status_dir(&self) -> PathBuf {
+        self.data_dir.join("jobs")
+    }
+
     pub fn log_config(&self) -> omnistream_streams::EmbeddedLogConfig {
         let mut c = omnistream_streams::EmbeddedLogConfig::new(self.log_dir());
         c.segment_bytes = self.log.segment_bytes;
@@ -172,6 +198,12 @@ impl Config {
             defaults: omnistream_connectors::EnvelopeDefaults {
                 source: source.to_string(),
             },
+        }
+    }
+
+    pub fn reducer_options(&self) -> omnistream_jobs::ReducerOptions {
+        omnistream_jobs::ReducerOptions {
+            max_batch_rows: self.reducer.max_batch_rows.max(1),
         }
     }
 

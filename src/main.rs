@@ -51,6 +51,9 @@ fn run(cli: Cli) -> Result<()> {
         match cli.command {
             Command::Ingest(args) => commands::ingest::run(&config, args).await,
             Command::Jobs(cmd) => commands::jobs::run(&config, cmd).await,
+            Command::Backfill(args) => commands::jobs::backfill(&config, args).await,
+            Command::Models(args) => commands::analytics::models(&config, args).await,
+            Command::Nodes(args) => commands::analytics::nodes(&config, args).await,
             Command::Sql(args) => commands::sql::run(&config, args).await,
             Command::Lake(cmd) => commands::lake::run(&config, cmd).await,
             Command::Topics(args) => commands::topics::run(&config, args).await,

@@ -15,6 +15,18 @@ pub enum JobError {
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 
+    /// A job file that cannot be used: names the file and the field.
+    #[error("{origin}: {detail}")]
+    Spec { origin: String, detail: String },
+
+    /// A job name nobody declared.
+    #[error("unknown job '{name}' (jobs: {known})")]
+    UnknownJob { name: String, known: String },
+
+    /// A reducer's SQL failed to plan or run.
+    #[error("{job}: {detail}")]
+    Reducer { job: String, detail: String },
+
     /// A broken invariant: a bug, please report it.
     #[error("internal error (a bug, please report): {0}")]
     Internal(String),

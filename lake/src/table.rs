@@ -58,8 +58,26 @@ impl LakeTableProvider {
         }
     }
 
-    /// Files whose partition passes every filter that only concerns the partition column.
+    /// Files whose partition passes every filter that only concerns the partition column, and
+    /// whose time range can hold rows passing the filters on the time column.
     fn prune(&self, state: &dyn Session, filters: &[Expr]) -> DfResult<Vec<&DataFile>> {
+        let (lower, upper) = match &self.def.time_column {
+            Some(column) => time_bounds(filters, column),
+            None => (None, None),
+        };
+        let files = self.prune_partitions(state, filters)?;
+        Ok(files
+            .into_iter()
+            .filter(|f| {
+                let below = matches!((upper, f.min_time_us), (Some((u, inclusive)), Some(min)) if min > u || (min == u && !inclusive));
+                let above = matches!((lower, f.max_time_us), (Some((l, inclusive)), Some(max)) if max < l || (max == l && !inclusive));
+                !below && !above
+            })
+            .collect())
+    }
+
+    /// Files whose partition passes every filter that only concerns the partition column.
+    fn prune_partitions(&self, state: &dyn Session, filters: &[Expr]) -> DfResult<Vec<&DataFile>> {
         let partition_filters: Vec<&Expr> = filters
             .iter()
             .filter(|f| self.def.partitioned_by_date && expr_applicable_for_cols(&[DATE_COLUMN], f))
@@ -100,6 +118,74 @@ impl LakeTableProvider {
             .iter()
             .filter(|f| f.date.as_deref().is_some_and(|d| kept.contains(&d)))
             .collect())
+    }
+}
+
+/// Bounds on `column` implied by filters of the form `column <op> timestamp literal`:
+/// (lower, upper), each with whether it is inclusive.
+type Bound = Option<(i64, bool)>;
+
+fn time_bounds(filters: &[Expr], column: &str) -> (Bound, Bound) {
+    use datafusion::logical_expr::{BinaryExpr, Operator};
+    let mut lower: Bound = None;
+    let mut upper: Bound = None;
+    let mut tighten_lower = |v: i64, inclusive: bool| {
+        if lower.is_none_or(|(l, _)| v > l) {
+            lower = Some((v, inclusive));
+        }
+    };
+    let mut tighten_upper = |v: i64, inclusive: bool| {
+        if upper.is_none_or(|(u, _)| v < u) {
+            upper = Some((v, inclusive));
+        }
+    };
+    let mut stack: Vec<&Expr> = filters.iter().collect();
+    while let Some(expr) = stack.pop() {
+        let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
+            continue;
+        };
+        if *op == Operator::And {
+            stack.push(left);
+            stack.push(right);
+            continue;
+        }
+        let (op, value) = match (left.as_ref(), right.as_ref()) {
+            (Expr::Column(c), Expr::Literal(v, _)) if c.name == column => (*op, v),
+            (Expr::Literal(v, _), Expr::Column(c)) if c.name == column => match op.swap() {
+                Some(op) => (op, v),
+                None => continue,
+            },
+            _ => continue,
+        };
+        let Some((micros, exact)) = timestamp_micros(value) else {
+            continue;
+        };
+        // A literal finer than microseconds is rounded outwards, so no file is wrongly skipped.
+        match op {
+            Operator::Gt => tighten_lower(micros, !exact),
+            Operator::GtEq => tighten_lower(micros, true),
+            Operator::Lt if exact => tighten_upper(micros, false),
+            Operator::Lt | Operator::LtEq => tighten_upper(micros, true),
+            Operator::Eq => {
+                tighten_lower(micros, true);
+                tighten_upper(micros, true);
+            }
+            _ => {}
+        }
+    }
+    (lower, upper)
+}
+
+/// A timestamp literal in microseconds (rounded down), and whether that is exact.
+fn timestamp_micros(value: &ScalarValue) -> Option<(i64, bool)> {
+    match value {
+        ScalarValue::TimestampMicrosecond(Some(v), _) => Some((*v, true)),
+        ScalarValue::TimestampNanosecond(Some(v), _) => {
+            Some((v.div_euclid(1000), v.rem_euclid(1000) == 0))
+        }
+        ScalarValue::TimestampMillisecond(Some(v), _) => Some((v * 1000, true)),
+        ScalarValue::TimestampSecond(Some(v), _) => Some((v * 1_000_000, true)),
+        _ => None,
     }
 }
 

@@ -258,3 +258,64 @@ async fn the_sql_surface_is_read_only() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn files_outside_a_time_filter_are_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    // Three files of one day: rows at 0..10 µs, 1000..1010 µs, 2000..2010 µs past midnight.
+    for (i, first) in [0i64, 1000, 2000].iter().enumerate() {
+        let batch = RecordBatch::try_new(
+            Arc::new(def().schema),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    (0..10).map(|j| format!("id-{i}-{j}")),
+                )),
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values(
+                        (0..10).map(|j| 20_000 * DAY + first + j),
+                    )
+                    .with_timezone("UTC"),
+                ),
+                Arc::new(Int64Array::from_iter_values(0..10)),
+            ],
+        )
+        .unwrap();
+        add(&lake, "w", batch, 20_000);
+    }
+    // Remove the middle file from disk: a query that does not need it must not open it.
+    let snapshot = lake.snapshot().unwrap();
+    let middle = snapshot
+        .table("events")
+        .unwrap()
+        .files
+        .values()
+        .find(|f| f.min_time_us == Some(20_000 * DAY + 1000))
+        .unwrap()
+        .clone();
+    std::fs::remove_file(dir.path().join(&middle.path)).unwrap();
+    let t = |us: i64| {
+        chrono::DateTime::from_timestamp_micros(20_000 * DAY + us)
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    };
+    let q = format!(
+        "SELECT count(*) FROM events WHERE emitted_at >= TIMESTAMP '{}' AND emitted_at < TIMESTAMP '{}'",
+        t(2000),
+        t(3000)
+    );
+    assert_eq!(scalar(&sql(&lake, &q).await), 10);
+    let q = format!(
+        "SELECT count(*) FROM events WHERE emitted_at < TIMESTAMP '{}'",
+        t(1000)
+    );
+    assert_eq!(scalar(&sql(&lake, &q).await), 10);
+    // And one that needs it fails, so the pruning above is what kept the others working.
+    let snapshot = lake.snapshot().unwrap();
+    let ctx = crate::session(&lake, &snapshot).unwrap();
+    assert!(
+        crate::query(&ctx, "SELECT count(*) FROM events")
+            .await
+            .is_err()
+    );
+}

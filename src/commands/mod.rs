@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod analytics;
 pub mod bench;
 pub mod ingest;
 pub mod jobs;

@@ -4,6 +4,7 @@
 mod cli;
 mod crash;
 mod interop;
+mod reducers;
 mod slt;
 
 use std::io::Write;

@@ -102,8 +102,12 @@ impl sqllogictest::AsyncDB for LakeDb {
     }
 }
 
-/// Build a lake from a fixture directory: every `<table>.jsonl` into its topic, then the sink.
-fn build_lake(fixtures: &Path, data: &Path) -> Lake {
+/// Liveness in the node_registry view is judged at this time in the SQL specification.
+const SLT_NOW: &str = "TIMESTAMP '2026-11-21T00:01:30Z'";
+
+/// Build a lake from a fixture directory: every `<table>.jsonl` into its topic, then every job of
+/// the deployment once (the sink, then each reducer).
+fn build_lake(fixtures: &Path, data: &Path, runtime: tokio::runtime::Handle) -> Lake {
     let log = EmbeddedLog::open(EmbeddedLogConfig::new(data.join("log"))).unwrap();
     let lake = Lake::open(data.join("lake")).unwrap();
     let mut entries: Vec<_> = std::fs::read_dir(fixtures)
@@ -121,9 +125,22 @@ fn build_lake(fixtures: &Path, data: &Path) -> Lake {
         omnistream_connectors::ingest(&log, &topic, source, input, &Default::default(), |_| {})
             .unwrap();
     }
-    let mut sink = omnistream_jobs::LakeSink::new(&log, &lake, Default::default()).unwrap();
-    sink.drain(|_, _| {}).unwrap();
-    drop(sink);
+    let ctx = omnistream_jobs::runner::JobContext {
+        log: &log,
+        lake: &lake,
+        status: omnistream_jobs::status::StatusStore::new(data.join("jobs")),
+        runtime,
+        sink: Default::default(),
+        reducer: Default::default(),
+    };
+    let specs = omnistream_jobs::spec::load_all(None).unwrap();
+    omnistream_jobs::runner::run_all(
+        &ctx,
+        &specs,
+        omnistream_jobs::runner::Mode::Once,
+        &|_, _| {},
+    )
+    .unwrap();
     lake
 }
 
@@ -140,9 +157,20 @@ async fn sql_specification() {
     for file in files {
         let data = tempfile::tempdir().unwrap();
         let fixtures = file.with_extension("");
-        let lake = build_lake(&fixtures, data.path());
+        let path = data.path().to_path_buf();
+        let handle = tokio::runtime::Handle::current();
+        let lake = tokio::task::spawn_blocking(move || build_lake(&fixtures, &path, handle))
+            .await
+            .unwrap();
         let snapshot = lake.snapshot().unwrap();
         let ctx = omnistream_lake::session(&lake, &snapshot).unwrap();
+        let params = omnistream_jobs::views::ViewParams {
+            now: SLT_NOW.into(),
+            ..Default::default()
+        };
+        omnistream_jobs::views::register(&ctx, &params)
+            .await
+            .unwrap();
         let mut runner = sqllogictest::Runner::new(|| {
             let ctx = ctx.clone();
             async move { Ok::<_, SltError>(LakeDb { ctx }) }

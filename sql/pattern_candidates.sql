@@ -1,0 +1,29 @@
+-- reducer: pattern_candidates
+-- inputs:  generation_completed, pattern_stored (lookback 1d: a pattern stored just after
+--          midnight removes its generation from the previous day's candidates)
+-- output:  pattern_candidates
+-- windows: 1d
+-- key:     granularity, window_start, correlation_id
+--
+-- Completed generations at or above the learning threshold ($threshold, upstream 0.95: "only
+-- learn from high-quality generations") that are not stored as patterns yet.
+SELECT
+    $granularity                                                        AS granularity,
+    date_bin(INTERVAL $interval, g.emitted_at)                          AS window_start,
+    date_bin(INTERVAL $interval, g.emitted_at) + INTERVAL $interval     AS window_end,
+    g.correlation_id,
+    g.emitted_at                                                        AS completed_at,
+    g.node_type,
+    g.service_name,
+    g.domain,
+    g.primary_model,
+    g.quality_score,
+    g.syntax_score,
+    g.onex_compliance_score,
+    g.contract_score,
+    g.code_quality_score,
+    g.output_directory
+FROM generation_completed g
+WHERE g.emitted_at >= $window_start AND g.emitted_at < $window_end
+  AND g.quality_score >= $threshold
+  AND NOT EXISTS (SELECT 1 FROM pattern_stored p WHERE p.correlation_id = g.correlation_id)

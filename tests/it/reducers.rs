@@ -1,0 +1,403 @@
+//! The reducers, end to end: incremental batches equal a recompute from scratch (on randomized
+//! workloads with late and duplicate events), derived tables stay exactly once across `kill -9`,
+//! and the jobs CLI (list, status, run all, backfill, models, nodes).
+//!
+//! `OMNISTREAM_REDUCER_SEED` replays a randomized run (the seed is printed).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use serde_json::{Map, Value};
+
+use crate::{Env, describe};
+
+/// Derived tables and the columns that identify a row.
+pub const DERIVED: &[(&str, &str)] = &[
+    (
+        "model_performance",
+        "granularity, window_start, model, node_type",
+    ),
+    (
+        "generation_summary",
+        "granularity, window_start, primary_model, node_type",
+    ),
+    ("stage_durations", "granularity, window_start, stage_name"),
+    ("node_activity", "granularity, window_start, node_id"),
+    (
+        "pattern_candidates",
+        "granularity, window_start, correlation_id",
+    ),
+];
+
+const REDUCERS: &[&str] = &[
+    "model_performance",
+    "generation_summary",
+    "stage_durations",
+    "node_activity",
+    "pattern_candidates",
+];
+
+fn rows(env: &Env, table: &str, keys: &str) -> Vec<Map<String, Value>> {
+    env.sql(&format!("SELECT * FROM {table} ORDER BY {keys}"))
+}
+
+/// Equal, but for the last bits of floating-point sums taken in another order.
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0)
+        }
+        _ => a == b,
+    }
+}
+
+/// Every derived table of `a` equals that of `b`, row for row.
+pub fn assert_same_derived_tables(a: &Env, b: &Env, context: &str) {
+    for (table, keys) in DERIVED {
+        let (ra, rb) = (rows(a, table, keys), rows(b, table, keys));
+        assert_eq!(
+            ra.len(),
+            rb.len(),
+            "{context}: {table} has {} rows incrementally, {} from scratch",
+            ra.len(),
+            rb.len()
+        );
+        for (x, y) in ra.iter().zip(&rb) {
+            let differs = x.len() != y.len()
+                || x.iter()
+                    .any(|(k, v)| !y.get(k).is_some_and(|w| same_value(v, w)));
+            assert!(
+                !differs,
+                "{context}: {table} differs:\nincremental  {x:?}\nfrom scratch {y:?}"
+            );
+        }
+        // One row per key.
+        let dupes = a.sql_int(&format!(
+            "SELECT count(*) FROM (SELECT {keys} FROM {table} GROUP BY {keys} HAVING count(*) > 1)"
+        ));
+        assert_eq!(dupes, 0, "{context}: {table} has duplicate keys");
+    }
+}
+
+/// A copy of an environment's data, for a recompute from scratch next to the incremental result.
+fn copy_of(env: &Env) -> Env {
+    let copy = Env::new();
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(env.data())
+        .arg(copy.data())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    copy
+}
+
+fn backfill_all(env: &Env) {
+    for reducer in REDUCERS {
+        env.ok(&["backfill", reducer]);
+    }
+}
+
+#[test]
+fn incremental_batches_equal_a_recompute_from_scratch() {
+    let seed: u64 = std::env::var("OMNISTREAM_REDUCER_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    eprintln!("OMNISTREAM_REDUCER_SEED={seed}");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let env = Env::new();
+    let batches = rng.random_range(3..6);
+    let mut seeds = Vec::new();
+    for batch in 0..batches {
+        // Overlapping time ranges (a later batch brings events for windows already computed),
+        // late deliveries, retried event ids, and now and then a whole batch sent twice.
+        let workload_seed = if batch > 0 && rng.random_bool(0.25) {
+            seeds[0]
+        } else {
+            rng.random::<u32>() as u64
+        };
+        seeds.push(workload_seed);
+        let start = format!(
+            "2026-11-01T{:02}:{:02}:00Z",
+            rng.random_range(0..3),
+            rng.random_range(0..60)
+        );
+        let generations = rng.random_range(20..120).to_string();
+        env.ok(&[
+            "simulate",
+            "--generations",
+            &generations,
+            "--nodes",
+            "6",
+            "--seed",
+            &workload_seed.to_string(),
+            "--start",
+            &start,
+            "--rate",
+            "20",
+            "--late-fraction",
+            "0.05",
+            "--duplicate-fraction",
+            "0.03",
+        ]);
+        let max_batch = rng.random_range(50..3000).to_string();
+        let out = env
+            .cmd(&["jobs", "run", "all", "--once"])
+            .env("OMNISTREAM_REDUCER__MAX_BATCH_ROWS", &max_batch)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "seed {seed}: {}", describe(&out));
+    }
+    let scratch = copy_of(&env);
+    backfill_all(&scratch);
+    assert_same_derived_tables(&env, &scratch, &format!("seed {seed}"));
+    // The tables are not trivially empty.
+    assert!(env.sql_int("SELECT count(*) FROM model_performance WHERE granularity = '1m'") > 10);
+    assert!(env.sql_int("SELECT count(*) FROM node_activity") >= 6);
+}
+
+#[test]
+fn a_pattern_stored_after_midnight_removes_the_previous_days_candidate() {
+    let env = Env::new();
+    let completed = r#"{"event_id":"00000000-0000-7000-8000-000000000001","correlation_id":"g4","emitted_at":"2026-11-20T23:59:59Z","total_duration_seconds":1,"quality_score":0.99}"#;
+    let stored = r#"{"event_id":"00000000-0000-7000-8000-000000000002","correlation_id":"g4","emitted_at":"2026-11-21T00:00:01Z","pattern_id":"p4"}"#;
+    env.run_with_stdin(
+        &["ingest", "generation-completed", "-"],
+        completed.as_bytes(),
+    );
+    env.ok(&["jobs", "run", "all", "--once"]);
+    assert_eq!(env.sql_int("SELECT count(*) FROM pattern_candidates"), 1);
+    // The pattern arrives in a later batch, on the next day: the lookback recomputes the 20th.
+    env.run_with_stdin(&["ingest", "pattern-stored", "-"], stored.as_bytes());
+    env.ok(&["jobs", "run", "all", "--once"]);
+    assert_eq!(env.sql_int("SELECT count(*) FROM pattern_candidates"), 0);
+}
+
+#[test]
+fn derived_tables_stay_exactly_once_across_kill_9_of_the_jobs() {
+    let seed: u64 = std::env::var("OMNISTREAM_REDUCER_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    eprintln!("OMNISTREAM_REDUCER_SEED={seed}");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let env = Env::new();
+    let points = 20;
+    let mut kills = 0;
+    for round in 0..points * 3 {
+        if kills >= points {
+            break;
+        }
+        if round % 4 == 0 {
+            // New work, some of it for windows already computed.
+            let start = format!("2026-11-01T0{}:00:00Z", rng.random_range(0..3));
+            env.ok(&[
+                "simulate",
+                "--generations",
+                "150",
+                "--nodes",
+                "8",
+                "--seed",
+                &round.to_string(),
+                "--start",
+                &start,
+                "--late-fraction",
+                "0.05",
+                "--duplicate-fraction",
+                "0.02",
+            ]);
+        }
+        let mut child = env
+            .cmd(&["jobs", "run", "all", "--once"])
+            .env("OMNISTREAM_REDUCER__MAX_BATCH_ROWS", "60")
+            .env("OMNISTREAM_SINK__MAX_BATCH_ROWS", "500")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.random_range(20..400)));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        kills += (std::os::unix::process::ExitStatusExt::signal(&status) == Some(9)) as usize;
+    }
+    assert!(
+        kills >= points / 2,
+        "seed {seed}: only {kills} kills hit a running job"
+    );
+    env.ok(&["jobs", "run", "all", "--once"]);
+    let scratch = copy_of(&env);
+    backfill_all(&scratch);
+    assert_same_derived_tables(&env, &scratch, &format!("seed {seed}, after {kills} kills"));
+}
+
+#[test]
+fn the_jobs_cli_lists_runs_reports_and_backfills() {
+    let env = Env::new();
+    let list = env.ok(&["jobs", "list", "--format", "csv"]);
+    for job in [
+        "lake-sink",
+        "model_performance",
+        "generation_summary",
+        "stage_durations",
+        "node_activity",
+        "pattern_candidates",
+    ] {
+        assert!(list.contains(job), "{list}");
+    }
+    env.ok(&["simulate", "--generations", "60", "--nodes", "5"]);
+    let status: Vec<Value> =
+        serde_json::from_str(&env.ok(&["jobs", "status", "--format", "json"])).unwrap();
+    let mp = status
+        .iter()
+        .find(|s| s["job"] == "model_performance")
+        .unwrap();
+    assert_eq!(mp["state"], "never run");
+    env.ok(&["jobs", "run", "lake-sink", "--once"]);
+    let status: Vec<Value> =
+        serde_json::from_str(&env.ok(&["jobs", "status", "model_performance", "--format", "json"]))
+            .unwrap();
+    assert!(status[0]["lag"].as_i64().unwrap() > 0, "{status:?}");
+    let out = env.ok(&["jobs", "run", "model_performance", "--once"]);
+    assert!(out.contains("model_performance:"), "{out}");
+    let status: Vec<Value> =
+        serde_json::from_str(&env.ok(&["jobs", "status", "model_performance", "--format", "json"]))
+            .unwrap();
+    assert_eq!(status[0]["lag"], 0);
+    assert_eq!(status[0]["state"], "stopped");
+    assert!(!status[0]["last_batch_at"].as_str().unwrap().is_empty());
+
+    // Backfill rebuilds the same table; --from recomputes a suffix.
+    let before = env.sql(
+        "SELECT * FROM model_performance ORDER BY granularity, window_start, model, node_type",
+    );
+    let out = env.ok(&["backfill", "model_performance", "--from", "2026-11-01"]);
+    assert!(out.contains("windows recomputed"), "{out}");
+    assert_eq!(
+        env.sql(
+            "SELECT * FROM model_performance ORDER BY granularity, window_start, model, node_type"
+        ),
+        before
+    );
+    let out = env.run(&["backfill", "lake-sink"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = env.run(&["backfill", "model_performance", "--from", "yesterday"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a date"),
+        "{}",
+        describe(&out)
+    );
+
+    // The leaderboard and the registry.
+    env.ok(&["jobs", "run", "all", "--once"]);
+    let models: Vec<Value> =
+        serde_json::from_str(&env.ok(&["models", "--format", "json"])).unwrap();
+    assert!(models.len() >= 4, "{models:?}");
+    let total: i64 = models
+        .iter()
+        .map(|m| m["generations"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 60);
+    for m in &models {
+        let rate = m["pass_rate"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&rate));
+        assert!(m["trend_pass_rate_8h"].as_str().is_some());
+    }
+    let effect: Vec<Value> =
+        serde_json::from_str(&env.ok(&["models", "--node-type", "effect", "--format", "json"]))
+            .unwrap();
+    let effect_total: i64 = effect
+        .iter()
+        .map(|m| m["generations"].as_i64().unwrap())
+        .sum();
+    assert!(effect_total > 0 && effect_total < 60, "{effect_total}");
+    let last = env.sql("SELECT CAST(max(emitted_at) AS VARCHAR) AS t FROM node_heartbeat")[0]["t"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let nodes: Vec<Value> =
+        serde_json::from_str(&env.ok(&["nodes", "--at", &last, "--format", "json"])).unwrap();
+    assert_eq!(nodes.len(), 5);
+    assert!(nodes.iter().any(|n| n["liveness"] == "active"), "{nodes:?}");
+    let now: Vec<Value> = serde_json::from_str(&env.ok(&["nodes", "--format", "json"])).unwrap();
+    assert!(
+        now.iter().all(|n| n["liveness"] == "expired"),
+        "a workload of 2026-11-01 is long dead by now"
+    );
+    // The views are tables for `omnistream sql` too.
+    assert_eq!(env.sql_int("SELECT count(*) FROM node_registry"), 5);
+    assert!(env.sql_int("SELECT count(*) FROM model_leaderboard") >= 4);
+}
+
+#[test]
+fn a_bad_job_file_names_the_file_and_the_field() {
+    let env = Env::new();
+    let dir = env.path("myjobs");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("broken.toml"), "name = \"broken\"\nkind = \"reducer\"\ninputs = [\"model_call\"]\nsql = \"model_performance.sql\"\noutput = \"x\"\nwindows = [\"7 minutes\"]\n").unwrap();
+    let out = env
+        .cmd(&["jobs", "list"])
+        .env("OMNISTREAM_JOBS_DIR", &dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("broken.toml")
+            && stderr.contains("field `windows`")
+            && stderr.contains("divide a day"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_all_follows_new_events_and_stops_cleanly_on_sigterm() {
+    let env = Env::new();
+    let jobs = env
+        .cmd(&["jobs", "run", "all", "--follow"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    env.ok(&["simulate", "--generations", "20", "--nodes", "2"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = env.run(&[
+            "sql",
+            "--format",
+            "csv",
+            "SELECT sum(calls) AS n FROM model_performance WHERE granularity = '1h'",
+        ]);
+        let landed = String::from_utf8_lossy(&done.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.parse::<i64>().ok())
+            .unwrap_or(0);
+        if done.status.success()
+            && landed > 0
+            && landed == env.sql_int("SELECT count(*) FROM model_call")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reducers did not catch up in follow mode"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &jobs.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = jobs.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for job in REDUCERS {
+        assert!(stdout.contains(&format!("{job}:")), "{stdout}");
+    }
+}
