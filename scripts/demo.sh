@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: simulate a workload, land it in the Parquet lake, and
-# print what each model cost and delivered. Run it again: the same seed lands nothing twice.
+# The main job on the embedded default: simulate a workload, land it in the Parquet lake, run the
+# SQL reducers, and print what each model cost and delivered. Run it again: the same seed lands
+# nothing twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/omnistream-target}"
@@ -8,7 +9,12 @@ cargo build --quiet --bin omnistream
 omnistream() { "$CARGO_TARGET_DIR/debug/omnistream" "$@"; }
 
 omnistream simulate --generations "${GENERATIONS:-2000}"
-omnistream jobs run lake-sink --once
+omnistream jobs run all --once
+echo
+echo "Model leaderboard (from the generation_summary and model_performance reducers):"
+omnistream models
+echo
+echo "Per-model calls over the raw model_call table:"
 omnistream sql "
   SELECT model,
          count(*)                                                   AS calls,

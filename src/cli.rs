@@ -15,7 +15,8 @@ DuckDB, polars and pyarrow read unchanged, and answers SQL over all of it.\n\n\
 Everything runs on embedded defaults under ./omnistream-data; nothing needs a server.",
     after_help = "Getting started:\n  \
 omnistream simulate --generations 200     # write a realistic workload into the log\n  \
-omnistream jobs run lake-sink --once      # land every topic in the lake\n  \
+omnistream jobs run all --once            # land it in the lake and update the analytics\n  \
+omnistream models                         # which model passes most, for what cost\n  \
 omnistream sql \"SELECT model, count(*) FROM model_call GROUP BY model\"\n  \
 omnistream lake tables                    # what the lake holds"
 )]

@@ -55,7 +55,10 @@ pub async fn models(config: &Config, args: ModelsArgs) -> Result<()> {
         params.node_type = format!("'{}'", t.replace('\'', "''"));
     }
     let sql = format!(
-        "{} ORDER BY cost_per_passing_generation NULLS LAST",
+        "SELECT model, generations, round(pass_rate, 3) AS pass_rate, round(mean_quality, 3) AS mean_quality, \
+         round(cost_per_passing_generation, 5) AS cost_per_passing_generation, round(p95_latency_ms, 1) AS p95_latency_ms, \
+         calls, round(call_error_rate, 3) AS call_error_rate, round(total_cost_usd, 4) AS total_cost_usd \
+         FROM ({}) ORDER BY cost_per_passing_generation NULLS LAST",
         views::render("model_leaderboard", &params)?
     );
     let (_, batches) = omnistream_lake::query(&ctx, &sql).await?;
