@@ -329,6 +329,58 @@ pub enum BenchCommand {
     /// Land N simulated model-call events from JSONL into the lake (ingest, then sink), side by
     /// side with DuckDB converting the same file to Parquet.
     Ingest(BenchIngestArgs),
+    /// The model_performance query over N model-call rows of the lake, side by side with DuckDB
+    /// and polars on the same Parquet files.
+    Query(BenchQueryArgs),
+    /// The cost of one incremental reducer batch as history grows (it should stay flat).
+    Batch(BenchBatchArgs),
+    /// Freshness in follow mode: from append to the reducer's committed output, at a given rate.
+    Freshness(BenchFreshnessArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchQueryArgs {
+    /// Model-call rows in the lake.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub events: u64,
+    /// Work directory (kept, and reused when it already holds the rows).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Python interpreter with duckdb and polars (scripts/setup.sh installs them).
+    #[arg(long, env = "OMNISTREAM_PYTHON", default_value = "python3")]
+    pub python: String,
+    /// Runs of each engine (alternating); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchBatchArgs {
+    /// History sizes (model-call rows already reduced), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+    pub history: Vec<u64>,
+    /// New events per measured batch.
+    #[arg(long, default_value_t = 20_000)]
+    pub batch: u64,
+    /// Measured batches per history size; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Work directory (a temporary one when absent).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchFreshnessArgs {
+    /// Events appended per second.
+    #[arg(long, default_value_t = 20_000)]
+    pub rate: u64,
+    /// How long to append.
+    #[arg(long, default_value_t = 30)]
+    pub seconds: u64,
+    /// Work directory (a temporary one when absent).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,11 @@ pub enum JobError {
     #[error("{job}: {detail}")]
     Reducer { job: String, detail: String },
 
+    /// The lake changed while a batch read it (another writer compacted files away): nothing was
+    /// committed, and the batch can simply be run again on the new state.
+    #[error("the lake changed under the batch ({0}); run it again")]
+    Stale(String),
+
     /// A broken invariant: a bug, please report it.
     #[error("internal error (a bug, please report): {0}")]
     Internal(String),

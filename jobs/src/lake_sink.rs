@@ -42,6 +42,21 @@ pub struct LakeSinkOptions {
     pub parallelism: usize,
 }
 
+/// Run a step again while it fails only because the lake changed under it (a few times at most).
+pub fn retry_stale<T>(mut step: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut attempts = 0;
+    loop {
+        match step() {
+            Err(crate::JobError::Stale(why)) if attempts < 5 => {
+                attempts += 1;
+                tracing::debug!(attempt = attempts, %why, "lake changed under the batch; running it again");
+                std::thread::sleep(Duration::from_millis(10 * attempts));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A batch larger than this is cut into pieces written in parallel.
 const SPLIT_ROWS: usize = 64 * 1024;
 
@@ -159,8 +174,21 @@ impl<'a> LakeSink<'a> {
             .sum())
     }
 
-    /// One round: read, deduplicate, write, commit. Reads nothing and commits nothing when caught up.
+    /// One round: read, deduplicate, write, commit. Reads nothing and commits nothing when caught
+    /// up. Fails with [`JobError::Stale`](crate::JobError::Stale) when another writer changed the
+    /// lake under it (a compaction): run it again.
     pub fn round(&mut self) -> Result<RoundReport> {
+        let seq = self.writer.lake().snapshot()?.seq;
+        self.round_inner().map_err(|e| {
+            let e = crate::reducer::stale_or(e, self.writer.lake(), seq);
+            if matches!(e, crate::JobError::Stale(_)) {
+                self.dedup.clear();
+            }
+            e
+        })
+    }
+
+    fn round_inner(&mut self) -> Result<RoundReport> {
         let started = Instant::now();
         let lake = self.writer.lake();
         let snapshot = lake.snapshot()?;
@@ -376,7 +404,7 @@ impl<'a> LakeSink<'a> {
         let target = self.end_offsets()?;
         let mut totals = SinkTotals::default();
         loop {
-            let report = self.round()?;
+            let report = retry_stale(|| self.round())?;
             totals.add(&report);
             totals.elapsed = started.elapsed();
             on_round(&report, &totals);
@@ -400,7 +428,7 @@ impl<'a> LakeSink<'a> {
         let started = Instant::now();
         let mut totals = SinkTotals::default();
         while !stop.load(Ordering::SeqCst) {
-            let report = self.round()?;
+            let report = retry_stale(|| self.round())?;
             totals.add(&report);
             totals.elapsed = started.elapsed();
             if report.records_read > 0 {

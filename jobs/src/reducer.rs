@@ -142,8 +142,15 @@ impl<'a> Reducer<'a> {
         }
     }
 
-    /// One incremental batch. Commits nothing when there is nothing new.
+    /// One incremental batch. Commits nothing when there is nothing new. Fails with
+    /// [`JobError::Stale`] when another writer changed the lake under it: run it again.
     pub fn batch(&mut self) -> Result<BatchReport> {
+        let seq = self.writer.lake().snapshot()?.seq;
+        self.batch_inner()
+            .map_err(|e| stale_or(e, self.writer.lake(), seq))
+    }
+
+    fn batch_inner(&mut self) -> Result<BatchReport> {
         let started = Instant::now();
         let snapshot = self.writer.lake().snapshot()?;
         let ranges = self.ranges(&snapshot, self.options.max_batch_rows)?;
@@ -200,6 +207,12 @@ impl<'a> Reducer<'a> {
     /// the inputs, replacing the output's rows for them. Offsets advance to what the lake holds
     /// when the whole history is rebuilt; a partial rebuild leaves them to the incremental batches.
     pub fn backfill(&mut self, from: Option<i64>) -> Result<BatchReport> {
+        let seq = self.writer.lake().snapshot()?.seq;
+        self.backfill_inner(from)
+            .map_err(|e| stale_or(e, self.writer.lake(), seq))
+    }
+
+    fn backfill_inner(&mut self, from: Option<i64>) -> Result<BatchReport> {
         let started = Instant::now();
         let snapshot = self.writer.lake().snapshot()?;
         match from {
@@ -441,6 +454,18 @@ impl<'a> Reducer<'a> {
             job: self.spec.name.clone(),
             detail,
         })
+    }
+}
+
+/// An error of a batch that read snapshot `seq`: when the lake has moved on since (files it
+/// planned to read may have been compacted away), the batch is stale rather than failed.
+pub(crate) fn stale_or(e: JobError, lake: &Lake, seq: u64) -> JobError {
+    if matches!(e, JobError::Stale(_)) {
+        return e;
+    }
+    match lake.snapshot() {
+        Ok(now) if now.seq != seq => JobError::Stale(e.to_string()),
+        _ => e,
     }
 }
 

@@ -109,7 +109,7 @@ pub fn run(
                     ctx.reducer.clone(),
                 )?;
                 if let Some(from) = from {
-                    let r = reducer.backfill(Some(from))?;
+                    let r = crate::lake_sink::retry_stale(|| reducer.backfill(Some(from)))?;
                     tracing::info!(job = %spec.name, windows = r.windows, rows = r.rows_written, "recomputed from --from");
                 }
                 Runner::Reducer(Box::new(reducer))
@@ -123,7 +123,7 @@ pub fn run(
                 break;
             }
             let batch_started = Instant::now();
-            let step = runner.step()?;
+            let step = crate::lake_sink::retry_stale(|| runner.step())?;
             if step.events > 0 {
                 totals.batches += 1;
                 totals.events_in += step.events;

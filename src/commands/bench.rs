@@ -17,6 +17,9 @@ use crate::workload::{Workload, WorkloadConfig};
 
 pub async fn run(config: &Config, command: BenchCommand) -> Result<()> {
     match command {
+        BenchCommand::Query(args) => super::bench_jobs::query(config, args).await,
+        BenchCommand::Batch(args) => super::bench_jobs::batch(config, args).await,
+        BenchCommand::Freshness(args) => super::bench_jobs::freshness(config, args).await,
         BenchCommand::Ingest(args) => {
             let config = config.clone();
             tokio::task::spawn_blocking(move || ingest_bench(&config, args))
@@ -120,13 +123,13 @@ fn ingest_bench(config: &Config, args: BenchIngestArgs) -> Result<()> {
     Ok(())
 }
 
-fn median(v: &[f64]) -> f64 {
+pub fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
-fn min(v: &[f64]) -> f64 {
+pub fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
@@ -213,10 +216,10 @@ fn duckdb_run(python: &str, dir: &Path, input: &Path, events: u64) -> Result<(f6
 }
 
 /// A temporary directory removed on drop.
-struct TempDir(PathBuf);
+pub struct TempDir(pub PathBuf);
 
 impl TempDir {
-    fn new() -> Result<Self> {
+    pub fn new() -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("omnistream-bench-{}", uuid::Uuid::now_v7()));
         fs::create_dir_all(&dir).map_err(CliError::io(format!("creating {}", dir.display())))?;
         Ok(TempDir(dir))

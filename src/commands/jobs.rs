@@ -273,7 +273,7 @@ pub async fn backfill(config: &Config, args: BackfillArgs) -> Result<()> {
         let lake = open_lake(&config)?;
         let bar = spinner(&format!("backfill {}", spec.name));
         let mut reducer = Reducer::new(spec, &log, &lake, handle, config.reducer_options())?;
-        let report = reducer.backfill(from)?;
+        let report = omnistream_jobs::lake_sink::retry_stale(|| reducer.backfill(from))?;
         bar.finish_and_clear();
         Ok(report)
     })

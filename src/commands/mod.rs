@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod bench;
+pub mod bench_jobs;
 pub mod ingest;
 pub mod jobs;
 pub mod lake;

@@ -1,5 +1,7 @@
 //! `omnistream sql "QUERY"`
 
+use futures::StreamExt;
+
 use super::open_lake;
 use crate::cli::SqlArgs;
 use crate::config::Config;
@@ -9,10 +11,29 @@ use crate::output::Output;
 pub async fn run(config: &Config, args: SqlArgs) -> Result<()> {
     let output = Output::new(args.output)?;
     let lake = open_lake(config)?;
-    let snapshot = lake.snapshot()?;
-    let ctx = omnistream_lake::session(&lake, &snapshot)?;
-    omnistream_jobs::views::register(&ctx, &omnistream_jobs::views::ViewParams::default()).await?;
-    let (schema, stream) = omnistream_lake::query_stream(&ctx, &args.query).await?;
-    output.write_stream(schema, stream).await?;
-    Ok(())
+    // A compaction committed while the query starts may remove files it planned to read: when
+    // the first batch fails and the lake has moved on, plan again on the new snapshot.
+    let mut attempts = 0;
+    loop {
+        let snapshot = lake.snapshot()?;
+        let ctx = omnistream_lake::session(&lake, &snapshot)?;
+        omnistream_jobs::views::register(&ctx, &omnistream_jobs::views::ViewParams::default())
+            .await?;
+        let (schema, mut stream) = omnistream_lake::query_stream(&ctx, &args.query).await?;
+        let first = stream.next().await;
+        if let Some(Err(e)) = &first
+            && attempts < 3
+            && lake.snapshot()?.seq != snapshot.seq
+        {
+            attempts += 1;
+            tracing::debug!(error = %e, "the lake changed under the query; planning it again");
+            continue;
+        }
+        let rest = futures::stream::iter(first).chain(stream);
+        let stream = Box::pin(
+            datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema.clone(), rest),
+        );
+        output.write_stream(schema, stream).await?;
+        return Ok(());
+    }
 }

@@ -401,3 +401,62 @@ fn run_all_follows_new_events_and_stops_cleanly_on_sigterm() {
         assert!(stdout.contains(&format!("{job}:")), "{stdout}");
     }
 }
+
+#[test]
+fn following_jobs_survive_compactions_committed_under_them() {
+    let env = Env::new();
+    let mut jobs = env
+        .cmd(&["jobs", "run", "all", "--follow"])
+        .env("OMNISTREAM_SINK__ROLL_FILES", "3")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for seed in 0..8 {
+        env.ok(&[
+            "simulate",
+            "--generations",
+            "40",
+            "--nodes",
+            "3",
+            "--seed",
+            &seed.to_string(),
+        ]);
+        // Another writer swaps files while the sink and the reducers read them.
+        let out = env.run(&["lake", "compact"]);
+        assert!(
+            out.status.success() || String::from_utf8_lossy(&out.stderr).contains("conflict"),
+            "{}",
+            describe(&out)
+        );
+        assert!(
+            jobs.try_wait().unwrap().is_none(),
+            "the jobs stopped after a compaction"
+        );
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while env.sql_int("SELECT count(*) FROM model_call") == 0
+        || env.sql("SELECT sum(calls) AS n FROM model_performance WHERE granularity = '1h'")[0]["n"]
+            .as_i64()
+            != Some(env.sql_int("SELECT count(*) FROM model_call"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the reducers did not catch up"
+        );
+        assert!(jobs.try_wait().unwrap().is_none(), "the jobs stopped");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &jobs.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = jobs.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let scratch = copy_of(&env);
+    backfill_all(&scratch);
+    assert_same_derived_tables(&env, &scratch, "after concurrent compactions");
+}
