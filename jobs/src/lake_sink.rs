@@ -42,15 +42,18 @@ pub struct LakeSinkOptions {
     pub parallelism: usize,
 }
 
-/// Run a step again while it fails only because the lake changed under it (a few times at most).
+/// Run a step again while it fails only because the lake changed under it. A stale step committed
+/// nothing, so running it again is always safe; a manual `lake compact` commits once per partition
+/// and can outpace a few quick retries, so they back off (up to 250 ms) for about ten seconds.
 pub fn retry_stale<T>(mut step: impl FnMut() -> Result<T>) -> Result<T> {
+    const ATTEMPTS: u64 = 50;
     let mut attempts = 0;
     loop {
         match step() {
-            Err(crate::JobError::Stale(why)) if attempts < 5 => {
+            Err(crate::JobError::Stale(why)) if attempts < ATTEMPTS => {
                 attempts += 1;
                 tracing::debug!(attempt = attempts, %why, "lake changed under the batch; running it again");
-                std::thread::sleep(Duration::from_millis(10 * attempts));
+                std::thread::sleep(Duration::from_millis((10 * attempts).min(250)));
             }
             other => return other,
         }
@@ -374,13 +377,23 @@ impl<'a> LakeSink<'a> {
                     date: Some(date.clone()),
                     files,
                 };
-                let outcome = compact::run(
+                let outcome = match compact::run(
                     &self.writer,
                     &snapshot,
                     &task,
                     &self.options.compact,
                     |_| {},
-                )?;
+                ) {
+                    Ok(outcome) => outcome,
+                    // Another writer merged these files first: the round's data is committed
+                    // already, and the next round rolls whatever is left.
+                    Err(omnistream_lake::LakeError::Conflict(why)) => {
+                        tracing::debug!(table, date, %why, "roll skipped");
+                        snapshot = (*self.writer.lake().snapshot()?).clone();
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 tracing::debug!(
                     table,
                     date,

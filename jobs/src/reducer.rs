@@ -402,7 +402,9 @@ impl<'a> Reducer<'a> {
         touched: &Touched,
     ) -> Result<(SchemaRef, Vec<RecordBatch>)> {
         let lake = self.writer.lake();
-        let ctx = omnistream_lake::session(lake, snapshot)?;
+        // The job's parallelism bounds DataFusion's partitions: small incremental batches gain
+        // nothing from fanning out, a backfill or a catch-up does.
+        let ctx = omnistream_lake::session_with(lake, snapshot, Some(self.spec.parallelism))?;
         let failed = |e: omnistream_lake::LakeError| JobError::Reducer {
             job: self.spec.name.clone(),
             detail: format!(

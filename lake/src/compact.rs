@@ -139,7 +139,19 @@ pub fn run(
         let mut current = writer.create_file(def, task.date.as_deref())?;
         for file in &task.files {
             let path = writer.lake().path_of(&file.path);
-            let f = File::open(&path).io_context(|| format!("opening {}", path.display()))?;
+            let f = match File::open(&path) {
+                Ok(f) => f,
+                // Removed after the check above: another writer committed a compaction first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(LakeError::Conflict(format!(
+                        "file {} of table '{}' was compacted by another writer meanwhile",
+                        file.path, task.table
+                    )));
+                }
+                Err(e) => {
+                    return Err(e).io_context(|| format!("opening {}", path.display()));
+                }
+            };
             for batch in ParquetRecordBatchReaderBuilder::try_new(f)?
                 .with_batch_size(64 * 1024)
                 .build()?

@@ -38,9 +38,21 @@ pub fn read_only() -> SQLOptions {
 /// A DataFusion session with every table of `snapshot` registered, plus the raw table of every
 /// topic (empty until something lands), so queries do not fail just because nothing arrived yet.
 pub fn session(lake: &Lake, snapshot: &Snapshot) -> Result<SessionContext> {
-    let config = SessionConfig::new()
+    session_with(lake, snapshot, None)
+}
+
+/// [`session`] with at most `target_partitions` parallel streams per query (default: one per core).
+pub fn session_with(
+    lake: &Lake,
+    snapshot: &Snapshot,
+    target_partitions: Option<usize>,
+) -> Result<SessionContext> {
+    let mut config = SessionConfig::new()
         .with_information_schema(true)
         .with_default_catalog_and_schema("datafusion", "public");
+    if let Some(n) = target_partitions {
+        config = config.with_target_partitions(n.max(1));
+    }
     let ctx = SessionContext::new_with_config(config);
     for topic in Topic::ALL {
         if !snapshot.tables.contains_key(topic.table()) {

@@ -179,7 +179,7 @@ fn omnistream_run(config: &Config, dir: &Path, input: &Path, events: u64) -> Res
 fn duckdb_run(python: &str, dir: &Path, input: &Path, events: u64) -> Result<(f64, String)> {
     let out = dir.join("duckdb.parquet");
     let script = format!(
-        "import duckdb, time\ncon = duckdb.connect()\nt = time.perf_counter()\n\
+        "import duckdb, time\ncon = duckdb.connect()\ncon.execute('SET enable_progress_bar = false')\nt = time.perf_counter()\n\
          con.execute(\"COPY (SELECT * FROM read_json('{src}')) TO '{out}' (FORMAT parquet)\")\n\
          s = time.perf_counter() - t\nn = con.execute(\"SELECT count(*) FROM '{out}'\").fetchall()[0][0]\n\
          print(s, n, duckdb.__version__)\n",

@@ -205,6 +205,7 @@ t = time.perf_counter()
 if engine == "duckdb":
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET enable_progress_bar = false")
     rows = con.execute(f"""
       SELECT '1h' AS granularity, time_bucket(INTERVAL '1 hour', emitted_at) AS window_start,
              time_bucket(INTERVAL '1 hour', emitted_at) + INTERVAL '1 hour' AS window_end,
@@ -428,6 +429,7 @@ fn freshness_blocking(
     let appended: Mutex<Vec<(u64, Instant)>> = Mutex::new(Vec::new());
     let latencies: Mutex<Vec<(f64, f64)>> = Mutex::new(Vec::new());
     let tick = Duration::from_millis(50);
+    let started = Instant::now();
     let per_tick = (args.rate as f64 * tick.as_secs_f64()).round() as u64;
     eprintln!(
         "bench: appending {} events/s for {} s while lake-sink and model_performance follow",
@@ -508,6 +510,18 @@ fn freshness_blocking(
             .map_err(|_| CliError::Usage("jobs panicked".into()))??;
         produced
     })?;
+    let appended_events = appended
+        .lock()
+        .unwrap()
+        .last()
+        .map(|(o, _)| *o)
+        .unwrap_or(0);
+    let achieved = appended_events as f64
+        / started
+            .elapsed()
+            .as_secs_f64()
+            .min(args.seconds as f64)
+            .max(1e-9);
     let mut lat: Vec<f64> = latencies.lock().unwrap().iter().map(|(l, _)| *l).collect();
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize] * 1000.0;
@@ -519,7 +533,9 @@ fn freshness_blocking(
         per_tick
     );
     println!(
-        "  p50 {:.0} ms   p90 {:.0} ms   p99 {:.0} ms   max {:.0} ms",
+        "  appended {} events ({} events/s achieved); p50 {:.0} ms   p90 {:.0} ms   p99 {:.0} ms   max {:.0} ms",
+        thousands(appended_events),
+        thousands(achieved as u64),
         pct(0.5),
         pct(0.9),
         pct(0.99),

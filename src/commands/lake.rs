@@ -127,6 +127,7 @@ fn compact_blocking(config: &Config, args: CompactArgs) -> Result<()> {
         .unwrap(),
     );
     let (mut before, mut after, mut bytes_before, mut bytes_after) = (0, 0, 0, 0);
+    let (mut done, mut skipped, mut rows) = (0, 0, 0);
     for task in &tasks {
         bar.set_message(format!(
             "{} {}",
@@ -134,7 +135,24 @@ fn compact_blocking(config: &Config, args: CompactArgs) -> Result<()> {
             task.date.as_deref().unwrap_or("")
         ));
         let snapshot = lake.snapshot()?;
-        let outcome = compact::run(&writer, &snapshot, task, &options, |rows| bar.inc(rows))?;
+        let outcome = match compact::run(&writer, &snapshot, task, &options, |n| bar.inc(n)) {
+            Ok(outcome) => outcome,
+            // Another writer (the lake-sink rolls its own small files) got there first: the
+            // partition is already merged or changed; the next run picks up what is left.
+            Err(omnistream_lake::LakeError::Conflict(why)) => {
+                tracing::warn!(
+                    "compact: skipped {} {}: {why}",
+                    task.table,
+                    task.date.as_deref().unwrap_or("")
+                );
+                bar.inc(task.rows());
+                skipped += 1;
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        done += 1;
+        rows += outcome.rows;
         before += outcome.files_before;
         after += outcome.files_after;
         bytes_before += outcome.bytes_before;
@@ -142,13 +160,18 @@ fn compact_blocking(config: &Config, args: CompactArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     println!(
-        "compact: {} partitions, {} files -> {} files, {} -> {}, {} rows",
-        tasks.len(),
+        "compact: {} partitions, {} files -> {} files, {} -> {}, {} rows{}",
+        done,
         before,
         after,
         bytesize::ByteSize(bytes_before),
         bytesize::ByteSize(bytes_after),
-        thousands(total_rows)
+        thousands(rows),
+        if skipped > 0 {
+            format!(" ({skipped} skipped: changed by another writer meanwhile)")
+        } else {
+            String::new()
+        }
     );
     Ok(())
 }

@@ -85,9 +85,16 @@ mod tests {
             std::fs::write(&path, &expected).unwrap();
         }
         let actual = std::fs::read_to_string(&path).unwrap_or_default();
+        let first_difference = actual
+            .lines()
+            .zip(expected.lines())
+            .enumerate()
+            .find(|(_, (a, e))| a != e)
+            .map(|(i, (a, e))| format!("line {}:\n  file:     {a}\n  registry: {e}", i + 1))
+            .unwrap_or_else(|| "one is a prefix of the other".into());
         assert!(
             actual == expected,
-            "docs/schemas.md has drifted from the topic registry: run \
+            "docs/schemas.md has drifted from the topic registry ({first_difference}): run \
              `omnistream topics --markdown > docs/schemas.md` (or UPDATE_DOCS=1 cargo test -p omnistream-streams)"
         );
     }

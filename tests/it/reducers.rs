@@ -423,16 +423,12 @@ fn following_jobs_survive_compactions_committed_under_them() {
             &seed.to_string(),
         ]);
         // Another writer swaps files while the sink and the reducers read them.
-        let out = env.run(&["lake", "compact"]);
-        assert!(
-            out.status.success() || String::from_utf8_lossy(&out.stderr).contains("conflict"),
-            "{}",
-            describe(&out)
-        );
-        assert!(
-            jobs.try_wait().unwrap().is_none(),
-            "the jobs stopped after a compaction"
-        );
+        // A partition the sink merged meanwhile is skipped, never an error.
+        env.ok(&["lake", "compact"]);
+        if jobs.try_wait().unwrap().is_some() {
+            let out = jobs.wait_with_output().unwrap();
+            panic!("the jobs stopped after a compaction: {}", describe(&out));
+        }
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while env.sql_int("SELECT count(*) FROM model_call") == 0
@@ -456,6 +452,8 @@ fn following_jobs_survive_compactions_committed_under_them() {
     );
     let out = jobs.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", describe(&out));
+    // Only model_performance was waited for: the other reducers carry on from what they committed.
+    env.ok(&["jobs", "run", "all", "--once"]);
     let scratch = copy_of(&env);
     backfill_all(&scratch);
     assert_same_derived_tables(&env, &scratch, "after concurrent compactions");
