@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: simulate a workload, land it in the Parquet lake, run the
-# SQL reducers, and print what each model cost and delivered. Run it again: the same seed lands
-# nothing twice.
+# The main job on the embedded default: generate a node with the codegen job and start it, simulate
+# a workload, land everything in the Parquet lake, run the SQL reducers, and print what each model
+# cost and delivered and which nodes are alive. Run it again: the same seed lands nothing twice.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/omnistream-target}"
+scripts/setup.sh
 cargo build --quiet --bin omnistream
 omnistream() { "$CARGO_TARGET_DIR/debug/omnistream" "$@"; }
+
+echo "Generating a node (template model: no network), every stage shown:"
+omnistream generate "Create PostgreSQL writer Effect node"
+echo
+echo "Starting it: it announces itself and sends heartbeats (spooled, then ingested):"
+(cd generated/node_database_postgresql_writer_effect &&
+  python3 start_node.py --heartbeats 3 --interval 0.2 --spool ../../omnistream-spool)
+omnistream ingest node-introspection omnistream-spool/node-introspection.jsonl
+omnistream ingest node-heartbeat omnistream-spool/node-heartbeat.jsonl
+rm -rf omnistream-spool
+echo
 
 omnistream simulate --generations "${GENERATIONS:-2000}"
 omnistream jobs run all --once
@@ -28,3 +40,7 @@ omnistream sql "
   GROUP BY model
   ORDER BY cost_usd DESC"
 omnistream lake tables
+echo
+echo "The node registry (the generated node is among the simulated ones):"
+omnistream sql "SELECT node_name, node_type, liveness, heartbeats, contract_drift FROM node_registry
+                WHERE node_name = 'NodePostgresqlWriterEffect'"

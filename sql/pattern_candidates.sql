@@ -6,7 +6,8 @@
 -- key:     granularity, window_start, correlation_id
 --
 -- Completed generations at or above the learning threshold ($threshold, upstream 0.95: "only
--- learn from high-quality generations") that are not stored as patterns yet.
+-- learn from high-quality generations") that are not stored as patterns yet. A generation that
+-- completed twice in a window (a re-run after a crash) is one candidate: its latest completion.
 SELECT
     $granularity                                                        AS granularity,
     date_bin(INTERVAL $interval, g.emitted_at)                          AS window_start,
@@ -23,7 +24,13 @@ SELECT
     g.contract_score,
     g.code_quality_score,
     g.output_directory
-FROM generation_completed g
-WHERE g.emitted_at >= $window_start AND g.emitted_at < $window_end
-  AND g.quality_score >= $threshold
+FROM (
+    SELECT *,
+           row_number() OVER (PARTITION BY correlation_id
+                              ORDER BY emitted_at DESC, event_id DESC) AS completion_rank
+    FROM generation_completed
+    WHERE emitted_at >= $window_start AND emitted_at < $window_end
+      AND quality_score >= $threshold
+) g
+WHERE g.completion_rank = 1
   AND NOT EXISTS (SELECT 1 FROM pattern_stored p WHERE p.correlation_id = g.correlation_id)

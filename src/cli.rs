@@ -14,6 +14,7 @@ results, node heartbeats) in a durable event log, lands them exactly once in a P
 DuckDB, polars and pyarrow read unchanged, and answers SQL over all of it.\n\n\
 Everything runs on embedded defaults under ./omnistream-data; nothing needs a server.",
     after_help = "Getting started:\n  \
+omnistream generate \"Create PostgreSQL writer Effect node\"   # generate a node, see every stage\n  \
 omnistream simulate --generations 200     # write a realistic workload into the log\n  \
 omnistream jobs run all --once            # land it in the lake and update the analytics\n  \
 omnistream models                         # which model passes most, for what cost\n  \
@@ -52,6 +53,24 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Generate an ONEX node from a request in plain words, and show every stage.
+    #[command(
+        long_about = "Publish a generation request and (by default) wait for its end, showing each \
+stage as it completes, then the files written, the quality score with its dimensions, the models \
+used, tokens, cost and duration. The codegen job runs the request: the one of `omnistream jobs run \
+codegen|all` when one is running, otherwise this command runs it in-process.\n\n\
+The default model is `template` (built in, no network). Configure HTTP models under [models] and \
+[providers] in omnistream.toml (OpenAI-compatible or Anthropic).\n\n\
+Exit status: 0 when the node was generated, 1 when the generation failed (the stage and the \
+reason are printed) or on an error.",
+        after_help = "Examples:\n  \
+omnistream generate \"Create PostgreSQL writer Effect node\"\n  \
+omnistream generate \"price calculator with tax rules\" --node-type compute --out ./nodes\n  \
+omnistream generate \"Kafka publisher\" --model qwen --format json\n  \
+omnistream generate \"metrics aggregator\" --no-wait     # publish only; prints the correlation id"
+    )]
+    Generate(GenerateArgs),
+
     /// Append events (one JSON object per line) to a topic; bad lines go to the dead-letter topic.
     #[command(
         long_about = "Append events to a topic of the event log, one JSON object per line, with the \
@@ -61,7 +80,7 @@ Exit status: 0 when every line was accepted, 2 when some were rejected, 1 on an 
     )]
     Ingest(IngestArgs),
 
-    /// List, run and inspect jobs: the lake-sink and the SQL reducers.
+    /// List, run and inspect jobs: the lake-sink, the SQL reducers and the codegen job.
     #[command(subcommand)]
     Jobs(JobsCommand),
 
@@ -106,6 +125,52 @@ The same seed gives the same events (ids included)."
     /// Benchmarks, measured side by side with a peer (DuckDB) on the same data.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// What to generate, in plain words, e.g. "Create PostgreSQL writer Effect node".
+    pub prompt: String,
+
+    /// Directory the node directory goes into (default: `codegen.output_dir`, ./generated).
+    #[arg(long, env = "OMNISTREAM_GENERATE_OUT", value_name = "DIR")]
+    pub out: Option<PathBuf>,
+
+    /// Model: `template` or a name under [models] (default: `codegen.model`).
+    #[arg(long, env = "OMNISTREAM_GENERATE_MODEL", value_name = "NAME")]
+    pub model: Option<String>,
+
+    /// Node type, when the prompt does not say: effect, compute, reducer or orchestrator.
+    #[arg(long, value_name = "TYPE")]
+    pub node_type: Option<String>,
+
+    /// Publish the request and exit; prints its correlation id.
+    #[arg(long)]
+    pub no_wait: bool,
+
+    /// Skip the judge-model quorum even when judges are configured.
+    #[arg(long)]
+    pub no_quorum: bool,
+
+    /// Do not retrieve patterns for the request.
+    #[arg(long)]
+    pub no_intelligence: bool,
+
+    /// Give up waiting after this many seconds (the generation itself goes on).
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub timeout: u64,
+
+    /// How to print the result.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: GenerateFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenerateFormat {
+    /// Stage lines as they complete, then a summary.
+    Table,
+    /// One JSON object: the end event, the stages, the model calls and the gates.
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -336,6 +401,31 @@ pub enum BenchCommand {
     Batch(BenchBatchArgs),
     /// Freshness in follow mode: from append to the reducer's committed output, at a given rate.
     Freshness(BenchFreshnessArgs),
+    /// Generations per second with the template model and the data plane's overhead per
+    /// generation, side by side with the bare work in Python (Jinja2, write, compile).
+    Codegen(BenchCodegenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchCodegenArgs {
+    /// Generations to run.
+    #[arg(long, short = 'n', default_value_t = 1000)]
+    pub generations: u64,
+    /// Generations at once (and processes of the Python peer).
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Skip the compile check (G13) on both sides.
+    #[arg(long)]
+    pub no_compile: bool,
+    /// Also run every generated node's tests with pytest (G14; dominated by Python start-up).
+    #[arg(long)]
+    pub tests: bool,
+    /// Work directory (emptied first).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Python interpreter of the compile check and the peer (needs jinja2).
+    #[arg(long, env = "OMNISTREAM_PYTHON", default_value = "python3")]
+    pub python: String,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,9 @@
 //! figment is used because it layers providers exactly this way and names the source (file or
 //! variable) of a bad value in its error.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -22,6 +24,133 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub sink: SinkConfig,
     pub reducer: ReducerConfig,
+    pub codegen: CodegenConfig,
+    /// Model provider endpoints by name: `[providers.NAME]`.
+    pub providers: BTreeMap<String, ProviderSettings>,
+    /// Models by the name requests use: `[models.NAME]`, served by a provider, with prices.
+    pub models: BTreeMap<String, ModelSettings>,
+}
+
+/// The codegen job (`omnistream generate`, `jobs run codegen`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodegenConfig {
+    /// Generations run at once.
+    pub concurrency: usize,
+    /// Requests taken per batch (committed together).
+    pub max_batch: usize,
+    /// Where generated nodes go (requests may name another directory).
+    pub output_dir: PathBuf,
+    /// Model of requests that name none: `template` (built in, no network) or a `[models]` name.
+    pub model: String,
+    /// Judge models of the quorum (none: no quorum).
+    pub judges: Vec<omnistream_jobs::codegen::Judge>,
+    pub quorum: omnistream_jobs::codegen::QuorumRules,
+    /// Refinement rounds when gates warn or the judges ask for changes.
+    pub max_refinements: u32,
+    /// Compile every generated Python file (gate G13).
+    pub compile_check: bool,
+    /// Run the generated tests with pytest (gate G14).
+    pub run_tests: bool,
+    pub test_timeout_secs: u64,
+    /// The Python interpreter of the compile check and the tests.
+    pub python: String,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    /// Requests older than this many seconds are skipped (imported history, abandoned requests).
+    pub request_ttl_secs: u64,
+}
+
+impl Default for CodegenConfig {
+    fn default() -> Self {
+        let d = omnistream_jobs::codegen::CodegenOptions::default();
+        CodegenConfig {
+            concurrency: d.concurrency,
+            max_batch: d.max_batch,
+            output_dir: d.output_root,
+            model: d.default_model,
+            judges: d.judges,
+            quorum: d.quorum,
+            max_refinements: d.max_refinements,
+            compile_check: d.compile_check,
+            run_tests: d.run_tests,
+            test_timeout_secs: d.test_timeout.as_secs(),
+            python: d.python,
+            max_tokens: d.max_tokens,
+            temperature: d.temperature,
+            request_ttl_secs: d.request_ttl.as_secs(),
+        }
+    }
+}
+
+/// A model provider endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    /// `openai` (any OpenAI-compatible chat completions endpoint) or `anthropic`.
+    pub format: omnistream_connectors::models::WireFormat,
+    /// e.g. `http://127.0.0.1:8088/v1` or `https://api.anthropic.com/v1`.
+    pub base_url: String,
+    /// Name of the environment variable holding the API key (keeps keys out of files).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// The key itself, when it must be in the file.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: f64,
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    #[serde(default = "default_backoff_initial_ms")]
+    pub backoff_initial_ms: u64,
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// Circuit breaker: this many failures within `breaker_window_secs` open it for
+    /// `breaker_cooldown_secs`.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    #[serde(default = "default_breaker_window_secs")]
+    pub breaker_window_secs: u64,
+    #[serde(default = "default_breaker_cooldown_secs")]
+    pub breaker_cooldown_secs: u64,
+}
+
+fn default_timeout_secs() -> f64 {
+    120.0
+}
+fn default_max_retries() -> u32 {
+    3
+}
+fn default_backoff_initial_ms() -> u64 {
+    500
+}
+fn default_backoff_max_ms() -> u64 {
+    20_000
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_window_secs() -> u64 {
+    60
+}
+fn default_breaker_cooldown_secs() -> u64 {
+    30
+}
+
+/// A model requests can name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// A `[providers]` name.
+    pub provider: String,
+    /// The model's name on the wire (default: this entry's name).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// USD per million input tokens (unset: cost unknown, recorded as null).
+    #[serde(default)]
+    pub input_per_mtok: Option<f64>,
+    #[serde(default)]
+    pub output_per_mtok: Option<f64>,
 }
 
 /// The SQL reducers.
@@ -91,6 +220,9 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             sink: SinkConfig::default(),
             reducer: ReducerConfig::default(),
+            codegen: CodegenConfig::default(),
+            providers: BTreeMap::new(),
+            models: BTreeMap::new(),
         }
     }
 }
@@ -205,6 +337,110 @@ impl Config {
         omnistream_jobs::ReducerOptions {
             max_batch_rows: self.reducer.max_batch_rows.max(1),
         }
+    }
+
+    /// The codegen job's options: providers connected, models routed, prices tabled. Errors name
+    /// the model or provider that is misconfigured.
+    pub fn codegen_options(&self) -> Result<omnistream_jobs::codegen::CodegenOptions, String> {
+        use omnistream_connectors::models::{
+            BreakerConfig, HttpProvider, Price, PriceTable, ProviderConfig,
+        };
+        use omnistream_jobs::codegen::{CodegenOptions, ModelRoute, TEMPLATE_MODEL};
+        use std::time::Duration;
+        let mut providers: BTreeMap<String, Arc<HttpProvider>> = BTreeMap::new();
+        for (name, p) in &self.providers {
+            let mut c = ProviderConfig::new(name.clone(), p.format, p.base_url.clone());
+            c.api_key = match (&p.api_key, &p.api_key_env) {
+                (Some(k), _) => Some(k.clone()),
+                (None, Some(var)) => std::env::var(var).ok().filter(|k| !k.is_empty()),
+                (None, None) => None,
+            };
+            if !(p.timeout_secs.is_finite() && p.timeout_secs > 0.0) {
+                return Err(format!("providers.{name}.timeout_secs must be positive"));
+            }
+            c.timeout = Duration::from_secs_f64(p.timeout_secs);
+            c.max_retries = p.max_retries;
+            c.backoff_initial = Duration::from_millis(p.backoff_initial_ms);
+            c.backoff_max = Duration::from_millis(p.backoff_max_ms);
+            c.breaker = BreakerConfig {
+                failures: p.breaker_failures,
+                window: Duration::from_secs(p.breaker_window_secs),
+                cooldown: Duration::from_secs(p.breaker_cooldown_secs),
+            };
+            let provider = HttpProvider::new(c).map_err(|e| format!("providers.{name}: {e}"))?;
+            providers.insert(name.clone(), Arc::new(provider));
+        }
+        let mut models = BTreeMap::new();
+        let mut prices = PriceTable::default();
+        for (name, m) in &self.models {
+            if name == TEMPLATE_MODEL {
+                return Err(format!(
+                    "models.{name}: '{TEMPLATE_MODEL}' is the built-in model"
+                ));
+            }
+            let provider = providers.get(&m.provider).ok_or_else(|| {
+                format!(
+                    "models.{name}.provider: no provider '{}' (providers: {})",
+                    m.provider,
+                    self.providers
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })?;
+            models.insert(
+                name.clone(),
+                ModelRoute {
+                    provider: provider.clone(),
+                    model: m.model.clone().unwrap_or_else(|| name.clone()),
+                },
+            );
+            if m.input_per_mtok.is_some() || m.output_per_mtok.is_some() {
+                prices.0.insert(
+                    name.clone(),
+                    Price {
+                        input_per_mtok: m.input_per_mtok.unwrap_or(0.0),
+                        output_per_mtok: m.output_per_mtok.unwrap_or(0.0),
+                    },
+                );
+            }
+        }
+        let c = &self.codegen;
+        if c.model != TEMPLATE_MODEL && !models.contains_key(&c.model) {
+            return Err(format!(
+                "codegen.model: '{}' is neither '{TEMPLATE_MODEL}' nor a [models] entry",
+                c.model
+            ));
+        }
+        for j in &c.judges {
+            if !models.contains_key(&j.model) {
+                return Err(format!(
+                    "codegen.judges: '{}' is not a [models] entry",
+                    j.model
+                ));
+            }
+        }
+        Ok(CodegenOptions {
+            concurrency: c.concurrency.max(1),
+            max_batch: c.max_batch.max(1),
+            // Absolute, so events and messages say exactly where nodes went.
+            output_root: std::path::absolute(&c.output_dir)
+                .unwrap_or_else(|_| c.output_dir.clone()),
+            default_model: c.model.clone(),
+            models,
+            prices,
+            judges: c.judges.clone(),
+            quorum: c.quorum,
+            max_refinements: c.max_refinements,
+            compile_check: c.compile_check,
+            run_tests: c.run_tests,
+            test_timeout: Duration::from_secs(c.test_timeout_secs.max(1)),
+            python: c.python.clone(),
+            max_tokens: c.max_tokens.max(1),
+            temperature: c.temperature,
+            request_ttl: Duration::from_secs(c.request_ttl_secs),
+        })
     }
 
     pub fn sink_options(&self) -> omnistream_jobs::LakeSinkOptions {

@@ -36,6 +36,10 @@ pub enum CliError {
         source: std::io::Error,
     },
 
+    /// A generation ended in generation-failed (its report has been printed).
+    #[error("{0}")]
+    Generation(String),
+
     /// The command finished, but not everything succeeded (for example, ingest rejected lines).
     /// Its report has already been printed.
     #[error("{0}")]

@@ -49,6 +49,7 @@ fn run(cli: Cli) -> Result<()> {
         .map_err(CliError::io("starting the async runtime"))?;
     runtime.block_on(async move {
         match cli.command {
+            Command::Generate(args) => commands::generate::run(&config, args).await,
             Command::Ingest(args) => commands::ingest::run(&config, args).await,
             Command::Jobs(cmd) => commands::jobs::run(&config, cmd).await,
             Command::Backfill(args) => commands::jobs::backfill(&config, args).await,

@@ -32,6 +32,14 @@ pub enum JobError {
     #[error("the lake changed under the batch ({0}); run it again")]
     Stale(String),
 
+    /// The codegen job could not do its work (not a failed generation: those are events).
+    #[error("codegen: {0}")]
+    Codegen(String),
+
+    /// Another process holds the job.
+    #[error("{0}")]
+    Busy(String),
+
     /// A broken invariant: a bug, please report it.
     #[error("internal error (a bug, please report): {0}")]
     Internal(String),

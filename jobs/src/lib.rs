@@ -1,7 +1,8 @@
 //! omnistream jobs: job specifications and the runtime that keeps the lake current: the lake-sink
 //! (every topic into its raw table, exactly once) and the SQL reducers (derived tables kept
-//! current window by window).
+//! current window by window), and the codegen job (generation requests into validated nodes).
 
+pub mod codegen;
 pub mod dedup;
 pub mod error;
 pub mod lake_sink;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use omnistream_lake::Lake;
 use omnistream_streams::EventLog;
 
+use crate::codegen::{Codegen, CodegenOptions};
 use crate::error::{JobError, Result};
 use crate::lake_sink::{LakeSink, LakeSinkOptions};
 use crate::reducer::{Reducer, ReducerOptions};
@@ -21,6 +22,7 @@ pub struct JobContext<'a> {
     pub runtime: tokio::runtime::Handle,
     pub sink: LakeSinkOptions,
     pub reducer: ReducerOptions,
+    pub codegen: CodegenOptions,
 }
 
 /// How long a job runs.
@@ -50,6 +52,7 @@ struct Step {
 enum Runner<'a> {
     Sink(Box<LakeSink<'a>>),
     Reducer(Box<Reducer<'a>>),
+    Codegen(Box<Codegen<'a>>),
 }
 
 impl Runner<'_> {
@@ -69,6 +72,13 @@ impl Runner<'_> {
                     rows: r.rows_written,
                 })
             }
+            Runner::Codegen(codegen) => {
+                let r = codegen.step()?;
+                Ok(Step {
+                    events: r.requests,
+                    rows: r.completed,
+                })
+            }
         }
     }
 }
@@ -82,6 +92,16 @@ pub fn run(
     mut on_batch: impl FnMut(&RunTotals),
 ) -> Result<RunTotals> {
     let started = Instant::now();
+    // The codegen job's lock first: a second instance must not overwrite the running one's status.
+    let mut codegen = match spec.kind {
+        JobKind::Codegen => Some(Codegen::new(
+            ctx.log,
+            ctx.codegen.clone(),
+            ctx.runtime.clone(),
+            ctx.status.dir(),
+        )?),
+        _ => None,
+    };
     // Totals and the last batch carry over from earlier runs; the rest describes this run.
     let previous = ctx.status.read(&spec.name).unwrap_or_default();
     let mut status = JobStatus {
@@ -100,6 +120,9 @@ pub fn run(
                 ctx.lake,
                 ctx.sink.clone(),
             )?)),
+            JobKind::Codegen => Runner::Codegen(Box::new(
+                codegen.take().expect("taken before the status was written"),
+            )),
             JobKind::Reducer => {
                 let mut reducer = Reducer::new(
                     spec.clone(),
@@ -170,7 +193,12 @@ pub fn run_all(
     mode: Mode<'_>,
     on_batch: &(dyn Fn(&JobSpec, &RunTotals) + Sync),
 ) -> Result<Vec<(String, RunTotals)>> {
-    let mut ordered: Vec<&JobSpec> = specs.iter().filter(|s| s.kind == JobKind::Sink).collect();
+    // Once: generations first, so the sink lands their events and the reducers see them.
+    let mut ordered: Vec<&JobSpec> = specs
+        .iter()
+        .filter(|s| s.kind == JobKind::Codegen)
+        .collect();
+    ordered.extend(specs.iter().filter(|s| s.kind == JobKind::Sink));
     ordered.extend(specs.iter().filter(|s| s.kind == JobKind::Reducer));
     match mode {
         Mode::Once => ordered

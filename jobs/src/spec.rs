@@ -29,6 +29,8 @@ pub enum JobKind {
     Sink,
     /// A SQL file over lake tables, kept current window by window.
     Reducer,
+    /// Generation requests into validated ONEX nodes.
+    Codegen,
 }
 
 /// A job file as written.
@@ -115,6 +117,7 @@ pub struct SqlSource {
 /// Built-in job specs and SQL files, compiled into the binary so it runs from any directory.
 const BUILT_IN_SPECS: &[(&str, &str)] = &[
     ("lake-sink.toml", include_str!("../specs/lake-sink.toml")),
+    ("codegen.toml", include_str!("../specs/codegen.toml")),
     (
         "model_performance.toml",
         include_str!("../specs/model_performance.toml"),
@@ -275,8 +278,12 @@ pub fn parse(text: &str, origin: &str, dir: Option<&Path>) -> Result<JobSpec> {
         (None, JobKind::Reducer) => {
             return Err(bad("field `sql`: a reducer needs a SQL file".into()));
         }
-        (Some(_), JobKind::Sink) => return Err(bad("field `sql`: a sink has no SQL".into())),
-        (None, JobKind::Sink) => None,
+        (Some(_), JobKind::Sink | JobKind::Codegen) => {
+            return Err(bad(
+                format!("field `sql`: a {:?} job has no SQL", raw.kind).to_lowercase()
+            ));
+        }
+        (None, JobKind::Sink | JobKind::Codegen) => None,
     };
     if raw.kind == JobKind::Reducer {
         if raw.output.is_none() {

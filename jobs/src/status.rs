@@ -31,6 +31,11 @@ impl StatusStore {
         StatusStore { dir: dir.into() }
     }
 
+    /// Where the status files (and job locks) live.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.json"))
     }

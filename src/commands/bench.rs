@@ -20,6 +20,7 @@ pub async fn run(config: &Config, command: BenchCommand) -> Result<()> {
         BenchCommand::Query(args) => super::bench_jobs::query(config, args).await,
         BenchCommand::Batch(args) => super::bench_jobs::batch(config, args).await,
         BenchCommand::Freshness(args) => super::bench_jobs::freshness(config, args).await,
+        BenchCommand::Codegen(args) => super::bench_codegen::run(config, args).await,
         BenchCommand::Ingest(args) => {
             let config = config.clone();
             tokio::task::spawn_blocking(move || ingest_bench(&config, args))

@@ -423,6 +423,7 @@ fn freshness_blocking(
         runtime: handle,
         sink: config.sink_options(),
         reducer: config.reducer_options(),
+        codegen: Default::default(),
     };
     let stop = AtomicBool::new(false);
     // (end offset after the append, when it was acknowledged)

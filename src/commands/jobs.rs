@@ -101,15 +101,16 @@ fn context<'a>(
     config: &Config,
     log: &'a dyn EventLog,
     lake: &'a omnistream_lake::Lake,
-) -> JobContext<'a> {
-    JobContext {
+) -> Result<JobContext<'a>> {
+    Ok(JobContext {
         log,
         lake,
         status: StatusStore::new(config.status_dir()),
         runtime: tokio::runtime::Handle::current(),
         sink: config.sink_options(),
         reducer: config.reducer_options(),
-    }
+        codegen: config.codegen_options().map_err(CliError::Config)?,
+    })
 }
 
 async fn run_job(config: &Config, args: JobRunArgs) -> Result<()> {
@@ -139,7 +140,7 @@ async fn run_job(config: &Config, args: JobRunArgs) -> Result<()> {
     let results = tokio::task::spawn_blocking(move || -> Result<Vec<(String, RunTotals)>> {
         let log = open_log(&config)?;
         let lake = open_lake(&config)?;
-        let ctx = context(&config, &log, &lake);
+        let ctx = context(&config, &log, &lake)?;
         let bar = spinner(&name);
         let on_batch = |spec: &JobSpec, t: &RunTotals| {
             bar.set_message(format!(
@@ -190,9 +191,14 @@ async fn status(config: &Config, name: Option<String>, output: Output) -> Result
     for spec in &selected {
         let (mut committed, mut lag) = (0u64, 0u64);
         for topic in &spec.inputs {
-            let mine = snapshot.source_offsets(&spec.name, topic.name());
+            // The codegen job commits to the log's consumer group (it writes no lake table).
+            let mine: std::collections::BTreeMap<u32, u64> = if spec.kind == JobKind::Codegen {
+                log.committed(&spec.name, *topic)?
+            } else {
+                snapshot.source_offsets(&spec.name, topic.name())
+            };
             committed += mine.values().sum::<u64>();
-            let ends: Vec<(u32, u64)> = if spec.kind == JobKind::Sink {
+            let ends: Vec<(u32, u64)> = if matches!(spec.kind, JobKind::Sink | JobKind::Codegen) {
                 (0..log.partitions(*topic)?)
                     .map(|p| Ok((p, log.offsets(*topic, p)?.end)))
                     .collect::<Result<_>>()?

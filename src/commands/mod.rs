@@ -2,7 +2,9 @@
 
 pub mod analytics;
 pub mod bench;
+pub mod bench_codegen;
 pub mod bench_jobs;
+pub mod generate;
 pub mod ingest;
 pub mod jobs;
 pub mod lake;

@@ -429,7 +429,7 @@ fn help_teaches_and_bad_usage_is_explained() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("unknown job 'no-such-job' (jobs: lake-sink, model_performance")
+            .contains("unknown job 'no-such-job' (jobs: lake-sink, codegen, model_performance")
     );
     let out = env
         .cmd(&["sql", "SELECT 1"])

@@ -2,8 +2,11 @@
 //! `tests/slt/*.slt` run against a real lake.
 
 mod cli;
+mod codegen;
 mod crash;
 mod interop;
+mod model_server;
+mod models;
 mod reducers;
 mod slt;
 

@@ -132,6 +132,7 @@ fn build_lake(fixtures: &Path, data: &Path, runtime: tokio::runtime::Handle) -> 
         runtime,
         sink: Default::default(),
         reducer: Default::default(),
+        codegen: Default::default(),
     };
     let specs = omnistream_jobs::spec::load_all(None).unwrap();
     omnistream_jobs::runner::run_all(

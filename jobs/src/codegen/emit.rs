@@ -1,0 +1,135 @@
+//! Events of the codegen job into the log, with group commit: many generations emit at once, and
+//! one synced append per topic carries everything queued meanwhile. An emit returns once its events
+//! are durable, so a generation's end event is on disk before its request is committed.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Condvar, Mutex};
+
+use omnistream_connectors::{EnvelopeDefaults, EventDecoder};
+use omnistream_streams::{EventLog, Topic};
+use serde_json::{Map, Value};
+
+/// The `source` of the codegen job's events.
+pub const SOURCE: &str = "omnistream-codegen";
+
+/// An event of `topic`: the envelope (new UUIDv7, the generation's correlation id, the event that
+/// caused it, now) around `payload`'s fields. Returns the event id too, for causation chains.
+pub fn event(correlation_id: &str, causation_id: Option<&str>, payload: Value) -> (String, Value) {
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut map = Map::new();
+    map.insert("event_id".into(), Value::String(id.clone()));
+    map.insert("correlation_id".into(), correlation_id.into());
+    map.insert(
+        "causation_id".into(),
+        causation_id.map_or(Value::Null, Value::from),
+    );
+    map.insert("source".into(), SOURCE.into());
+    map.insert(
+        "emitted_at".into(),
+        chrono::Utc::now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            .into(),
+    );
+    if let Value::Object(fields) = payload {
+        map.extend(fields);
+    }
+    (id, Value::Object(map))
+}
+
+#[derive(Default)]
+struct State {
+    queue: Vec<(Topic, Value)>,
+    /// Sequence of the last queued emit and of the last one made durable.
+    queued: u64,
+    durable: u64,
+    flushing: bool,
+    /// Recent failed flushes: (first seq, last seq, why).
+    failures: VecDeque<(u64, u64, String)>,
+}
+
+pub struct Emitter<'a> {
+    log: &'a dyn EventLog,
+    state: Mutex<State>,
+    flushed: Condvar,
+}
+
+impl<'a> Emitter<'a> {
+    pub fn new(log: &'a dyn EventLog) -> Self {
+        Emitter {
+            log,
+            state: Mutex::new(State::default()),
+            flushed: Condvar::new(),
+        }
+    }
+
+    /// Append `events` durably (together with whatever other generations emit meanwhile).
+    pub fn emit(&self, events: Vec<(Topic, Value)>) -> Result<(), String> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut state = self.state.lock().unwrap();
+        state.queue.extend(events);
+        state.queued += 1;
+        let mine = state.queued;
+        loop {
+            if state.durable >= mine {
+                return match state
+                    .failures
+                    .iter()
+                    .find(|(a, b, _)| (*a..=*b).contains(&mine))
+                {
+                    Some((_, _, why)) => Err(why.clone()),
+                    None => Ok(()),
+                };
+            }
+            if state.flushing {
+                state = self.flushed.wait(state).unwrap();
+                continue;
+            }
+            // Lead this flush: take everything queued so far.
+            state.flushing = true;
+            let batch = std::mem::take(&mut state.queue);
+            let (first, last) = (state.durable + 1, state.queued);
+            drop(state);
+            let result = self.append(batch);
+            state = self.state.lock().unwrap();
+            state.flushing = false;
+            state.durable = last;
+            if let Err(why) = result {
+                state.failures.push_back((first, last, why));
+                while state.failures.len() > 64 {
+                    state.failures.pop_front();
+                }
+            }
+            self.flushed.notify_all();
+        }
+    }
+
+    fn append(&self, batch: Vec<(Topic, Value)>) -> Result<(), String> {
+        let mut by_topic: BTreeMap<Topic, EventDecoder> = BTreeMap::new();
+        for (topic, value) in batch {
+            let decoder = by_topic.entry(topic).or_insert_with(|| {
+                EventDecoder::new(
+                    topic,
+                    EnvelopeDefaults {
+                        source: SOURCE.into(),
+                    },
+                )
+            });
+            decoder.push_value(value).map_err(|r| {
+                format!(
+                    "internal error (a bug, please report): the codegen job built an invalid {} event: {}",
+                    topic.table(),
+                    r.reason
+                )
+            })?;
+        }
+        for (topic, mut decoder) in by_topic {
+            let batch = decoder.finish();
+            self.log
+                .append(topic, &batch)
+                .map_err(|e| format!("appending to {}: {e}", topic.name()))?;
+        }
+        Ok(())
+    }
+}

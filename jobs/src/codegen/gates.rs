@@ -1,0 +1,756 @@
+//! Validation gates (decision 9). Pre-generation G1-G6 check the parsed request; G7 the contract;
+//! post-generation G9-G12 check the generated Python, parsed with tree-sitter: syntax, ONEX naming,
+//! import paths, Pydantic v2. The quality score keeps its dimensions (upstream weights: syntax .30,
+//! ONEX compliance .40, contract .20, code quality .10; pass at .80 with ONEX at least .70).
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use serde::Serialize;
+use tree_sitter::{Node, Parser, Tree};
+
+use super::parse::{NodeType, ParsedPrompt, is_python_keyword};
+use super::render::{GeneratedFile, NODE_MODULE};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GateStatus {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl GateStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateStatus::Pass => "pass",
+            GateStatus::Warn => "warn",
+            GateStatus::Fail => "fail",
+        }
+    }
+}
+
+/// One gate's verdict: a validation-result event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateResult {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub status: GateStatus,
+    pub score: f64,
+    pub message: String,
+    pub duration_ms: f64,
+}
+
+fn verdict(
+    id: &'static str,
+    name: &'static str,
+    started: Instant,
+    problems: &[String],
+    fail: bool,
+    score: f64,
+) -> GateResult {
+    let status = if problems.is_empty() {
+        GateStatus::Pass
+    } else if fail {
+        GateStatus::Fail
+    } else {
+        GateStatus::Warn
+    };
+    GateResult {
+        id,
+        name,
+        status,
+        score: if problems.is_empty() { 1.0 } else { score },
+        message: if problems.is_empty() {
+            "ok".into()
+        } else {
+            problems.join("; ")
+        },
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+/// G1-G6, before anything is generated. `output_ok` is the output directory check (G6);
+/// `template_ok` says whether the templates render for this request (G5); `missing_runtime` lists
+/// modules the generated code needs that the Python here cannot import (G4).
+pub fn pre_gates(
+    parsed: &ParsedPrompt,
+    template_ok: Result<(), String>,
+    missing_runtime: &[String],
+    output_ok: Result<(), String>,
+) -> Vec<GateResult> {
+    let mut out = Vec::new();
+    let t = Instant::now();
+    let mut p = Vec::new();
+    if parsed.confidence < 0.3 {
+        p.push(format!(
+            "the prompt is too vague (parse confidence {:.2})",
+            parsed.confidence
+        ));
+    }
+    out.push(verdict("G1", "prompt_fields", t, &p, true, 0.0));
+    let t = Instant::now();
+    out.push(verdict("G2", "node_type", t, &[], true, 0.0));
+    let t = Instant::now();
+    let mut p = Vec::new();
+    let snake = regex::Regex::new(r"^[a-z][a-z0-9_]{0,62}$").unwrap();
+    if !snake.is_match(&parsed.service_name) || parsed.service_name.ends_with('_') {
+        p.push(format!(
+            "service name '{}' is not snake_case",
+            parsed.service_name
+        ));
+    }
+    for op in &parsed.operations {
+        if !snake.is_match(op) || is_python_keyword(op) {
+            p.push(format!("operation '{op}' is not a Python identifier"));
+        }
+    }
+    out.push(verdict("G3", "snake_case_name", t, &p, true, 0.0));
+    let t = Instant::now();
+    let p: Vec<String> = missing_runtime
+        .iter()
+        .map(|m| format!("module '{m}' is not importable here (scripts/setup.sh installs it)"))
+        .collect();
+    out.push(verdict("G4", "runtime_imports", t, &p, false, 0.5));
+    let t = Instant::now();
+    let p: Vec<String> = template_ok.err().into_iter().collect();
+    out.push(verdict("G5", "template", t, &p, true, 0.0));
+    let t = Instant::now();
+    let p: Vec<String> = output_ok.err().into_iter().collect();
+    out.push(verdict("G6", "output_directory", t, &p, true, 0.0));
+    out
+}
+
+/// G7: the contract against the shipped schema.
+pub fn contract_gate(errors: &[String]) -> GateResult {
+    let t = Instant::now();
+    // Each violation costs a fifth of the score.
+    let score = (1.0 - 0.2 * errors.len() as f64).max(0.0);
+    verdict("G7", "contract_schema", t, errors, true, score)
+}
+
+fn python_parser() -> Parser {
+    let mut parser = Parser::new();
+    parser
+        .set_language(&tree_sitter_python::LANGUAGE.into())
+        .expect("the tree-sitter Python grammar matches the tree-sitter version");
+    parser
+}
+
+/// A parsed Python file.
+pub struct PyFile<'a> {
+    pub path: &'a str,
+    pub source: &'a str,
+    pub tree: Tree,
+}
+
+impl PyFile<'_> {
+    fn text(&self, node: Node<'_>) -> &str {
+        node.utf8_text(self.source.as_bytes()).unwrap_or("")
+    }
+}
+
+pub fn parse_python(files: &[GeneratedFile]) -> Vec<PyFile<'_>> {
+    let mut parser = python_parser();
+    files
+        .iter()
+        .filter(|f| f.path.ends_with(".py"))
+        .map(|f| PyFile {
+            path: &f.path,
+            source: &f.content,
+            tree: parser
+                .parse(&f.content, None)
+                .expect("parsing without a timeout or cancellation returns a tree"),
+        })
+        .collect()
+}
+
+fn walk<'t>(node: Node<'t>, visit: &mut dyn FnMut(Node<'t>) -> bool) {
+    if !visit(node) {
+        return;
+    }
+    let mut cursor = node.walk();
+    for child in node.children(&mut cursor) {
+        walk(child, visit);
+    }
+}
+
+/// The first syntax errors of a file, as `path:line:column: what`.
+fn syntax_errors(f: &PyFile<'_>) -> Vec<String> {
+    let mut errors = Vec::new();
+    walk(f.tree.root_node(), &mut |n| {
+        if errors.len() >= 3 {
+            return false;
+        }
+        if n.is_error() || n.is_missing() {
+            let p = n.start_position();
+            let what = if n.is_missing() {
+                format!("missing {}", n.kind())
+            } else {
+                let text: String = f.text(n).chars().take(40).collect();
+                format!("unexpected {text:?}")
+            };
+            errors.push(format!("{}:{}:{}: {what}", f.path, p.row + 1, p.column + 1));
+            return false;
+        }
+        n.has_error()
+    });
+    errors
+}
+
+/// Asks Python which of these top-level modules it cannot import.
+pub type ModuleResolver<'a> = dyn FnMut(&[String]) -> Result<Vec<String>, String> + 'a;
+
+/// What the post-generation gates and the score need to know about the code.
+pub struct PostValidation {
+    pub gates: Vec<GateResult>,
+    pub code_quality: f64,
+    /// Whether the Effect/Orchestrator node class has the event-bus mixin (true when not needed).
+    pub event_bus_ok: bool,
+}
+
+/// G9-G12 over every Python file. `resolve_modules` returns the absolute top-level modules that
+/// Python cannot import (asked of the real interpreter).
+pub fn post_gates(
+    files: &[GeneratedFile],
+    parsed: &ParsedPrompt,
+    resolve_modules: &mut ModuleResolver<'_>,
+) -> PostValidation {
+    let py = parse_python(files);
+    let mut gates = Vec::new();
+
+    // G9: syntax.
+    let t = Instant::now();
+    let mut problems = Vec::new();
+    let mut clean = 0;
+    for f in &py {
+        let errors = syntax_errors(f);
+        if errors.is_empty() && !f.tree.root_node().has_error() {
+            clean += 1;
+        }
+        problems.extend(errors);
+    }
+    let node_module = py.iter().find(|f| f.path == NODE_MODULE);
+    match node_module {
+        None => problems.push(format!("{NODE_MODULE} is missing")),
+        Some(f) if f.source.trim().is_empty() => problems.push(format!(
+            "{NODE_MODULE} is empty (the model returned no code)"
+        )),
+        _ => {}
+    }
+    let syntax_score = if py.is_empty() {
+        0.0
+    } else {
+        clean as f64 / py.len() as f64
+    };
+    gates.push(verdict(
+        "G9",
+        "python_syntax",
+        t,
+        &problems,
+        true,
+        syntax_score,
+    ));
+
+    // G10: Node<Name><Type> naming and the execute method.
+    let t = Instant::now();
+    let expected = parsed.class_name();
+    let method = parsed.node_type.execute_method();
+    let mut problems = Vec::new();
+    let mut score = 0.0;
+    let mut event_bus_ok = !parsed.node_type.uses_event_bus();
+    if let Some(f) = node_module {
+        let naming =
+            regex::Regex::new(r"^Node[A-Z][A-Za-z0-9]*(Effect|Compute|Reducer|Orchestrator)$")
+                .unwrap();
+        let classes = classes(f);
+        match classes.iter().find(|c| c.name == expected) {
+            Some(c) => {
+                score += 0.6;
+                if c.methods.iter().any(|m| m == method) {
+                    score += 0.4;
+                } else {
+                    problems.push(format!("{expected} has no `{method}` method"));
+                }
+                if c.bases.iter().any(|b| b == "EventBusMixin") {
+                    event_bus_ok = true;
+                }
+            }
+            None => match classes.iter().find(|c| naming.is_match(&c.name)) {
+                Some(c) => {
+                    score += 0.3;
+                    problems.push(format!(
+                        "the node class is {} but the request asks for {expected}",
+                        c.name
+                    ));
+                }
+                None => problems.push(format!(
+                    "no class named Node<Name><Type> in {NODE_MODULE} (expected {expected})"
+                )),
+            },
+        }
+    }
+    let naming_fails = score < 0.6;
+    gates.push(verdict(
+        "G10",
+        "onex_naming",
+        t,
+        &problems,
+        naming_fails,
+        score,
+    ));
+
+    // G11: import paths.
+    let t = Instant::now();
+    let mut problems = Vec::new();
+    let present: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let mut absolute: BTreeSet<String> = BTreeSet::new();
+    let mut imports = 0usize;
+    for f in &py {
+        for import in imports_of(f) {
+            imports += 1;
+            match import {
+                Import::Relative { level, module } => {
+                    if !relative_exists(f.path, level, &module, &present) {
+                        problems.push(format!(
+                            "{}: `from {}{} import` points to no generated module",
+                            f.path,
+                            ".".repeat(level),
+                            module
+                        ));
+                    }
+                }
+                Import::Absolute(top) => {
+                    let generated = present.contains(format!("{top}.py").as_str())
+                        || present.contains(format!("{top}/__init__.py").as_str());
+                    if !generated {
+                        absolute.insert(top);
+                    }
+                }
+            }
+        }
+    }
+    let absolute: Vec<String> = absolute.into_iter().collect();
+    match resolve_modules(&absolute) {
+        Ok(missing) => {
+            for m in missing {
+                problems.push(format!("module '{m}' cannot be imported"));
+            }
+        }
+        Err(e) => problems.push(format!("could not ask Python about imports: {e}")),
+    }
+    let score = if imports == 0 {
+        1.0
+    } else {
+        (1.0 - problems.len() as f64 / imports as f64).max(0.0)
+    };
+    gates.push(verdict("G11", "import_paths", t, &problems, false, score));
+
+    // G12: Pydantic v2.
+    let t = Instant::now();
+    let mut problems = Vec::new();
+    let mut uses_pydantic = false;
+    for f in &py {
+        if f.source.contains("from pydantic import") || f.source.contains("import pydantic") {
+            uses_pydantic = true;
+        }
+        for (needle, why) in [
+            ("from pydantic.v1", "imports the Pydantic v1 API"),
+            (".parse_obj(", "uses parse_obj (v2: model_validate)"),
+            (".parse_raw(", "uses parse_raw (v2: model_validate_json)"),
+            (".dict()", "uses .dict() (v2: model_dump)"),
+            ("@validator", "uses @validator (v2: @field_validator)"),
+            (
+                "@root_validator",
+                "uses @root_validator (v2: @model_validator)",
+            ),
+            ("orm_mode", "uses orm_mode (v2: from_attributes)"),
+        ] {
+            if f.source.contains(needle) {
+                problems.push(format!("{}: {why}", f.path));
+            }
+        }
+        for c in classes(f) {
+            if c.inner_classes.iter().any(|n| n == "Config") {
+                problems.push(format!(
+                    "{}: {} has an inner `class Config` (v2: model_config = ConfigDict(...))",
+                    f.path, c.name
+                ));
+            }
+        }
+    }
+    if !uses_pydantic {
+        problems.push("no Pydantic models in the node".into());
+    }
+    let score = (1.0 - 0.25 * problems.len() as f64).max(0.0);
+    gates.push(verdict("G12", "pydantic_v2", t, &problems, false, score));
+
+    PostValidation {
+        code_quality: code_quality(&py),
+        gates,
+        event_bus_ok,
+    }
+}
+
+/// A class as the gates see it.
+pub struct ClassInfo {
+    pub name: String,
+    pub bases: Vec<String>,
+    pub methods: Vec<String>,
+    pub inner_classes: Vec<String>,
+}
+
+pub fn classes(f: &PyFile<'_>) -> Vec<ClassInfo> {
+    let mut out = Vec::new();
+    walk(f.tree.root_node(), &mut |n| {
+        if n.kind() != "class_definition" {
+            return true;
+        }
+        let name = n
+            .child_by_field_name("name")
+            .map(|x| f.text(x).to_string())
+            .unwrap_or_default();
+        let bases = n
+            .child_by_field_name("superclasses")
+            .map(|args| {
+                let mut c = args.walk();
+                args.named_children(&mut c)
+                    .map(|b| f.text(b).to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut methods = Vec::new();
+        let mut inner_classes = Vec::new();
+        if let Some(body) = n.child_by_field_name("body") {
+            let mut c = body.walk();
+            for stmt in body.named_children(&mut c) {
+                let def = if stmt.kind() == "decorated_definition" {
+                    stmt.child_by_field_name("definition").unwrap_or(stmt)
+                } else {
+                    stmt
+                };
+                let def_name = def
+                    .child_by_field_name("name")
+                    .map(|x| f.text(x).to_string());
+                match (def.kind(), def_name) {
+                    ("function_definition", Some(m)) => methods.push(m),
+                    ("class_definition", Some(m)) => inner_classes.push(m),
+                    _ => {}
+                }
+            }
+        }
+        out.push(ClassInfo {
+            name,
+            bases,
+            methods,
+            inner_classes,
+        });
+        true
+    });
+    out
+}
+
+enum Import {
+    Relative { level: usize, module: String },
+    Absolute(String),
+}
+
+fn imports_of(f: &PyFile<'_>) -> Vec<Import> {
+    let mut out = Vec::new();
+    walk(f.tree.root_node(), &mut |n| match n.kind() {
+        "import_statement" => {
+            let mut c = n.walk();
+            for child in n.named_children(&mut c) {
+                let dotted = if child.kind() == "aliased_import" {
+                    child.child_by_field_name("name")
+                } else {
+                    Some(child)
+                };
+                if let Some(d) = dotted {
+                    let text = f.text(d);
+                    let top = text.split('.').next().unwrap_or(text).trim();
+                    if !top.is_empty() {
+                        out.push(Import::Absolute(top.to_string()));
+                    }
+                }
+            }
+            false
+        }
+        "import_from_statement" => {
+            if let Some(m) = n.child_by_field_name("module_name") {
+                let text = f.text(m).trim().to_string();
+                if m.kind() == "relative_import" {
+                    let level = text.chars().take_while(|c| *c == '.').count();
+                    out.push(Import::Relative {
+                        level,
+                        module: text[level..].to_string(),
+                    });
+                } else if text != "__future__" {
+                    let top = text.split('.').next().unwrap_or(&text).to_string();
+                    out.push(Import::Absolute(top));
+                }
+            }
+            false
+        }
+        _ => true,
+    });
+    out
+}
+
+/// Does `from <level dots><module> import ...` in `file` name a generated module or package?
+fn relative_exists(file: &str, level: usize, module: &str, present: &BTreeSet<&str>) -> bool {
+    let mut dir: Vec<&str> = file.split('/').collect();
+    dir.pop();
+    for _ in 1..level {
+        if dir.pop().is_none() {
+            return false;
+        }
+    }
+    let base = dir.join("/");
+    let join = |rest: &str| {
+        if base.is_empty() {
+            rest.to_string()
+        } else if rest.is_empty() {
+            base.clone()
+        } else {
+            format!("{base}/{rest}")
+        }
+    };
+    let path = join(&module.replace('.', "/"));
+    if module.is_empty() {
+        return present.contains(format!("{path}/__init__.py").as_str());
+    }
+    present.contains(format!("{path}.py").as_str())
+        || present.contains(format!("{path}/__init__.py").as_str())
+}
+
+/// Docstrings and type hints on functions, no bare `except:`, no TODO, lines of at most 100.
+fn code_quality(py: &[PyFile<'_>]) -> f64 {
+    let (mut functions, mut documented, mut hinted) = (0usize, 0usize, 0usize);
+    let (mut bare_excepts, mut todos, mut long_lines, mut lines) = (0usize, 0usize, 0usize, 0usize);
+    for f in py {
+        walk(f.tree.root_node(), &mut |n| {
+            match n.kind() {
+                "function_definition" => {
+                    functions += 1;
+                    if n.child_by_field_name("return_type").is_some() {
+                        hinted += 1;
+                    }
+                    if let Some(body) = n.child_by_field_name("body")
+                        && let Some(first) = body.named_child(0)
+                        && first.kind() == "expression_statement"
+                        && first.named_child(0).is_some_and(|s| s.kind() == "string")
+                    {
+                        documented += 1;
+                    }
+                }
+                "except_clause" => {
+                    let mut c = n.walk();
+                    if n.named_children(&mut c).all(|x| x.kind() == "block") {
+                        bare_excepts += 1;
+                    }
+                }
+                _ => {}
+            }
+            true
+        });
+        for line in f.source.lines() {
+            lines += 1;
+            if line.chars().count() > 100 {
+                long_lines += 1;
+            }
+            if line.contains("TODO") || line.contains("FIXME") {
+                todos += 1;
+            }
+        }
+    }
+    let ratio = |a: usize, b: usize| if b == 0 { 1.0 } else { a as f64 / b as f64 };
+    0.35 * ratio(documented, functions)
+        + 0.35 * ratio(hinted, functions)
+        + 0.1 * if bare_excepts == 0 { 1.0 } else { 0.0 }
+        + 0.1 * if todos == 0 { 1.0 } else { 0.0 }
+        + 0.1 * (1.0 - ratio(long_lines, lines.max(1)))
+}
+
+/// The quality score and its dimensions (generation-completed fields).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Quality {
+    pub score: f64,
+    pub syntax: f64,
+    pub onex_compliance: f64,
+    pub contract: f64,
+    pub code_quality: f64,
+    pub passed: bool,
+}
+
+pub const PASS_QUALITY: f64 = 0.80;
+pub const PASS_ONEX: f64 = 0.70;
+
+/// Upstream's weights and pass rule over the gates' scores.
+pub fn quality(
+    gates: &[GateResult],
+    code_quality: f64,
+    event_bus_ok: bool,
+    node_type: NodeType,
+) -> Quality {
+    let score_of = |id: &str| {
+        gates
+            .iter()
+            .rev()
+            .find(|g| g.id == id)
+            .map(|g| g.score)
+            .unwrap_or(0.0)
+    };
+    let syntax = score_of("G9");
+    let event_bus = if node_type.uses_event_bus() && !event_bus_ok {
+        0.0
+    } else {
+        1.0
+    };
+    let onex = 0.5 * score_of("G10") + 0.3 * score_of("G11") + 0.2 * event_bus;
+    let contract = score_of("G7");
+    let score = 0.30 * syntax + 0.40 * onex + 0.20 * contract + 0.10 * code_quality;
+    let hard_failure = gates
+        .iter()
+        .any(|g| g.status == GateStatus::Fail && matches!(g.id, "G7" | "G9" | "G10"));
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    Quality {
+        score: round(score),
+        syntax: round(syntax),
+        onex_compliance: round(onex),
+        contract: round(contract),
+        code_quality: round(code_quality),
+        passed: !hard_failure && score >= PASS_QUALITY && onex >= PASS_ONEX,
+    }
+}
+
+/// Upstream's letter grades.
+pub fn grade(score: f64) -> &'static str {
+    match score {
+        s if s >= 0.95 => "A+",
+        s if s >= 0.90 => "A",
+        s if s >= 0.85 => "B+",
+        s if s >= 0.80 => "B",
+        s if s >= 0.70 => "C",
+        s if s >= 0.60 => "D",
+        _ => "F",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codegen::parse::parse_prompt;
+
+    fn file(path: &str, content: &str) -> GeneratedFile {
+        GeneratedFile {
+            path: path.into(),
+            content: content.into(),
+        }
+    }
+
+    fn no_missing(_: &[String]) -> Result<Vec<String>, String> {
+        Ok(vec![])
+    }
+
+    const GOOD: &str = "\"\"\"Node.\"\"\"\nfrom pydantic import BaseModel\nfrom .models.input import ModelIn\n\n\nclass NodePostgresqlWriterEffect:\n    \"\"\"Doc.\"\"\"\n\n    async def execute_effect(self, x: ModelIn) -> int:\n        \"\"\"Run.\"\"\"\n        return 1\n";
+
+    fn good_files() -> Vec<GeneratedFile> {
+        vec![
+            file(NODE_MODULE, GOOD),
+            file("v1_0_0/__init__.py", ""),
+            file("v1_0_0/models/__init__.py", ""),
+            file("v1_0_0/models/input.py", "from pydantic import BaseModel\n"),
+        ]
+    }
+
+    #[test]
+    fn good_code_passes_every_gate() {
+        let p = parse_prompt("Create PostgreSQL writer Effect node", None).unwrap();
+        let v = post_gates(&good_files(), &p, &mut no_missing);
+        for g in &v.gates {
+            assert_eq!(g.status, GateStatus::Pass, "{g:?}");
+        }
+        assert!(!v.event_bus_ok, "no mixin yet");
+    }
+
+    #[test]
+    fn each_gate_catches_its_problem_with_a_position() {
+        let p = parse_prompt("Create PostgreSQL writer Effect node", None).unwrap();
+        let mut files = good_files();
+        files[0].content = GOOD.replace("return 1", "return (1").replace(
+            "from .models.input import ModelIn",
+            "from .models.missing import ModelIn\nimport nosuchmodule",
+        );
+        files.push(file(
+            "v1_0_0/models/output.py",
+            "from pydantic import BaseModel\nclass Out(BaseModel):\n    class Config:\n        orm_mode = True\n",
+        ));
+        let v = post_gates(&files, &p, &mut |m: &[String]| {
+            Ok(m.iter().filter(|x| *x == "nosuchmodule").cloned().collect())
+        });
+        let by = |id: &str| v.gates.iter().find(|g| g.id == id).unwrap();
+        assert_eq!(by("G9").status, GateStatus::Fail);
+        assert!(
+            by("G9").message.contains("v1_0_0/node.py:"),
+            "{:?}",
+            by("G9")
+        );
+        assert_eq!(by("G11").status, GateStatus::Warn);
+        assert!(
+            by("G11").message.contains(".models.missing"),
+            "{:?}",
+            by("G11")
+        );
+        assert!(
+            by("G11").message.contains("nosuchmodule"),
+            "{:?}",
+            by("G11")
+        );
+        assert_eq!(by("G12").status, GateStatus::Warn);
+        assert!(
+            by("G12").message.contains("class Config"),
+            "{:?}",
+            by("G12")
+        );
+
+        let mut files = good_files();
+        files[0].content = GOOD.replace("NodePostgresqlWriterEffect", "PostgresWriter");
+        let v = post_gates(&files, &p, &mut no_missing);
+        assert_eq!(v.gates[1].status, GateStatus::Fail);
+        files[0].content = String::new();
+        let v = post_gates(&files, &p, &mut no_missing);
+        assert!(v.gates[0].message.contains("empty"), "{:?}", v.gates[0]);
+    }
+
+    #[test]
+    fn quality_follows_the_upstream_weights_and_pass_rule() {
+        let g = |id: &'static str, score: f64, status| GateResult {
+            id,
+            name: "",
+            status,
+            score,
+            message: String::new(),
+            duration_ms: 0.0,
+        };
+        let gates = vec![
+            g("G7", 1.0, GateStatus::Pass),
+            g("G9", 1.0, GateStatus::Pass),
+            g("G10", 1.0, GateStatus::Pass),
+            g("G11", 1.0, GateStatus::Pass),
+        ];
+        let q = quality(&gates, 1.0, true, NodeType::Effect);
+        assert_eq!((q.score, q.passed), (1.0, true));
+        // No event-bus mixin on an Effect node: ONEX 0.8, score 0.92.
+        let q = quality(&gates, 1.0, false, NodeType::Effect);
+        assert_eq!((q.onex_compliance, q.score, q.passed), (0.8, 0.92, true));
+        let mut bad = gates.clone();
+        bad[1] = g("G9", 0.5, GateStatus::Fail);
+        let q = quality(&bad, 1.0, true, NodeType::Compute);
+        assert_eq!(q.score, 0.85);
+        assert!(!q.passed, "a syntax failure never passes");
+        assert_eq!(grade(0.96), "A+");
+        assert_eq!(grade(0.81), "B");
+        assert_eq!(grade(0.3), "F");
+    }
+}

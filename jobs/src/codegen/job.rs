@@ -1,0 +1,359 @@
+//! The codegen job: consumes generation requests (consumer group `codegen`), runs up to
+//! `concurrency` generations at once, and commits a batch's offsets once every generation of it has
+//! its end event in the log. One process at a time holds the job (a lock file), so `omnistream
+//! generate` can run it in-process when nobody else does.
+//!
+//! A request is skipped, silently, when an end event for its correlation id is already in the log
+//! (a re-run after a crash between the end event and the batch's commit, or history imported with
+//! its outcomes), or when it is older than `request_ttl` (history, or a request nobody waits for any
+//! more). A crash in the middle of a generation runs it again from the start.
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use std::collections::HashSet;
+
+use arrow::array::{Array, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+use omnistream_connectors::{EnvelopeDefaults, EventDecoder};
+use omnistream_streams::{EventLog, GroupOffsets, Topic};
+use serde_json::{Value, json};
+
+use super::emit::Emitter;
+use super::pipeline::{self, Outcome, Shared};
+use super::python::PythonWorker;
+use super::{CODEGEN, CodegenOptions};
+use crate::error::{JobError, Result};
+
+/// A generation-requested event, as the job reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenerationRequest {
+    pub event_id: String,
+    pub correlation_id: String,
+    pub prompt: String,
+    pub output_directory: Option<String>,
+    pub node_type: Option<String>,
+    pub model: Option<String>,
+    pub enable_intelligence: Option<bool>,
+    pub enable_quorum: Option<bool>,
+    pub user_id: Option<String>,
+    pub session_id: Option<String>,
+    /// When the requester emitted it (µs since the epoch), as read from the log.
+    pub emitted_at_us: Option<i64>,
+}
+
+impl GenerationRequest {
+    /// A new request with fresh ids.
+    pub fn new(prompt: impl Into<String>) -> Self {
+        let id = uuid::Uuid::now_v7().to_string();
+        GenerationRequest {
+            event_id: id.clone(),
+            correlation_id: id,
+            prompt: prompt.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The request as an event (JSON with the upstream field names).
+    pub fn to_event(&self) -> Value {
+        json!({
+            "event_id": self.event_id, "correlation_id": self.correlation_id,
+            "source": "omnistream-cli",
+            "emitted_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "prompt": self.prompt, "output_directory": self.output_directory,
+            "node_type": self.node_type, "model": self.model,
+            "enable_intelligence": self.enable_intelligence, "enable_quorum": self.enable_quorum,
+            "user_id": self.user_id, "session_id": self.session_id,
+        })
+    }
+
+    /// Append requests to the log (durably).
+    pub fn publish(log: &dyn EventLog, requests: &[GenerationRequest]) -> Result<()> {
+        let mut decoder = EventDecoder::new(
+            Topic::GenerationRequested,
+            EnvelopeDefaults {
+                source: "omnistream-cli".into(),
+            },
+        );
+        for r in requests {
+            decoder.push_value(r.to_event()).map_err(|e| {
+                JobError::Codegen(format!("the request is not valid: {}", e.reason))
+            })?;
+        }
+        log.append(Topic::GenerationRequested, &decoder.finish())?;
+        Ok(())
+    }
+
+    fn from_batch(batch: &RecordBatch) -> Vec<GenerationRequest> {
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+        };
+        let flag = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<BooleanArray>().cloned())
+        };
+        let (ids, corr, prompt, out, ty, model, user, session) = (
+            text("event_id"),
+            text("correlation_id"),
+            text("prompt"),
+            text("output_directory"),
+            text("node_type"),
+            text("model"),
+            text("user_id"),
+            text("session_id"),
+        );
+        let (intel, quorum) = (flag("enable_intelligence"), flag("enable_quorum"));
+        let emitted = batch.column_by_name("emitted_at").and_then(|c| {
+            c.as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .cloned()
+        });
+        let get = |a: &Option<StringArray>, i: usize| {
+            a.as_ref()
+                .filter(|a| a.is_valid(i))
+                .map(|a| a.value(i).to_string())
+        };
+        let getb = |a: &Option<BooleanArray>, i: usize| {
+            a.as_ref().filter(|a| a.is_valid(i)).map(|a| a.value(i))
+        };
+        (0..batch.num_rows())
+            .map(|i| GenerationRequest {
+                event_id: get(&ids, i).unwrap_or_default(),
+                correlation_id: get(&corr, i).unwrap_or_default(),
+                prompt: get(&prompt, i).unwrap_or_default(),
+                output_directory: get(&out, i),
+                node_type: get(&ty, i),
+                model: get(&model, i),
+                enable_intelligence: getb(&intel, i),
+                enable_quorum: getb(&quorum, i),
+                user_id: get(&user, i),
+                session_id: get(&session, i),
+                emitted_at_us: emitted
+                    .as_ref()
+                    .filter(|a| a.is_valid(i))
+                    .map(|a| a.value(i)),
+            })
+            .collect()
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Default)]
+pub struct CodegenReport {
+    /// Requests taken from the log (generated or skipped).
+    pub requests: u64,
+    /// Requests not generated: already ended, or older than the TTL.
+    pub skipped: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub elapsed: Duration,
+}
+
+pub struct Codegen<'a> {
+    log: &'a dyn EventLog,
+    options: CodegenOptions,
+    runtime: tokio::runtime::Handle,
+    emitter: Emitter<'a>,
+    workers: Vec<Mutex<PythonWorker>>,
+    /// Correlation ids with an end event in the log (the recent ones), and where reading stopped.
+    ended: HashSet<String>,
+    ended_at: Vec<(Topic, u32, u64)>,
+    _lock: File,
+}
+
+/// End events looked at when the job starts: enough to cover any batch in flight at a crash.
+const ENDED_LOOKBACK: u64 = 100_000;
+
+impl<'a> Codegen<'a> {
+    /// Take the job (its lock under `state_dir`); fails when another process runs it.
+    pub fn new(
+        log: &'a dyn EventLog,
+        options: CodegenOptions,
+        runtime: tokio::runtime::Handle,
+        state_dir: &Path,
+    ) -> Result<Self> {
+        let lock = take_lock(state_dir)?;
+        let mut ended_at = Vec::new();
+        for topic in [Topic::GenerationCompleted, Topic::GenerationFailed] {
+            for p in 0..log.partitions(topic)? {
+                let o = log.offsets(topic, p)?;
+                ended_at.push((topic, p, o.start.max(o.end.saturating_sub(ENDED_LOOKBACK))));
+            }
+        }
+        let mut codegen = Codegen {
+            log,
+            runtime,
+            emitter: Emitter::new(log),
+            workers: (0..options.concurrency.max(1))
+                .map(|_| Mutex::new(PythonWorker::new(&options.python)))
+                .collect(),
+            ended: HashSet::new(),
+            ended_at,
+            _lock: lock,
+            options,
+        };
+        codegen.refresh_ended()?;
+        Ok(codegen)
+    }
+
+    /// Read end events appended since the last look.
+    fn refresh_ended(&mut self) -> Result<()> {
+        for (topic, partition, at) in &mut self.ended_at {
+            loop {
+                let batches = self.log.read(*topic, *partition, *at, 65_536)?;
+                if batches.is_empty() {
+                    break;
+                }
+                for b in batches {
+                    *at = b.next_offset();
+                    if let Some(ids) = b
+                        .batch
+                        .column_by_name("correlation_id")
+                        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                    {
+                        self.ended.extend(ids.iter().flatten().map(str::to_string));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn options(&self) -> &CodegenOptions {
+        &self.options
+    }
+
+    /// Requests not yet taken.
+    pub fn pending(&self) -> Result<u64> {
+        let topic = Topic::GenerationRequested;
+        let committed = self.log.committed(CODEGEN, topic)?;
+        let mut n = 0;
+        for p in 0..self.log.partitions(topic)? {
+            let end = self.log.offsets(topic, p)?.end;
+            n += end.saturating_sub(committed.get(&p).copied().unwrap_or(0));
+        }
+        Ok(n)
+    }
+
+    /// Take up to `max_batch` requests, generate them `concurrency` at a time, commit.
+    pub fn step(&mut self) -> Result<CodegenReport> {
+        let started = Instant::now();
+        let topic = Topic::GenerationRequested;
+        let committed = self.log.committed(CODEGEN, topic)?;
+        let mut requests = Vec::new();
+        let mut next: GroupOffsets = GroupOffsets::new();
+        for p in 0..self.log.partitions(topic)? {
+            let from = committed.get(&p).copied().unwrap_or(0);
+            let room = self.options.max_batch.saturating_sub(requests.len());
+            if room == 0 {
+                break;
+            }
+            let mut at = from;
+            for b in self.log.read(topic, p, from, room)? {
+                let take = (b.batch.num_rows()).min(room - (at - from) as usize);
+                requests.extend(GenerationRequest::from_batch(&b.batch.slice(0, take)));
+                at = b.base_offset + take as u64;
+                if (at - from) as usize >= room {
+                    break;
+                }
+            }
+            if at > from {
+                next.insert(p, at);
+            }
+        }
+        let mut report = CodegenReport {
+            requests: requests.len() as u64,
+            ..Default::default()
+        };
+        if requests.is_empty() {
+            return Ok(report);
+        }
+        self.refresh_ended()?;
+        let now_us = chrono::Utc::now().timestamp_micros();
+        let ttl_us = i64::try_from(self.options.request_ttl.as_micros()).unwrap_or(i64::MAX);
+        let total = requests.len();
+        requests.retain(|r| {
+            if self.ended.contains(&r.correlation_id) {
+                tracing::info!(correlation_id = %r.correlation_id, "request already ended; skipped");
+                return false;
+            }
+            if r.emitted_at_us.is_some_and(|t| now_us.saturating_sub(t) > ttl_us) {
+                tracing::info!(correlation_id = %r.correlation_id, "request older than the TTL; skipped");
+                return false;
+            }
+            true
+        });
+        report.skipped = (total - requests.len()) as u64;
+        let shared = Shared {
+            options: &self.options,
+            emitter: &self.emitter,
+            runtime: &self.runtime,
+        };
+        let cursor = AtomicUsize::new(0);
+        let outcomes: Vec<Mutex<Option<std::result::Result<Outcome, String>>>> =
+            requests.iter().map(|_| Mutex::new(None)).collect();
+        let threads = self.workers.len().min(requests.len());
+        std::thread::scope(|scope| {
+            for w in &self.workers[..threads] {
+                let (shared, cursor, outcomes, requests) = (&shared, &cursor, &outcomes, &requests);
+                scope.spawn(move || {
+                    let mut worker = w.lock().unwrap();
+                    loop {
+                        let i = cursor.fetch_add(1, Ordering::SeqCst);
+                        let Some(req) = requests.get(i) else { return };
+                        let span =
+                            tracing::info_span!("generation", correlation_id = %req.correlation_id);
+                        let _e = span.enter();
+                        let outcome = pipeline::run(shared, &mut worker, req);
+                        *outcomes[i].lock().unwrap() = Some(outcome);
+                    }
+                });
+            }
+        });
+        for o in outcomes {
+            match o.into_inner().unwrap().expect("every request ran") {
+                Ok(Outcome::Completed { .. }) => report.completed += 1,
+                Ok(Outcome::Failed { .. }) => report.failed += 1,
+                // The log refused an end event: commit nothing, so the batch runs again.
+                Err(e) => {
+                    return Err(JobError::Codegen(format!(
+                        "recording a generation failed: {e}"
+                    )));
+                }
+            }
+        }
+        self.log.commit(CODEGEN, topic, &next)?;
+        self.ended
+            .extend(requests.iter().map(|r| r.correlation_id.clone()));
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+}
+
+fn take_lock(state_dir: &Path) -> Result<File> {
+    std::fs::create_dir_all(state_dir)
+        .map_err(|e| JobError::Codegen(format!("creating {}: {e}", state_dir.display())))?;
+    let path = state_dir.join(format!("{CODEGEN}.lock"));
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| JobError::Codegen(format!("opening {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JobError::Busy(format!(
+            "another process runs the codegen job (lock {})",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(JobError::Codegen(format!(
+            "locking {}: {e}",
+            path.display()
+        ))),
+    }
+}

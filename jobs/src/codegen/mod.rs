@@ -1,0 +1,94 @@
+//! The codegen job: from a generation request to a validated ONEX node on disk, every stage
+//! observable. Stages (upstream numbering): 1 prompt parsing, 1.5 intelligence gathering,
+//! 2 contract building, 3 pre-validation gates, 4 code generation, 4.5 event-bus integration,
+//! 5 post-validation gates (and the quorum), 5.5 refinement, 6 file writing, 7 compilation test.
+//! Each stage emits stage-completed, each model call model-call, each gate validation-result, and
+//! every request ends with exactly one generation-completed or generation-failed.
+
+pub mod catalog;
+pub mod contract;
+pub mod emit;
+pub mod event_bus;
+pub mod gates;
+pub mod job;
+pub mod parse;
+pub mod pipeline;
+pub mod python;
+pub mod quorum;
+pub mod render;
+pub mod write;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use omnistream_connectors::models::{HttpProvider, PriceTable};
+
+pub use job::{Codegen, CodegenReport, GenerationRequest};
+pub use quorum::{Judge, QuorumRules};
+
+/// Name of the job, its consumer group and its lock.
+pub const CODEGEN: &str = "codegen";
+
+/// The built-in model: templates filled from the request and the patterns; no network.
+pub const TEMPLATE_MODEL: &str = "template";
+
+/// A configured model: which provider serves it, under which name on the wire.
+#[derive(Debug, Clone)]
+pub struct ModelRoute {
+    pub provider: Arc<HttpProvider>,
+    pub model: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CodegenOptions {
+    /// Generations run at once.
+    pub concurrency: usize,
+    /// Requests taken per batch (their offsets are committed together).
+    pub max_batch: usize,
+    /// Where nodes go when a request names no directory (relative ones resolve under it).
+    pub output_root: PathBuf,
+    /// Model of requests that name none: `template` or a key of `models`.
+    pub default_model: String,
+    pub models: BTreeMap<String, ModelRoute>,
+    pub prices: PriceTable,
+    /// Judge models of the quorum; none configured: no quorum.
+    pub judges: Vec<Judge>,
+    pub quorum: QuorumRules,
+    /// Refinement rounds when gates warn or the quorum says RETRY (upstream: 2).
+    pub max_refinements: u32,
+    /// Compile every generated file with Python (G13).
+    pub compile_check: bool,
+    /// Run the generated tests with pytest (G14).
+    pub run_tests: bool,
+    pub test_timeout: Duration,
+    pub python: String,
+    pub max_tokens: u32,
+    pub temperature: f32,
+    /// Requests older than this are not generated (history, or nobody waits any more).
+    pub request_ttl: Duration,
+}
+
+impl Default for CodegenOptions {
+    fn default() -> Self {
+        CodegenOptions {
+            concurrency: 4,
+            max_batch: 64,
+            output_root: PathBuf::from("./generated"),
+            default_model: TEMPLATE_MODEL.into(),
+            models: BTreeMap::new(),
+            prices: PriceTable::default(),
+            judges: Vec::new(),
+            quorum: QuorumRules::default(),
+            max_refinements: 2,
+            compile_check: true,
+            run_tests: true,
+            test_timeout: Duration::from_secs(120),
+            python: "python3".into(),
+            max_tokens: 2048,
+            temperature: 0.2,
+            request_ttl: Duration::from_secs(3600),
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The Python interpreter as the gates' oracle: a long-lived `python3` worker compiles generated
+//! files (G13, `py_compile` semantics without writing .pyc) and says which modules it cannot import
+//! (G4, G11), so a generation costs no interpreter start-up; pytest runs the generated tests (G14).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::json;
+
+const WORKER: &str = r#"
+import importlib.util, json, sys
+for line in sys.stdin:
+    req = json.loads(line)
+    if req["op"] == "compile":
+        errors = []
+        for path in req["paths"]:
+            try:
+                with open(path, "rb") as f:
+                    compile(f.read(), path, "exec", dont_inherit=True)
+            except SyntaxError as e:
+                errors.append({"path": path, "line": e.lineno or 0, "message": e.msg})
+            except (OSError, ValueError) as e:
+                errors.append({"path": path, "line": 0, "message": str(e)})
+        print(json.dumps({"errors": errors}), flush=True)
+    elif req["op"] == "missing":
+        missing = []
+        for name in req["modules"]:
+            try:
+                if importlib.util.find_spec(name) is None:
+                    missing.append(name)
+            except (ImportError, ValueError):
+                missing.append(name)
+        print(json.dumps({"missing": missing}), flush=True)
+"#;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CompileError {
+    pub path: String,
+    pub line: i64,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+struct CompileReply {
+    errors: Vec<CompileError>,
+}
+
+#[derive(Deserialize)]
+struct MissingReply {
+    missing: Vec<String>,
+}
+
+/// One worker process; restarted when it dies.
+pub struct PythonWorker {
+    python: String,
+    process: Option<(Child, ChildStdin, BufReader<ChildStdout>)>,
+}
+
+impl PythonWorker {
+    pub fn new(python: &str) -> Self {
+        PythonWorker {
+            python: python.to_string(),
+            process: None,
+        }
+    }
+
+    fn ask(&mut self, request: serde_json::Value) -> Result<String, String> {
+        for _ in 0..2 {
+            if self.process.is_none() {
+                let mut child = Command::new(&self.python)
+                    .args(["-I", "-u", "-c", WORKER])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .map_err(|e| format!("cannot start {}: {e}", self.python))?;
+                let stdin = child.stdin.take().expect("piped");
+                let stdout = BufReader::new(child.stdout.take().expect("piped"));
+                self.process = Some((child, stdin, stdout));
+            }
+            let (_, stdin, stdout) = self.process.as_mut().expect("started above");
+            let mut line = String::new();
+            let ok = writeln!(stdin, "{request}").is_ok()
+                && stdin.flush().is_ok()
+                && stdout.read_line(&mut line).is_ok_and(|n| n > 0);
+            if ok {
+                return Ok(line);
+            }
+            // The worker died (killed, out of memory): start a fresh one and ask once more.
+            if let Some((mut child, _, _)) = self.process.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        Err(format!("{} stopped answering", self.python))
+    }
+
+    /// Compile every file (no .pyc written): the syntax errors Python itself reports.
+    pub fn compile(&mut self, paths: &[&Path]) -> Result<Vec<CompileError>, String> {
+        let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let reply = self.ask(json!({"op": "compile", "paths": paths}))?;
+        serde_json::from_str::<CompileReply>(&reply)
+            .map(|r| r.errors)
+            .map_err(|e| format!("unexpected answer from the Python worker: {e}"))
+    }
+
+    /// The modules of `names` this interpreter cannot import.
+    pub fn missing_modules(&mut self, names: &[String]) -> Result<Vec<String>, String> {
+        if names.is_empty() {
+            return Ok(vec![]);
+        }
+        let reply = self.ask(json!({"op": "missing", "modules": names}))?;
+        serde_json::from_str::<MissingReply>(&reply)
+            .map(|r| r.missing)
+            .map_err(|e| format!("unexpected answer from the Python worker: {e}"))
+    }
+}
+
+impl Drop for PythonWorker {
+    fn drop(&mut self) {
+        if let Some((mut child, stdin, _)) = self.process.take() {
+            drop(stdin); // EOF ends the worker's loop
+            let deadline = Instant::now() + Duration::from_millis(200);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The outcome of the generated tests.
+#[derive(Debug, Clone)]
+pub struct TestRun {
+    pub passed: bool,
+    /// The summary line pytest printed (or why it could not run).
+    pub summary: String,
+    pub output_tail: String,
+}
+
+/// Run `pytest` on the node's tests, in the node directory, without leaving caches behind.
+pub fn run_pytest(python: &str, node_dir: &Path, timeout: Duration) -> TestRun {
+    let child = Command::new(python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
+        .current_dir(node_dir)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            return TestRun {
+                passed: false,
+                summary: format!("cannot start {python} -m pytest: {e}"),
+                output_tail: String::new(),
+            };
+        }
+    };
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => break,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return TestRun {
+                    passed: false,
+                    summary: format!("the tests ran longer than {timeout:?} and were stopped"),
+                    output_tail: String::new(),
+                };
+            }
+        }
+    }
+    let out = child.wait_with_output().expect("the child was waited for");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let summary = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let tail: Vec<&str> = text.lines().rev().take(25).collect();
+    TestRun {
+        passed: out.status.success(),
+        summary: if summary.contains("No module named pytest") {
+            "pytest is not installed (scripts/setup.sh installs it)".into()
+        } else {
+            summary
+        },
+        output_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+    }
+}

@@ -1,0 +1,212 @@
+//! The templates of a generated node (`jobs/templates/node/`, Jinja2 syntax rendered by
+//! minijinja): the whole node for the `template` model, and every file but node.py when a model
+//! writes the code.
+
+use std::sync::OnceLock;
+
+use minijinja::Environment;
+use omnistream_streams::Topic;
+use serde::Serialize;
+
+use super::catalog::PatternRef;
+use super::contract::node_topics;
+use super::parse::ParsedPrompt;
+
+/// A file of the generated node, by its path relative to the node directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedFile {
+    pub path: String,
+    pub content: String,
+}
+
+/// The node module: what a model rewrites and what the event-bus stage patches.
+pub const NODE_MODULE: &str = "v1_0_0/node.py";
+pub const CONTRACT_FILE: &str = "v1_0_0/contract.yaml";
+pub const EVENT_BUS_MODULE: &str = "v1_0_0/event_bus.py";
+
+macro_rules! templates {
+    ($(($name:literal, $out:literal)),* $(,)?) => {
+        &[$(($name, $out, include_str!(concat!("../../templates/node/", $name)))),*]
+    };
+}
+
+/// (template, output path, source) of every file written for every node.
+const TEMPLATES: &[(&str, &str, &str)] = templates![
+    ("node.manifest.yaml.j2", "node.manifest.yaml"),
+    ("README.md.j2", "README.md"),
+    ("start_node.py.j2", "start_node.py"),
+    ("package/__init__.py.j2", "v1_0_0/__init__.py"),
+    ("package/node.py.j2", "v1_0_0/node.py"),
+    (
+        "package/version.manifest.yaml.j2",
+        "v1_0_0/version.manifest.yaml"
+    ),
+    (
+        "package/omnistream_client.py.j2",
+        "v1_0_0/omnistream_client.py"
+    ),
+    ("package/models/__init__.py.j2", "v1_0_0/models/__init__.py"),
+    ("package/models/input.py.j2", "v1_0_0/models/input.py"),
+    ("package/models/output.py.j2", "v1_0_0/models/output.py"),
+    ("package/models/config.py.j2", "v1_0_0/models/config.py"),
+    ("package/enums/__init__.py.j2", "v1_0_0/enums/__init__.py"),
+    ("package/enums/operation.py.j2", "v1_0_0/enums/operation.py"),
+    ("tests/test_node.py.j2", "tests/test_node.py"),
+];
+
+/// Written by the event-bus integration stage, for Effect and Orchestrator nodes.
+const EVENT_BUS_TEMPLATE: (&str, &str, &str) = (
+    "package/event_bus.py.j2",
+    EVENT_BUS_MODULE,
+    include_str!("../../templates/node/package/event_bus.py.j2"),
+);
+
+fn environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_keep_trailing_newline(true);
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        for (name, _, source) in TEMPLATES.iter().chain([&EVENT_BUS_TEMPLATE]) {
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("template {name} does not parse: {e:#}"));
+        }
+        env
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TemplateContext {
+    pub node: NodeContext,
+    pub patterns: Vec<PatternRef>,
+    pub generator: GeneratorContext,
+    pub topics: TopicsContext,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeContext {
+    pub name: String,
+    pub class_name: String,
+    pub node_type: String,
+    pub node_type_title: String,
+    pub service_name: String,
+    pub domain: String,
+    pub description: String,
+    pub version: String,
+    pub package: String,
+    pub dir_name: String,
+    pub execute_method: String,
+    pub input_model: String,
+    pub output_model: String,
+    pub config_model: String,
+    pub operation_enum: String,
+    pub operations: Vec<String>,
+    pub features: Vec<String>,
+    pub external_services: Vec<String>,
+    pub event_bus: bool,
+    pub consumed_events: Vec<String>,
+    pub published_events: Vec<String>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GeneratorContext {
+    pub tool: String,
+    pub model: String,
+    pub correlation_id: String,
+    pub generated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TopicsContext {
+    pub introspection: String,
+    pub heartbeat: String,
+    pub introspection_short: String,
+    pub heartbeat_short: String,
+}
+
+impl TemplateContext {
+    pub fn new(
+        parsed: &ParsedPrompt,
+        prompt: &str,
+        patterns: Vec<PatternRef>,
+        generator: GeneratorContext,
+    ) -> Self {
+        let (consumed, published) = node_topics(parsed);
+        let intro = Topic::NodeIntrospection.spec();
+        let beat = Topic::NodeHeartbeat.spec();
+        TemplateContext {
+            node: NodeContext {
+                name: parsed.name.clone(),
+                class_name: parsed.class_name(),
+                node_type: parsed.node_type.as_str().into(),
+                node_type_title: parsed.node_type.title().into(),
+                service_name: parsed.service_name.clone(),
+                domain: parsed.domain.clone(),
+                description: prompt.trim().to_string(),
+                version: "1.0.0".into(),
+                package: "v1_0_0".into(),
+                dir_name: parsed.dir_name(),
+                execute_method: parsed.node_type.execute_method().into(),
+                input_model: format!("Model{}Input", parsed.name),
+                output_model: format!("Model{}Output", parsed.name),
+                config_model: format!("Model{}Config", parsed.name),
+                operation_enum: format!("Enum{}Operation", parsed.name),
+                operations: parsed.operations.clone(),
+                features: parsed.features.clone(),
+                external_services: parsed.external_services.clone(),
+                event_bus: parsed.node_type.uses_event_bus(),
+                consumed_events: vec![consumed],
+                published_events: vec![published],
+                tags: vec![
+                    parsed.domain.clone(),
+                    parsed.node_type.as_str().into(),
+                    parsed.service_name.clone(),
+                ],
+            },
+            patterns,
+            generator,
+            topics: TopicsContext {
+                introspection: intro.name.to_string(),
+                heartbeat: beat.name.to_string(),
+                introspection_short: intro.short_name.to_string(),
+                heartbeat_short: beat.short_name.to_string(),
+            },
+        }
+    }
+}
+
+fn render_one(name: &str, out: &str, ctx: &TemplateContext) -> Result<GeneratedFile, String> {
+    let template = environment()
+        .get_template(name)
+        .map_err(|e| format!("template {name}: {e}"))?;
+    let content = template
+        .render(ctx)
+        .map_err(|e| format!("rendering {name}: {e:#}"))?;
+    Ok(GeneratedFile {
+        path: out.to_string(),
+        content,
+    })
+}
+
+/// Every file of the node but contract.yaml (built by the contract stage) and event_bus.py.
+pub fn render_node(ctx: &TemplateContext) -> Result<Vec<GeneratedFile>, String> {
+    TEMPLATES
+        .iter()
+        .map(|(name, out, _)| render_one(name, out, ctx))
+        .collect()
+}
+
+pub fn render_event_bus(ctx: &TemplateContext) -> Result<GeneratedFile, String> {
+    render_one(EVENT_BUS_TEMPLATE.0, EVENT_BUS_TEMPLATE.1, ctx)
+}
+
+/// (template name, output path, source) of every template, the event-bus module last: for tools
+/// that render the same templates elsewhere (the benchmark's Python peer).
+pub fn template_sources() -> Vec<(&'static str, &'static str, &'static str)> {
+    TEMPLATES
+        .iter()
+        .copied()
+        .chain([EVENT_BUS_TEMPLATE])
+        .collect()
+}

@@ -1,0 +1,183 @@
+//! Stage 6, file writing with rollback: every file goes to a staging directory first; the node
+//! directory appears (or is replaced) by one rename only after the compile check, so a reader never
+//! sees half a node. A failed generation's files are kept under `.omnistream-failed/` for inspection.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::render::GeneratedFile;
+
+const STAGING: &str = ".omnistream-staging";
+const FAILED: &str = ".omnistream-failed";
+
+/// Where a request's node goes: the request's `output_directory` (absolute, or relative to the
+/// configured root), never through `..`.
+pub fn resolve_output(root: &Path, requested: Option<&str>) -> Result<PathBuf, String> {
+    let Some(requested) = requested.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(root.to_path_buf());
+    };
+    if requested.contains('\0') {
+        return Err("output_directory contains a NUL byte".into());
+    }
+    let path = Path::new(requested);
+    if path.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(format!(
+            "output_directory '{requested}' must not contain '..'"
+        ));
+    }
+    Ok(if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        root.join(path)
+    })
+}
+
+/// G6: the output directory can be created and written.
+pub fn check_output(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir.join(STAGING))
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let probe = dir
+        .join(STAGING)
+        .join(format!(".probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Files written to staging, not yet visible under their final name.
+#[derive(Debug)]
+pub struct Staged {
+    pub staging: PathBuf,
+    pub target: PathBuf,
+    pub files: Vec<String>,
+    tag: String,
+}
+
+/// Write `files` under a staging directory; on any error nothing stays behind.
+pub fn stage(
+    out_dir: &Path,
+    dir_name: &str,
+    files: &[GeneratedFile],
+    correlation_id: &str,
+) -> Result<Staged, String> {
+    let tag = format!(
+        "{dir_name}-{}",
+        correlation_id
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(12)
+            .collect::<String>()
+    );
+    let staging = out_dir.join(STAGING).join(&tag);
+    let _ = std::fs::remove_dir_all(&staging);
+    let result = (|| -> Result<(), String> {
+        for f in files {
+            let rel = Path::new(&f.path);
+            if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+                return Err(format!("refusing to write outside the node: {}", f.path));
+            }
+            let path = staging.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+            }
+            std::fs::write(&path, &f.content)
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    Ok(Staged {
+        staging,
+        target: out_dir.join(dir_name),
+        files: files.iter().map(|f| f.path.clone()).collect(),
+        tag,
+    })
+}
+
+impl Staged {
+    /// Make the node visible under its name, replacing an earlier generation of it.
+    pub fn publish(self) -> Result<PathBuf, String> {
+        let old = self.staging.with_file_name(format!("{}.old", self.tag));
+        let _ = std::fs::remove_dir_all(&old);
+        let had_old = self.target.exists();
+        if had_old {
+            std::fs::rename(&self.target, &old)
+                .map_err(|e| format!("moving the previous {} aside: {e}", self.target.display()))?;
+        }
+        if let Err(e) = std::fs::rename(&self.staging, &self.target) {
+            if had_old {
+                let _ = std::fs::rename(&old, &self.target);
+            }
+            let _ = std::fs::remove_dir_all(&self.staging);
+            return Err(format!("publishing {}: {e}", self.target.display()));
+        }
+        if had_old {
+            let _ = std::fs::remove_dir_all(&old);
+        }
+        Ok(self.target)
+    }
+
+    /// Roll back: nothing appears under the node's name; the files move to `.omnistream-failed/`.
+    pub fn discard(self) -> Option<PathBuf> {
+        let failed_root = self
+            .staging
+            .parent()
+            .and_then(Path::parent)
+            .map(|out| out.join(FAILED))?;
+        let failed = failed_root.join(&self.tag);
+        let _ = std::fs::remove_dir_all(&failed);
+        if std::fs::create_dir_all(&failed_root).is_ok()
+            && std::fs::rename(&self.staging, &failed).is_ok()
+        {
+            return Some(failed);
+        }
+        let _ = std::fs::remove_dir_all(&self.staging);
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(path: &str) -> GeneratedFile {
+        GeneratedFile {
+            path: path.into(),
+            content: format!("# {path}\n"),
+        }
+    }
+
+    #[test]
+    fn publish_replaces_and_discard_leaves_nothing_under_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let staged = stage(dir.path(), "node_x", &[f("a.py"), f("pkg/b.py")], "c1").unwrap();
+        assert!(!dir.path().join("node_x").exists());
+        let target = staged.publish().unwrap();
+        assert!(target.join("pkg/b.py").exists());
+        let staged = stage(dir.path(), "node_x", &[f("c.py")], "c2").unwrap();
+        staged.publish().unwrap();
+        assert!(target.join("c.py").exists() && !target.join("a.py").exists());
+
+        let staged = stage(dir.path(), "node_y", &[f("a.py")], "c3").unwrap();
+        let failed = staged.discard().unwrap();
+        assert!(failed.join("a.py").exists());
+        assert!(!dir.path().join("node_y").exists());
+    }
+
+    #[test]
+    fn paths_that_escape_are_refused_and_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = stage(dir.path(), "node_z", &[f("ok.py"), f("../evil.py")], "c").unwrap_err();
+        assert!(err.contains("outside"), "{err}");
+        assert!(!dir.path().join("evil.py").exists());
+        assert!(resolve_output(dir.path(), Some("../x")).is_err());
+        assert_eq!(
+            resolve_output(dir.path(), Some("sub")).unwrap(),
+            dir.path().join("sub")
+        );
+        assert_eq!(resolve_output(dir.path(), None).unwrap(), dir.path());
+    }
+}

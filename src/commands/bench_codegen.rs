@@ -1,0 +1,251 @@
+//! `omnistream bench codegen`: generations per second with the template model, and the data
+//! plane's own overhead per generation (everything but model time), side by side with the bare
+//! work done in Python (Jinja2 render, write, compile) on the same templates and contexts.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, Float64Array, StringArray};
+use indicatif::{ProgressBar, ProgressStyle};
+use omnistream_jobs::codegen::catalog::catalog_patterns;
+use omnistream_jobs::codegen::contract::{build_contract, to_yaml};
+use omnistream_jobs::codegen::parse::parse_prompt;
+use omnistream_jobs::codegen::render::{GeneratorContext, TemplateContext, template_sources};
+use omnistream_jobs::codegen::{Codegen, GenerationRequest};
+use omnistream_streams::{EmbeddedLog, EventLog, Topic};
+use serde_json::json;
+
+use crate::cli::BenchCodegenArgs;
+use crate::config::Config;
+use crate::error::{CliError, Result};
+
+const PEER: &str = include_str!("codegen_peer.py");
+
+/// Requests of the benchmark: the four node kinds, many domains.
+const PROMPTS: &[&str] = &[
+    "Create PostgreSQL writer Effect node",
+    "Kafka publisher effect with retries",
+    "S3 uploader effect node",
+    "Redis cache effect node",
+    "SMTP mailer for notifications",
+    "HTTP webhook client effect",
+    "price calculator with tax rules",
+    "JSON schema validator compute node",
+    "fraud risk scorer compute node",
+    "text tokenizer compute node",
+    "metrics aggregator reducer",
+    "session state reducer for users",
+    "order book reducer for trading",
+    "payment workflow orchestrator",
+    "ETL pipeline orchestrator for data",
+    "user onboarding workflow orchestrator",
+];
+
+pub async fn run(config: &Config, args: BenchCodegenArgs) -> Result<()> {
+    let config = config.clone();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || bench(&config, args, runtime))
+        .await
+        .map_err(|e| CliError::Usage(format!("bench stopped: {e}")))?
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handle) -> Result<()> {
+    let work = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("omnistream-bench-codegen"));
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work).map_err(CliError::io(format!("creating {}", work.display())))?;
+    let mut config = config.clone();
+    config.data_dir = work.join("data");
+    let mut options = config.codegen_options().map_err(CliError::Config)?;
+    options.concurrency = args.concurrency.max(1);
+    options.max_batch = 256;
+    options.compile_check = !args.no_compile;
+    options.run_tests = args.tests;
+    options.output_root = work.join("out");
+    options.python = args.python.clone();
+    let log = EmbeddedLog::open(config.log_config())?;
+
+    let requests: Vec<GenerationRequest> = (0..args.generations)
+        .map(|i| {
+            let mut r = GenerationRequest::new(PROMPTS[i as usize % PROMPTS.len()]);
+            r.output_directory = Some(format!("g{i}"));
+            r
+        })
+        .collect();
+    for chunk in requests.chunks(1000) {
+        GenerationRequest::publish(&log, chunk)?;
+    }
+
+    // The peer's inputs: the same templates, contexts and contracts.
+    let mut inputs = fs::File::create(work.join("peer_inputs.jsonl"))
+        .map_err(CliError::io("writing the peer's inputs"))?;
+    for r in &requests {
+        let parsed = parse_prompt(&r.prompt, None).map_err(CliError::Usage)?;
+        let ctx = TemplateContext::new(
+            &parsed,
+            &r.prompt,
+            catalog_patterns(&parsed, &r.prompt),
+            GeneratorContext {
+                tool: "omnistream".into(),
+                model: "template".into(),
+                correlation_id: r.correlation_id.clone(),
+                generated_at: "2026-11-26T00:00:00Z".into(),
+            },
+        );
+        let contract = to_yaml(&build_contract(
+            &parsed,
+            &r.prompt,
+            "template",
+            &r.correlation_id,
+            "t",
+        ));
+        writeln!(inputs, "{}", json!({"context": ctx, "contract": contract}))
+            .map_err(CliError::io("writing the peer's inputs"))?;
+    }
+    let sources: Vec<_> = template_sources();
+    fs::write(
+        work.join("peer_templates.json"),
+        serde_json::to_vec(&sources).unwrap(),
+    )
+    .map_err(CliError::io("writing the peer's templates"))?;
+    fs::write(work.join("codegen_peer.py"), PEER).map_err(CliError::io("writing the peer"))?;
+
+    println!(
+        "bench codegen: {} generations (template model), concurrency {}, compile check {}, generated tests {}",
+        args.generations,
+        options.concurrency,
+        if options.compile_check { "on" } else { "off" },
+        if options.run_tests { "on" } else { "off" }
+    );
+    let bar = ProgressBar::new(args.generations);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} generations [{elapsed}, {per_sec}]")
+            .unwrap(),
+    );
+    let concurrency = options.concurrency;
+    let mut codegen = Codegen::new(&log, options, runtime, &config.status_dir())?;
+    let started = Instant::now();
+    loop {
+        let r = codegen.step()?;
+        if r.requests == 0 {
+            break;
+        }
+        bar.inc(r.requests);
+    }
+    let ours = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    drop(codegen);
+
+    // Overhead: a generation's duration minus its model time, from its own events.
+    let mut model_ms: HashMap<String, f64> = HashMap::new();
+    for (corr, latency) in float_column(&log, Topic::ModelCall, "latency_ms")? {
+        *model_ms.entry(corr).or_default() += latency;
+    }
+    let durations = float_column(&log, Topic::GenerationCompleted, "total_duration_seconds")?;
+    let failed = count(&log, Topic::GenerationFailed)?;
+    let mut overhead: Vec<f64> = durations
+        .iter()
+        .map(|(c, secs)| secs * 1000.0 - model_ms.get(c).copied().unwrap_or(0.0))
+        .collect();
+    overhead.sort_by(f64::total_cmp);
+    if overhead.is_empty() {
+        return Err(CliError::Usage(format!(
+            "no generation completed ({failed} failed): see `omnistream --data-dir {} sql \"SELECT * FROM generation_failed LIMIT 5\"` after `jobs run lake-sink --once`",
+            config.data_dir.display()
+        )));
+    }
+    let rate = durations.len() as f64 / ours;
+
+    let peer = Command::new(&args.python)
+        .arg(work.join("codegen_peer.py"))
+        .arg(&work)
+        .arg(concurrency.to_string())
+        .output()
+        .map_err(CliError::io(format!("starting {}", args.python)))?;
+    if !peer.status.success() {
+        return Err(CliError::Usage(format!(
+            "the Python peer failed: {}",
+            String::from_utf8_lossy(&peer.stderr)
+        )));
+    }
+    let peer: serde_json::Value = serde_json::from_slice(&peer.stdout)
+        .map_err(|e| CliError::Usage(format!("the Python peer printed no result: {e}")))?;
+    let peer_secs = peer["seconds"].as_f64().unwrap_or(f64::NAN);
+    let peer_rate = args.generations as f64 / peer_secs;
+
+    println!(
+        "omnistream  {:>8.3} s  {:>8.1} generations/s  ({} completed, {failed} failed)",
+        ours,
+        rate,
+        durations.len()
+    );
+    println!(
+        "overhead per generation (all but model time): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
+        pct(&overhead, 0.5),
+        pct(&overhead, 0.9),
+        pct(&overhead, 0.99)
+    );
+    println!(
+        "python peer {:>8.3} s  {:>8.1} generations/s  (Jinja2 render + write + compile, {concurrency} processes, no events or gates)",
+        peer_secs, peer_rate
+    );
+    println!(
+        "ratio (omnistream rate / peer rate): {:.2}x",
+        rate / peer_rate
+    );
+    let _ = fs::remove_dir_all(work.join("out"));
+    let _ = fs::remove_dir_all(work.join("peer_out"));
+    std::thread::sleep(Duration::from_millis(1));
+    Ok(())
+}
+
+/// (correlation_id, value) of a Float64 column over a whole topic.
+fn float_column(log: &dyn EventLog, topic: Topic, column: &str) -> Result<Vec<(String, f64)>> {
+    let mut out = Vec::new();
+    for p in 0..log.partitions(topic)? {
+        let mut at = 0;
+        loop {
+            let batches = log.read(topic, p, at, 100_000)?;
+            if batches.is_empty() {
+                break;
+            }
+            for b in batches {
+                at = b.next_offset();
+                let ids = b
+                    .batch
+                    .column_by_name("correlation_id")
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+                let vals = b
+                    .batch
+                    .column_by_name(column)
+                    .and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned());
+                if let (Some(ids), Some(vals)) = (ids, vals) {
+                    for i in 0..ids.len() {
+                        if vals.is_valid(i) {
+                            out.push((ids.value(i).to_string(), vals.value(i)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn count(log: &dyn EventLog, topic: Topic) -> Result<u64> {
+    let mut n = 0;
+    for p in 0..log.partitions(topic)? {
+        let o = log.offsets(topic, p)?;
+        n += o.end - o.start;
+    }
+    Ok(n)
+}

@@ -1,0 +1,374 @@
+//! `omnistream generate PROMPT`: publish a generation request, then follow its events until the
+//! end, running the codegen job in-process when no other process runs it.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, RecordBatch, StringArray};
+use omnistream_jobs::JobError;
+use omnistream_jobs::codegen::{Codegen, GenerationRequest, TEMPLATE_MODEL};
+use omnistream_streams::{EventLog, Topic};
+use serde_json::{Value, json};
+
+use super::{open_log, spinner};
+use crate::cli::{GenerateArgs, GenerateFormat};
+use crate::config::Config;
+use crate::error::{CliError, Result};
+
+/// The topics a generation's progress shows up on.
+const WATCHED: [Topic; 5] = [
+    Topic::StageCompleted,
+    Topic::ModelCall,
+    Topic::ValidationResult,
+    Topic::GenerationCompleted,
+    Topic::GenerationFailed,
+];
+
+/// Reads the events of one correlation id as they are appended, from where the log ended.
+pub struct Watch {
+    correlation_id: String,
+    positions: Vec<(Topic, u32, u64)>,
+}
+
+impl Watch {
+    pub fn new(log: &dyn EventLog, correlation_id: &str) -> Result<Self> {
+        let mut positions = Vec::new();
+        for topic in WATCHED {
+            for p in 0..log.partitions(topic)? {
+                positions.push((topic, p, log.offsets(topic, p)?.end));
+            }
+        }
+        Ok(Watch {
+            correlation_id: correlation_id.to_string(),
+            positions,
+        })
+    }
+
+    /// New events of the correlation id, as JSON objects, by topic.
+    pub fn poll(&mut self, log: &dyn EventLog) -> Result<Vec<(Topic, Value)>> {
+        let mut out = Vec::new();
+        for (topic, partition, at) in &mut self.positions {
+            for b in log.read(*topic, *partition, *at, 10_000)? {
+                *at = b.next_offset();
+                let rows = rows_of(&b.batch, &self.correlation_id)?;
+                out.extend(rows.into_iter().map(|r| (*topic, r)));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn rows_of(batch: &RecordBatch, correlation_id: &str) -> Result<Vec<Value>> {
+    let Some(ids) = batch
+        .column_by_name("correlation_id")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+    else {
+        return Ok(vec![]);
+    };
+    let mask: arrow::array::BooleanArray = ids
+        .iter()
+        .map(|v| Some(v == Some(correlation_id)))
+        .collect();
+    if mask.true_count() == 0 {
+        return Ok(vec![]);
+    }
+    let mine = arrow::compute::filter_record_batch(batch, &mask)?;
+    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
+    writer.write_batches(&[&mine])?;
+    writer.finish()?;
+    let bytes = writer.into_inner();
+    Ok(serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+pub async fn run(config: &Config, args: GenerateArgs) -> Result<()> {
+    let config = config.clone();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || generate(&config, args, runtime))
+        .await
+        .map_err(|e| CliError::Usage(format!("generate stopped: {e}")))?
+}
+
+fn generate(config: &Config, args: GenerateArgs, runtime: tokio::runtime::Handle) -> Result<()> {
+    let options = config.codegen_options().map_err(CliError::Config)?;
+    if let Some(m) = &args.model
+        && m != TEMPLATE_MODEL
+        && !options.models.contains_key(m)
+    {
+        let known: Vec<&str> = std::iter::once(TEMPLATE_MODEL)
+            .chain(options.models.keys().map(String::as_str))
+            .collect();
+        return Err(CliError::Usage(format!(
+            "unknown model '{m}' (models: {}; configure more under [models] in omnistream.toml)",
+            known.join(", ")
+        )));
+    }
+    if args.prompt.trim().is_empty() {
+        return Err(CliError::Usage(
+            "the prompt is empty: say what to generate".into(),
+        ));
+    }
+    let log = open_log(config)?;
+    let mut request = GenerationRequest::new(args.prompt.clone());
+    request.output_directory = args
+        .out
+        .as_ref()
+        .map(std::path::absolute)
+        .transpose()
+        .map_err(CliError::io("resolving --out"))?
+        .map(|p| p.display().to_string());
+    request.model = args.model.clone();
+    request.node_type = args.node_type.clone();
+    request.enable_quorum = args.no_quorum.then_some(false);
+    request.enable_intelligence = args.no_intelligence.then_some(false);
+    request.user_id = std::env::var("USER").ok();
+    let mut watch = Watch::new(&log, &request.correlation_id)?;
+    GenerationRequest::publish(&log, std::slice::from_ref(&request))?;
+    if args.no_wait {
+        println!("{}", request.correlation_id);
+        return Ok(());
+    }
+
+    // Run the job here unless another process does.
+    let local = match Codegen::new(&log, options, runtime, &config.status_dir()) {
+        Ok(c) => Some(c),
+        Err(JobError::Busy(why)) => {
+            tracing::info!("{why}: waiting for it to take the request");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let bar = spinner("generating");
+    let table = args.format == GenerateFormat::Table;
+    let deadline = Instant::now() + Duration::from_secs(args.timeout.max(1));
+    let stop = AtomicBool::new(false);
+    let mut seen: BTreeMap<&'static str, Vec<Value>> = BTreeMap::new();
+    let result = std::thread::scope(|scope| -> Result<(Topic, Value)> {
+        let runner = local.map(|mut codegen| {
+            let stop = &stop;
+            scope.spawn(move || -> Result<()> {
+                while !stop.load(Ordering::SeqCst) {
+                    if codegen.step()?.requests == 0 {
+                        break;
+                    }
+                }
+                Ok(())
+            })
+        });
+        let mut runner = runner;
+        let end = loop {
+            let events = watch.poll(&log)?;
+            let mut end = None;
+            for (topic, event) in events {
+                match topic {
+                    Topic::StageCompleted => {
+                        let name = event["stage_name"].as_str().unwrap_or("?").to_string();
+                        bar.set_message(format!("{name} done"));
+                        if table {
+                            bar.suspend(|| print_stage(&event));
+                        }
+                        seen.entry("stages").or_default().push(event);
+                    }
+                    Topic::ModelCall => seen.entry("model_calls").or_default().push(event),
+                    Topic::ValidationResult => {
+                        seen.entry("validation_results").or_default().push(event)
+                    }
+                    Topic::GenerationCompleted | Topic::GenerationFailed => {
+                        end = Some((topic, event))
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(end) = end {
+                break end;
+            }
+            if let Some(r) = runner.take_if(|r| r.is_finished()) {
+                r.join()
+                    .map_err(|_| CliError::Usage("the codegen job panicked".into()))??;
+                // The job finished its work; our end event must be in the log now.
+                continue;
+            }
+            if Instant::now() > deadline {
+                stop.store(true, Ordering::SeqCst);
+                return Err(CliError::Usage(format!(
+                    "no end event for {} after {} s; the generation goes on: follow it with \
+                     `omnistream sql \"SELECT * FROM generation_completed WHERE correlation_id = '{}'\"`",
+                    request.correlation_id, args.timeout, request.correlation_id
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        };
+        stop.store(true, Ordering::SeqCst);
+        if let Some(r) = runner {
+            r.join()
+                .map_err(|_| CliError::Usage("the codegen job panicked".into()))??;
+        }
+        Ok(end)
+    });
+    bar.finish_and_clear();
+    let (topic, end) = result?;
+    // Events emitted together with the end event may still be on their way in other topics.
+    for (t, e) in watch.poll(&log)? {
+        let key = match t {
+            Topic::ModelCall => "model_calls",
+            Topic::ValidationResult => "validation_results",
+            Topic::StageCompleted => "stages",
+            _ => continue,
+        };
+        seen.entry(key).or_default().push(e);
+    }
+    let failed = topic == Topic::GenerationFailed;
+    match args.format {
+        GenerateFormat::Json => {
+            let mut out = json!({
+                "correlation_id": request.correlation_id,
+                "status": if failed { "failed" } else { "completed" },
+                "end": end,
+            });
+            for (k, v) in &seen {
+                out[*k] = Value::Array(v.clone());
+            }
+            println!("{}", serde_json::to_string_pretty(&out).unwrap());
+        }
+        GenerateFormat::Table => print_summary(&request.correlation_id, failed, &end, &seen),
+    }
+    if failed {
+        return Err(CliError::Generation(format!(
+            "generation failed at {} ({}): {}",
+            end["failed_stage"].as_str().unwrap_or("?"),
+            end["error_code"].as_str().unwrap_or("?"),
+            end["error_message"].as_str().unwrap_or("?")
+        )));
+    }
+    Ok(())
+}
+
+fn print_stage(e: &Value) {
+    let ok = e["success"].as_bool().unwrap_or(false);
+    let warnings = e["warnings"].as_array().map(|w| w.len()).unwrap_or(0);
+    let mut line = format!(
+        "  {} {:<24} {:>9}",
+        if ok { "ok  " } else { "FAIL" },
+        e["stage_name"].as_str().unwrap_or("?"),
+        format!(
+            "{:.1} ms",
+            e["duration_seconds"].as_f64().unwrap_or(0.0) * 1000.0
+        )
+    );
+    if warnings > 0 {
+        line.push_str(&format!("  {warnings} warning(s)"));
+    }
+    if let Some(err) = e["error_message"].as_str() {
+        line.push_str(&format!("  {err}"));
+    }
+    println!("{line}");
+    let _ = std::io::stdout().flush();
+}
+
+fn print_summary(
+    correlation_id: &str,
+    failed: bool,
+    end: &Value,
+    seen: &BTreeMap<&str, Vec<Value>>,
+) {
+    let empty = Vec::new();
+    let calls = seen.get("model_calls").unwrap_or(&empty);
+    let mut by_model: BTreeMap<String, (usize, i64, f64)> = BTreeMap::new();
+    for c in calls {
+        let m = by_model
+            .entry(c["model"].as_str().unwrap_or("?").to_string())
+            .or_default();
+        m.0 += 1;
+        m.1 += c["total_tokens"].as_i64().unwrap_or(0);
+        m.2 += c["cost_usd"].as_f64().unwrap_or(0.0);
+    }
+    let models: Vec<String> = by_model
+        .iter()
+        .map(|(m, (n, tokens, cost))| {
+            format!(
+                "{m} ({n} call{}, {tokens} tokens, ${cost:.6})",
+                if *n == 1 { "" } else { "s" }
+            )
+        })
+        .collect();
+    let gates = seen.get("validation_results").unwrap_or(&empty);
+    let count = |s: &str| gates.iter().filter(|g| g["status"] == s).count();
+    if failed {
+        println!(
+            "generation failed at {} after {:.2} s ({})",
+            end["failed_stage"].as_str().unwrap_or("?"),
+            end["partial_duration_seconds"].as_f64().unwrap_or(0.0),
+            end["error_code"].as_str().unwrap_or("?")
+        );
+        println!(
+            "  reason     {}",
+            end["error_message"].as_str().unwrap_or("?")
+        );
+        if let Some(files) = end["partial_files"].as_array().filter(|f| !f.is_empty()) {
+            println!("  partial    {} files (rolled back)", files.len());
+        }
+    } else {
+        let q = |k: &str| end[k].as_f64().unwrap_or(0.0);
+        println!(
+            "generated {} node in {:.2} s",
+            end["node_type"].as_str().unwrap_or("?"),
+            q("total_duration_seconds")
+        );
+        let dir = end["output_directory"].as_str().unwrap_or("?");
+        println!("  directory  {dir}");
+        let files: Vec<&str> = end["generated_files"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        println!("  files      {}: {}", files.len(), files.join(", "));
+        println!(
+            "  quality    {:.3} {} ({}): syntax {:.3}, onex {:.3}, contract {:.3}, code quality {:.3}",
+            q("quality_score"),
+            omnistream_jobs::codegen::gates::grade(q("quality_score")),
+            if end["passed"].as_bool() == Some(true) {
+                "passed"
+            } else {
+                "below the bar"
+            },
+            q("syntax_score"),
+            q("onex_compliance_score"),
+            q("contract_score"),
+            q("code_quality_score")
+        );
+        println!(
+            "  cost       {} tokens, ${:.6}",
+            end["total_tokens"].as_i64().unwrap_or(0),
+            q("total_cost_usd")
+        );
+    }
+    println!(
+        "  models     {}",
+        if models.is_empty() {
+            "none".into()
+        } else {
+            models.join("; ")
+        }
+    );
+    println!(
+        "  gates      {} pass, {} warn, {} fail",
+        count("pass"),
+        count("warn"),
+        count("fail") + count("error")
+    );
+    for g in gates.iter().filter(|g| g["status"] != "pass") {
+        println!(
+            "    {} {} {}: {}",
+            g["gate_id"].as_str().unwrap_or("?"),
+            g["gate_name"].as_str().unwrap_or(""),
+            g["status"].as_str().unwrap_or("?"),
+            g["message"]
+                .as_str()
+                .unwrap_or("")
+                .lines()
+                .next()
+                .unwrap_or("")
+        );
+    }
+    println!("  correlation_id {correlation_id}");
+}

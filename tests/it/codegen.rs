@@ -1,0 +1,443 @@
+//! The codegen job through the real binary: `omnistream generate`, the pipeline's events in the
+//! lake and the reducers, a generated node running and appearing in the registry, and every model
+//! failure ending as a recorded generation-failed, never a crash.
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::model_server::{Reply, ScriptedServer, judgement};
+use super::{Env, describe};
+
+/// Configure models served by `server` (provider `scripted`), fast retries. A model `judge-a` on
+/// the wire is `judge_a` in the config (environment variable names have no dashes).
+fn with_models(cmd: &mut Command, server: &ScriptedServer, models: &[&str]) {
+    cmd.env("OMNISTREAM_PROVIDERS__SCRIPTED__FORMAT", "openai")
+        .env("OMNISTREAM_PROVIDERS__SCRIPTED__BASE_URL", &server.url)
+        .env("OMNISTREAM_PROVIDERS__SCRIPTED__MAX_RETRIES", "2")
+        .env("OMNISTREAM_PROVIDERS__SCRIPTED__BACKOFF_INITIAL_MS", "1")
+        .env("OMNISTREAM_PROVIDERS__SCRIPTED__BACKOFF_MAX_MS", "5")
+        .env("OMNISTREAM_PROVIDERS__SCRIPTED__TIMEOUT_SECS", "0.5");
+    for m in models {
+        let key = m.to_uppercase().replace('-', "_");
+        cmd.env(format!("OMNISTREAM_MODELS__{key}__PROVIDER"), "scripted")
+            .env(format!("OMNISTREAM_MODELS__{key}__MODEL"), m)
+            .env(format!("OMNISTREAM_MODELS__{key}__INPUT_PER_MTOK"), "1.0")
+            .env(format!("OMNISTREAM_MODELS__{key}__OUTPUT_PER_MTOK"), "2.0");
+    }
+}
+
+fn generate_json(env: &Env, cmd: &mut Command) -> (bool, Value, String) {
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let value: Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("no JSON result ({e}):\n{}", describe(&out)));
+    let _ = env;
+    (
+        out.status.success(),
+        value,
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn generate_writes_a_validated_node_and_its_events_reach_the_analytics() {
+    let env = Env::new();
+    let out = env.run(&[
+        "generate",
+        "Create PostgreSQL writer Effect node",
+        "--out",
+        "nodes",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for stage in [
+        "prompt_parsing",
+        "intelligence_gathering",
+        "contract_building",
+        "pre_validation",
+        "code_generation",
+        "event_bus_integration",
+        "post_validation",
+        "file_writing",
+        "compilation_test",
+    ] {
+        assert!(stdout.contains(stage), "stage {stage} not shown:\n{stdout}");
+    }
+    assert!(stdout.contains("quality    1.000 A+ (passed)"), "{stdout}");
+    let node = env.path("nodes/node_database_postgresql_writer_effect");
+    for f in [
+        "start_node.py",
+        "v1_0_0/node.py",
+        "v1_0_0/contract.yaml",
+        "v1_0_0/event_bus.py",
+        "v1_0_0/models/input.py",
+        "tests/test_node.py",
+    ] {
+        assert!(node.join(f).exists(), "{f} missing");
+    }
+    let node_py = std::fs::read_to_string(node.join("v1_0_0/node.py")).unwrap();
+    assert!(
+        node_py.contains("class NodePostgresqlWriterEffect(EventBusMixin):"),
+        "event bus not integrated:\n{node_py}"
+    );
+    assert!(!env.path("nodes/.omnistream-failed").exists());
+
+    env.ok(&["jobs", "run", "all", "--once"]);
+    let done = env.sql("SELECT * FROM generation_completed");
+    assert_eq!(done.len(), 1);
+    let d = &done[0];
+    assert_eq!(d["passed"], true);
+    assert_eq!(d["node_type"], "effect");
+    assert_eq!(d["service_name"], "postgresql_writer");
+    assert_eq!(d["primary_model"], "template");
+    assert_eq!(d["quality_score"].as_f64(), Some(1.0));
+    let correlation = d["correlation_id"].as_str().unwrap().to_string();
+    let stages = env.sql_int(&format!(
+        "SELECT count(*) FROM stage_completed WHERE correlation_id = '{correlation}' AND success"
+    ));
+    assert_eq!(stages, 9);
+    let gates: Vec<String> = env
+        .sql(&format!(
+            "SELECT gate_id FROM validation_result WHERE correlation_id = '{correlation}' AND status = 'pass' ORDER BY gate_id"
+        ))
+        .iter()
+        .map(|r| r["gate_id"].as_str().unwrap().to_string())
+        .collect();
+    for g in [
+        "G1", "G5", "G6", "G7", "G9", "G10", "G11", "G12", "G13", "G14",
+    ] {
+        assert!(gates.iter().any(|x| x == g), "{g} not passed: {gates:?}");
+    }
+    assert_eq!(
+        env.sql_int("SELECT count(*) FROM generation_started"),
+        1,
+        "one start"
+    );
+    // The reducers saw the generation.
+    assert_eq!(
+        env.sql_int("SELECT sum(generations) FROM generation_summary WHERE granularity = '1h'"),
+        1
+    );
+    assert_eq!(
+        env.sql_int("SELECT count(*) FROM model_call WHERE model = 'template' AND success"),
+        1
+    );
+}
+
+#[test]
+fn a_generated_node_runs_and_appears_in_the_registry() {
+    let env = Env::new();
+    env.ok(&[
+        "generate",
+        "payment workflow orchestrator",
+        "--out",
+        "nodes",
+    ]);
+    let node = env.path("nodes/node_billing_payment_workflow_orchestrator");
+    let spool = env.path("spool");
+    let out = Command::new("python3")
+        .arg("start_node.py")
+        .args(["--heartbeats", "3", "--interval", "0.05", "--spool"])
+        .arg(&spool)
+        .current_dir(&node)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "start_node.py: {}", describe(&out));
+    for topic in ["node-introspection", "node-heartbeat"] {
+        let file = spool.join(format!("{topic}.jsonl"));
+        env.ok(&["ingest", topic, file.to_str().unwrap()]);
+    }
+    env.ok(&["jobs", "run", "all", "--once"]);
+    let nodes = env.sql("SELECT * FROM node_registry");
+    assert_eq!(nodes.len(), 1, "{nodes:?}");
+    let n = &nodes[0];
+    assert_eq!(n["node_name"], "NodePaymentWorkflowOrchestrator");
+    assert_eq!(n["node_type"], "orchestrator");
+    assert_eq!(n["heartbeats"].as_i64(), Some(3));
+    assert_eq!(n["contract_drift"], false);
+    // The hash the node announces is the one of the contract the codegen job wrote.
+    let contract = std::fs::read(node.join("v1_0_0/contract.yaml")).unwrap();
+    let hash: String = Sha256::digest(&contract)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(n["contract_hash"].as_str(), Some(hash.as_str()));
+    let nodes_cli = env.ok(&["nodes"]);
+    assert!(
+        nodes_cli.contains("NodePaymentWorkflowOrchestrator"),
+        "{nodes_cli}"
+    );
+}
+
+#[test]
+fn bad_requests_fail_at_their_stage_with_a_reason_and_an_end_event() {
+    let env = Env::new();
+    let out = env.run(&["generate", "Create a new Effect node"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("generation failed at prompt_parsing (PARSE_FAILED): no service name"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let out = env.run(&["generate", "price calculator", "--model", "gpt-9"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown model 'gpt-9' (models: template"),
+        "{}",
+        describe(&out)
+    );
+
+    let out = env.run(&["generate", "price calculator", "--out", "../escape"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must not contain '..'"),
+        "{}",
+        describe(&out)
+    );
+
+    // A request published without waiting is generated by the next run of the job.
+    let id = env
+        .ok(&["generate", "metrics aggregator", "--no-wait"])
+        .trim()
+        .to_string();
+    env.ok(&["jobs", "run", "all", "--once"]);
+    let failed: Vec<(String, String)> = env
+        .sql("SELECT failed_stage, error_code FROM generation_failed ORDER BY failed_stage")
+        .iter()
+        .map(|r| {
+            (
+                r["failed_stage"].as_str().unwrap().to_string(),
+                r["error_code"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        failed,
+        vec![
+            (
+                "pre_validation".to_string(),
+                "PRE_VALIDATION_FAILED".to_string()
+            ),
+            ("prompt_parsing".to_string(), "PARSE_FAILED".to_string())
+        ]
+    );
+    assert_eq!(
+        env.sql_int(&format!(
+            "SELECT count(*) FROM generation_completed WHERE correlation_id = '{id}'"
+        )),
+        1,
+        "the --no-wait request was generated by the job"
+    );
+}
+
+#[test]
+fn model_errors_are_recorded_attempt_by_attempt_and_never_stop_the_job() {
+    // 429, 500, garbage: three attempts (max_retries 2), then the generation fails honestly.
+    let server = ScriptedServer::start(|n, _| match n {
+        0 => Reply::Status(429),
+        1 => Reply::Status(500),
+        _ => Reply::Garbage,
+    });
+    let env = Env::new();
+    let mut cmd = env.cmd(&[
+        "generate",
+        "Create PostgreSQL writer Effect node",
+        "--model",
+        "flaky",
+        "--format",
+        "json",
+    ]);
+    with_models(&mut cmd, &server, &["flaky"]);
+    let (ok, result, stderr) = generate_json(&env, &mut cmd);
+    assert!(!ok);
+    assert!(
+        stderr.contains("generation failed at code_generation (MODEL_UNAVAILABLE)"),
+        "{stderr}"
+    );
+    assert_eq!(result["status"], "failed");
+    assert_eq!(result["end"]["is_retryable"], true);
+    let kinds: Vec<&str> = result["model_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["error_type"].as_str().unwrap_or("ok"))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["rate_limited", "server_error", "malformed_response"]
+    );
+    assert_eq!(server.calls_for("flaky"), 3);
+
+    // A model that answers, but with no code: the syntax gate fails it; refinement is tried.
+    let server = ScriptedServer::start(|_, _| Reply::Text("I am sorry, I cannot do that.".into()));
+    let mut cmd = env.cmd(&[
+        "generate",
+        "Kafka publisher effect",
+        "--model",
+        "mute",
+        "--format",
+        "json",
+    ]);
+    with_models(&mut cmd, &server, &["mute"]);
+    cmd.env("OMNISTREAM_CODEGEN__MAX_REFINEMENTS", "1");
+    let (ok, result, _) = generate_json(&env, &mut cmd);
+    assert!(!ok);
+    assert_eq!(result["end"]["failed_stage"], "post_validation");
+    assert!(
+        result["end"]["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("G9 python_syntax"),
+        "{result}"
+    );
+    assert_eq!(
+        server.calls_for("mute"),
+        2,
+        "one generation, one refinement"
+    );
+    let calls = result["model_calls"].as_array().unwrap();
+    assert!(calls.iter().all(|c| c["success"] == true));
+    // Priced from the table: 100 input tokens at $1/M plus output at $2/M.
+    let cost: f64 = calls.iter().map(|c| c["cost_usd"].as_f64().unwrap()).sum();
+    assert!(cost > 0.0002 && cost < 0.001, "{cost}");
+    assert!(result["end"]["total_cost_usd"].as_f64().unwrap() > 0.0);
+
+    // A slow model times out; the job carries on with the next request.
+    let server = ScriptedServer::start(|_, _| Reply::Slow(Duration::from_secs(3)));
+    let mut cmd = env.cmd(&[
+        "generate",
+        "S3 uploader effect",
+        "--model",
+        "slow",
+        "--no-wait",
+    ]);
+    with_models(&mut cmd, &server, &["slow"]);
+    assert!(cmd.output().unwrap().status.success());
+    env.ok(&["generate", "text tokenizer compute node", "--no-wait"]);
+    let mut cmd = env.cmd(&["jobs", "run", "codegen", "--once"]);
+    with_models(&mut cmd, &server, &["slow"]);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    env.ok(&["jobs", "run", "all", "--once"]);
+    let timeouts = env
+        .sql_int("SELECT count(*) FROM model_call WHERE model = 'slow' AND error_type = 'timeout'");
+    assert_eq!(timeouts, 3);
+    assert_eq!(
+        env.sql_int(
+            "SELECT count(*) FROM generation_completed WHERE service_name = 'text_tokenizer'"
+        ),
+        1
+    );
+    // Every request has exactly one end.
+    assert_eq!(
+        env.sql_int("SELECT count(*) FROM generation_requested"),
+        env.sql_int(
+            "SELECT (SELECT count(*) FROM generation_completed) + (SELECT count(*) FROM generation_failed)"
+        )
+    );
+}
+
+#[test]
+fn the_quorum_weighs_votes_and_needs_sixty_percent_to_answer() {
+    // judge_a (weight 2) passes, judge_b (1) asks for changes, judge_c (1) is down.
+    let server = ScriptedServer::start(|_, body| match body["model"].as_str() {
+        Some("judge-a") => Reply::Text(judgement(92, "PASS")),
+        Some("judge-b") => Reply::Text(judgement(70, "RETRY")),
+        _ => Reply::Status(503),
+    });
+    let env = Env::new();
+    let judges = r#"[{model = "judge_a", weight = 2.0}, {model = "judge_b", weight = 1.0}, {model = "judge_c", weight = 1.0}]"#;
+    let run = |prompt: &str, judges: &str| {
+        let mut cmd = env.cmd(&["generate", prompt, "--format", "json"]);
+        with_models(&mut cmd, &server, &["judge-a", "judge-b", "judge-c"]);
+        cmd.env("OMNISTREAM_CODEGEN__JUDGES", judges);
+        generate_json(&env, &mut cmd)
+    };
+    // 2 of 3 answered (67 %); pass share 2/3 >= 0.6: PASS.
+    let (ok, result, stderr) = run("price calculator compute node", judges);
+    assert!(ok, "{stderr}\n{result}");
+    let votes: Vec<&Value> = result["validation_results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["gate_id"] == "QUORUM")
+        .collect();
+    assert_eq!(votes.len(), 3);
+    let vote = |m: &str| votes.iter().find(|v| v["voter_model"] == m).unwrap();
+    assert_eq!(vote("judge_a")["recommendation"], "PASS");
+    assert_eq!(vote("judge_a")["weight"].as_f64(), Some(2.0));
+    assert_eq!(vote("judge_b")["recommendation"], "RETRY");
+    assert_eq!(vote("judge_c")["status"], "error");
+    let decision = result["validation_results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["gate_id"] == "QUORUM_DECISION")
+        .unwrap();
+    assert_eq!(decision["recommendation"], "PASS");
+
+    // judge_c is down: 1 of 2 judges answering is below 60 %, so there is no verdict.
+    let (ok, result, stderr) = run(
+        "metrics aggregator reducer",
+        r#"[{model = "judge_a", weight = 1.0}, {model = "judge_c", weight = 1.0}]"#,
+    );
+    assert!(!ok);
+    assert_eq!(
+        result["end"]["error_code"], "QUORUM_UNAVAILABLE",
+        "{stderr}"
+    );
+    assert_eq!(result["end"]["is_retryable"], true);
+
+    // A heavy RETRY with no model to refine: the judges' wish is recorded as the failure.
+    let (ok, result, _) = run(
+        "order book reducer for trading",
+        r#"[{model = "judge_a", weight = 1.0}, {model = "judge_b", weight = 3.0}]"#,
+    );
+    assert!(!ok);
+    assert_eq!(result["end"]["error_code"], "QUORUM_RETRY_EXHAUSTED");
+    assert!(
+        result["end"]["error_message"]
+            .as_str()
+            .unwrap()
+            .contains("connection pooling"),
+        "{result}"
+    );
+}
+
+#[test]
+fn history_and_finished_requests_are_not_generated_again() {
+    let env = Env::new();
+    // Simulated history: its requests are old and already have their outcomes.
+    env.ok(&["simulate", "--generations", "20", "--nodes", "2"]);
+    // A request someone else already finished (its end event is in the log).
+    let id = env
+        .ok(&["generate", "price calculator compute node", "--no-wait"])
+        .trim()
+        .to_string();
+    let done = format!(
+        r#"{{"correlation_id": "{id}", "total_duration_seconds": 1.5, "source": "elsewhere"}}"#
+    );
+    env.run_with_stdin(&["ingest", "generation-completed", "-"], done.as_bytes());
+    // And one that is fresh.
+    env.ok(&["generate", "metrics aggregator reducer", "--no-wait"]);
+    env.ok(&["jobs", "run", "all", "--once"]);
+    let ours = env
+        .sql("SELECT service_name FROM generation_completed WHERE source = 'omnistream-codegen'");
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    assert_eq!(ours[0]["service_name"], "metrics_aggregator");
+    assert_eq!(
+        env.sql_int("SELECT count(*) FROM generation_started WHERE source = 'omnistream-codegen'"),
+        1
+    );
+    let status = env.ok(&["jobs", "status", "codegen", "--format", "json"]);
+    assert!(
+        status.contains("\"lag\":0") || status.contains("\"lag\": 0"),
+        "{status}"
+    );
+}

@@ -1,0 +1,162 @@
+//! The HTTP provider against a real model: scripts/models/xlc_server.py serves the small
+//! Qwen2.5-Coder GGUF (fetched by scripts/setup.sh) on an OpenAI-compatible endpoint, and a node is
+//! generated with it end to end. A 0.5B model may well fail gates; what must hold is that the
+//! pipeline records what happened: real token counts and latencies, one end event, and files
+//! only when the gates passed.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{Env, describe, repo_root};
+
+struct ModelServer {
+    child: Child,
+    url: String,
+}
+
+impl Drop for ModelServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn model_file() -> PathBuf {
+    let dir = std::env::var_os("OMNISTREAM_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/omnistream-models"));
+    dir.join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+}
+
+fn start_server() -> ModelServer {
+    let model = model_file();
+    assert!(
+        model.exists(),
+        "{} is missing: scripts/setup.sh fetches it",
+        model.display()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new("python3")
+        .arg(repo_root().join("scripts/models/xlc_server.py"))
+        .arg(&model)
+        .arg(port.to_string())
+        .env("THREADS", "2")
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .env("ALIAS", "qwen2.5-coder")
+        .env("N_CTX", "4096")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("server up") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(120))
+        .expect("the model server did not come up within 120 s");
+    ModelServer {
+        child,
+        url: format!("http://127.0.0.1:{port}/v1"),
+    }
+}
+
+#[test]
+fn a_node_is_generated_by_a_real_model_over_http_and_recorded_honestly() {
+    let server = start_server();
+    let env = Env::new();
+    let started = Instant::now();
+    let out = env
+        .cmd(&[
+            "generate",
+            "Create a text tokenizer Compute node",
+            "--model",
+            "qwen",
+            "--format",
+            "json",
+        ])
+        .env("OMNISTREAM_PROVIDERS__LOCAL__FORMAT", "openai")
+        .env("OMNISTREAM_PROVIDERS__LOCAL__BASE_URL", &server.url)
+        .env("OMNISTREAM_PROVIDERS__LOCAL__TIMEOUT_SECS", "600")
+        .env("OMNISTREAM_MODELS__QWEN__PROVIDER", "local")
+        .env("OMNISTREAM_MODELS__QWEN__MODEL", "qwen2.5-coder")
+        .env("OMNISTREAM_CODEGEN__MAX_TOKENS", "900")
+        .env("OMNISTREAM_CODEGEN__MAX_REFINEMENTS", "0")
+        .output()
+        .unwrap();
+    let result: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON result ({e}): {}", describe(&out)));
+    eprintln!(
+        "real model: {} in {:.0} s: {}",
+        result["status"],
+        started.elapsed().as_secs_f64(),
+        result["end"]["error_message"]
+            .as_str()
+            .unwrap_or("generated")
+    );
+    let calls = result["model_calls"].as_array().unwrap();
+    let first = calls
+        .iter()
+        .find(|c| c["model"] == "qwen")
+        .expect("a model call");
+    assert_eq!(first["provider"], "local");
+    assert_eq!(first["success"], true, "{first}");
+    assert_eq!(first["http_status"], 200);
+    assert!(first["input_tokens"].as_i64().unwrap() > 200, "{first}");
+    assert!(first["output_tokens"].as_i64().unwrap() > 10, "{first}");
+    assert!(first["latency_ms"].as_f64().unwrap() > 100.0);
+    let node = env.path("generated/node_nlp_text_tokenizer_compute");
+    match result["status"].as_str() {
+        Some("completed") => {
+            assert!(out.status.success());
+            assert!(node.join("v1_0_0/node.py").exists());
+            assert!(result["end"]["quality_score"].as_f64().unwrap() > 0.0);
+        }
+        Some("failed") => {
+            assert_eq!(out.status.code(), Some(1));
+            let stage = result["end"]["failed_stage"].as_str().unwrap();
+            assert!(
+                ["post_validation", "compilation_test"].contains(&stage),
+                "{result}"
+            );
+            assert!(!result["end"]["error_message"].as_str().unwrap().is_empty());
+            assert!(!node.exists(), "a failed generation leaves no node behind");
+            if stage == "post_validation" {
+                // What the model wrote is kept for inspection.
+                let message = result["end"]["error_message"].as_str().unwrap();
+                assert!(message.contains(".omnistream-failed"), "{message}");
+                let kept = env.path("generated/.omnistream-failed");
+                assert_eq!(std::fs::read_dir(kept).unwrap().count(), 1);
+            }
+        }
+        other => panic!("unexpected status {other:?}"),
+    }
+    // Exactly one end event, and the lake agrees with what the command printed.
+    env.ok(&["jobs", "run", "all", "--once"]);
+    assert_eq!(
+        env.sql_int(
+            "SELECT (SELECT count(*) FROM generation_completed) + (SELECT count(*) FROM generation_failed)"
+        ),
+        1
+    );
+    assert_eq!(
+        env.sql_int("SELECT sum(output_tokens) FROM model_call WHERE model = 'qwen'"),
+        calls
+            .iter()
+            .filter(|c| c["model"] == "qwen")
+            .map(|c| c["output_tokens"].as_i64().unwrap_or(0))
+            .sum::<i64>()
+    );
+}
