@@ -169,6 +169,7 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
         .arg(work.join("codegen_peer.py"))
         .arg(&work)
         .arg(concurrency.to_string())
+        .args(args.no_compile.then_some("--no-compile"))
         .output()
         .map_err(CliError::io(format!("starting {}", args.python)))?;
     if !peer.status.success() {
@@ -195,8 +196,10 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
         pct(&overhead, 0.99)
     );
     println!(
-        "python peer {:>8.3} s  {:>8.1} generations/s  (Jinja2 render + write + compile, {concurrency} processes, no events or gates)",
-        peer_secs, peer_rate
+        "python peer {:>8.3} s  {:>8.1} generations/s  (Jinja2 render + write{}, {concurrency} processes, no events or gates)",
+        peer_secs,
+        peer_rate,
+        if args.no_compile { "" } else { " + compile" }
     );
     println!(
         "ratio (omnistream rate / peer rate): {:.2}x",

@@ -1,13 +1,19 @@
 //! Events of the codegen job into the log, with group commit: many generations emit at once, and
-//! one synced append per topic carries everything queued meanwhile. An emit returns once its events
-//! are durable, so a generation's end event is on disk before its request is committed.
+//! one synced append per topic carries everything queued meanwhile. [`Emitter::emit`] returns once
+//! its events are durable, so a generation's end event is on disk before its request is committed;
+//! [`Emitter::emit_soon`] (progress events) only queues, flushing when the last flush is older than
+//! [`LAZY_FLUSH`], so fast stages cost no fsync each.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use omnistream_connectors::{EnvelopeDefaults, EventDecoder};
 use omnistream_streams::{EventLog, Topic};
 use serde_json::{Map, Value};
+
+/// Progress events wait at most this long for a flush (while other events keep coming).
+pub const LAZY_FLUSH: Duration = Duration::from_millis(10);
 
 /// The `source` of the codegen job's events.
 pub const SOURCE: &str = "omnistream-codegen";
@@ -43,6 +49,7 @@ struct State {
     queued: u64,
     durable: u64,
     flushing: bool,
+    last_flush: Option<Instant>,
     /// Recent failed flushes: (first seq, last seq, why).
     failures: VecDeque<(u64, u64, String)>,
 }
@@ -62,12 +69,24 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    /// Append `events` durably (together with whatever other generations emit meanwhile).
+    /// Queue progress events; flush them (and everything queued) only when the last flush is older
+    /// than [`LAZY_FLUSH`] and none is running. Errors surface at the next [`Emitter::emit`].
+    pub fn emit_soon(&self, events: Vec<(Topic, Value)>) -> Result<(), String> {
+        let due = {
+            let mut state = self.state.lock().unwrap();
+            state.queue.extend(events);
+            !state.flushing && state.last_flush.is_none_or(|t| t.elapsed() >= LAZY_FLUSH)
+        };
+        if due { self.emit(Vec::new()) } else { Ok(()) }
+    }
+
+    /// Append `events` durably, with everything queued before them (and whatever other generations
+    /// emit meanwhile).
     pub fn emit(&self, events: Vec<(Topic, Value)>) -> Result<(), String> {
-        if events.is_empty() {
+        let mut state = self.state.lock().unwrap();
+        if events.is_empty() && state.queue.is_empty() {
             return Ok(());
         }
-        let mut state = self.state.lock().unwrap();
         state.queue.extend(events);
         state.queued += 1;
         let mine = state.queued;
@@ -94,6 +113,7 @@ impl<'a> Emitter<'a> {
             let result = self.append(batch);
             state = self.state.lock().unwrap();
             state.flushing = false;
+            state.last_flush = Some(Instant::now());
             state.durable = last;
             if let Err(why) = result {
                 state.failures.push_back((first, last, why));

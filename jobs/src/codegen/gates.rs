@@ -4,6 +4,7 @@
 //! ONEX compliance .40, contract .20, code quality .10; pass at .80 with ONEX at least .70).
 
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -93,7 +94,8 @@ pub fn pre_gates(
     out.push(verdict("G2", "node_type", t, &[], true, 0.0));
     let t = Instant::now();
     let mut p = Vec::new();
-    let snake = regex::Regex::new(r"^[a-z][a-z0-9_]{0,62}$").unwrap();
+    static SNAKE: OnceLock<regex::Regex> = OnceLock::new();
+    let snake = SNAKE.get_or_init(|| regex::Regex::new(r"^[a-z][a-z0-9_]{0,62}$").unwrap());
     if !snake.is_match(&parsed.service_name) || parsed.service_name.ends_with('_') {
         p.push(format!(
             "service name '{}' is not snake_case",
@@ -165,13 +167,25 @@ pub fn parse_python(files: &[GeneratedFile]) -> Vec<PyFile<'_>> {
         .collect()
 }
 
+/// Visit `node` and its descendants in order; `visit` returning false skips a node's children.
+/// One cursor for the whole walk: a cursor per node costs more than the visiting.
 fn walk<'t>(node: Node<'t>, visit: &mut dyn FnMut(Node<'t>) -> bool) {
-    if !visit(node) {
-        return;
-    }
     let mut cursor = node.walk();
-    for child in node.children(&mut cursor) {
-        walk(child, visit);
+    let mut descend = visit(cursor.node());
+    loop {
+        if descend && cursor.goto_first_child() {
+            descend = visit(cursor.node());
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                descend = visit(cursor.node());
+                break;
+            }
+            if !cursor.goto_parent() {
+                return;
+            }
+        }
     }
 }
 

@@ -114,6 +114,12 @@ impl Recorder<'_, '_> {
         self.shared.emitter.emit(events)
     }
 
+    /// Hand what is pending to the emitter without waiting for it to be durable (progress).
+    fn flush_soon(&mut self) -> Result<(), String> {
+        let events = std::mem::take(&mut self.pending);
+        self.shared.emitter.emit_soon(events)
+    }
+
     fn stage(
         &mut self,
         name: &str,
@@ -133,7 +139,7 @@ impl Recorder<'_, '_> {
             }),
             true,
         );
-        self.flush()
+        self.flush_soon()
     }
 
     fn gate(&mut self, stage: &str, g: &GateResult) {
@@ -864,6 +870,7 @@ fn stages(
             }
         }
         if options.run_tests && problems.is_empty() {
+            rec.flush().map_err(log_failed)?;
             let g = Instant::now();
             let run = run_pytest(&options.python, &staged.staging, options.test_timeout);
             let g14 = GateResult {
@@ -956,6 +963,11 @@ fn call_model(
         max_tokens: options.max_tokens,
         temperature: options.temperature,
     };
+    // A model call can take long: what happened so far is shown first. (A log failure here
+    // surfaces again, and stops the job, at the end event.)
+    if let Err(e) = rec.flush() {
+        tracing::warn!("could not record progress: {e}");
+    }
     let mut attempts = Vec::new();
     let result = rec
         .shared
@@ -987,6 +999,9 @@ fn run_quorum(
         &parsed.class_name(),
         code,
     );
+    if let Err(e) = rec.flush() {
+        tracing::warn!("could not record progress: {e}");
+    }
     let started = Instant::now();
     let calls = options.judges.iter().map(|judge| {
         let route = options.models.get(&judge.model).cloned();

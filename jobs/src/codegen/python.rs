@@ -57,6 +57,8 @@ struct MissingReply {
 pub struct PythonWorker {
     python: String,
     process: Option<(Child, ChildStdin, BufReader<ChildStdout>)>,
+    /// Whether a module is importable: the interpreter's packages do not change under a job.
+    importable: std::collections::HashMap<String, bool>,
 }
 
 impl PythonWorker {
@@ -64,6 +66,7 @@ impl PythonWorker {
         PythonWorker {
             python: python.to_string(),
             process: None,
+            importable: std::collections::HashMap::new(),
         }
     }
 
@@ -109,13 +112,24 @@ impl PythonWorker {
 
     /// The modules of `names` this interpreter cannot import.
     pub fn missing_modules(&mut self, names: &[String]) -> Result<Vec<String>, String> {
-        if names.is_empty() {
-            return Ok(vec![]);
+        let unknown: Vec<&String> = names
+            .iter()
+            .filter(|n| !self.importable.contains_key(*n))
+            .collect();
+        if !unknown.is_empty() {
+            let reply = self.ask(json!({"op": "missing", "modules": unknown}))?;
+            let missing = serde_json::from_str::<MissingReply>(&reply)
+                .map(|r| r.missing)
+                .map_err(|e| format!("unexpected answer from the Python worker: {e}"))?;
+            for n in unknown {
+                self.importable.insert(n.clone(), !missing.contains(n));
+            }
         }
-        let reply = self.ask(json!({"op": "missing", "modules": names}))?;
-        serde_json::from_str::<MissingReply>(&reply)
-            .map(|r| r.missing)
-            .map_err(|e| format!("unexpected answer from the Python worker: {e}"))
+        Ok(names
+            .iter()
+            .filter(|n| self.importable.get(*n) == Some(&false))
+            .cloned()
+            .collect())
     }
 }
 
