@@ -441,3 +441,122 @@ fn history_and_finished_requests_are_not_generated_again() {
         "{status}"
     );
 }
+
+#[test]
+fn generate_waits_for_a_running_codegen_job_and_shows_its_stages() {
+    let env = Env::new();
+    let mut job = env
+        .cmd(&["jobs", "run", "codegen"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Until the job holds its lock, generate would run the request itself; wait for it.
+    let status = env.data().join("jobs/codegen.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&status).is_ok_and(|s| s.contains("running")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = env.run(&["generate", "fraud risk scorer compute node"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("compilation_test"), "{stdout}");
+    assert!(stdout.contains("generated compute node"), "{stdout}");
+    assert!(
+        env.path("generated/node_risk_fraud_risk_scorer_compute/v1_0_0/node.py")
+            .exists()
+    );
+    // A second job on the same data refuses clearly.
+    let second = env.run(&["jobs", "run", "codegen", "--once"]);
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another process runs the codegen job"),
+        "{}",
+        describe(&second)
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &job.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(job.wait().unwrap().success());
+}
+
+#[test]
+fn every_request_ends_exactly_once_across_kill_9_of_the_codegen_job() {
+    use std::os::unix::process::ExitStatusExt;
+    let env = Env::new();
+    let prompts = [
+        "Create PostgreSQL writer Effect node",
+        "price calculator compute node",
+        "metrics aggregator reducer",
+        "payment workflow orchestrator",
+        "Kafka publisher effect",
+    ];
+    let requests = 30;
+    for i in 0..requests {
+        env.ok(&[
+            "generate",
+            prompts[i % prompts.len()],
+            "--out",
+            &format!("out/{i}"),
+            "--no-wait",
+        ]);
+    }
+    let fast = |cmd: &mut Command| {
+        cmd.env("OMNISTREAM_CODEGEN__RUN_TESTS", "false")
+            .env("OMNISTREAM_CODEGEN__MAX_BATCH", "4")
+            .env("OMNISTREAM_CODEGEN__CONCURRENCY", "2");
+    };
+    let mut kills = 0;
+    for round in 0..12 {
+        let mut cmd = env.cmd(&["jobs", "run", "codegen"]);
+        fast(&mut cmd);
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(150 + 37 * round));
+        let _ = child.kill();
+        if child.wait().unwrap().signal() == Some(9) {
+            kills += 1;
+        }
+    }
+    assert!(kills >= 8, "only {kills} kills hit a running job");
+    let mut cmd = env.cmd(&["jobs", "run", "codegen", "--once"]);
+    fast(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    env.ok(&["jobs", "run", "lake-sink", "--once"]);
+    let ends = env.sql(
+        "SELECT r.correlation_id, \
+                (SELECT count(*) FROM generation_completed c WHERE c.correlation_id = r.correlation_id) \
+              + (SELECT count(*) FROM generation_failed f WHERE f.correlation_id = r.correlation_id) AS ends \
+         FROM generation_requested r",
+    );
+    assert_eq!(ends.len(), requests);
+    for e in &ends {
+        assert_eq!(e["ends"].as_i64(), Some(1), "{e:?}");
+    }
+    assert_eq!(
+        env.sql_int("SELECT count(*) FROM generation_completed"),
+        requests as i64
+    );
+    for i in 0..requests {
+        let dir = env.path(&format!("out/{i}"));
+        let nodes: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map_while(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("node_"))
+            .collect();
+        assert_eq!(nodes.len(), 1, "{}", dir.display());
+        assert!(nodes[0].path().join("v1_0_0/node.py").exists());
+    }
+}

@@ -352,6 +352,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_contracts_are_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/node/examples");
+        for kind in ["effect", "compute", "reducer", "orchestrator"] {
+            let yaml = std::fs::read_to_string(dir.join(format!("{kind}.contract.yaml"))).unwrap();
+            assert_eq!(validate_yaml(&yaml), Vec::<String>::new(), "{kind}");
+        }
+    }
+
+    #[test]
     fn the_hash_is_stable_and_short() {
         assert_eq!(contract_hash("a"), contract_hash("a"));
         assert_ne!(contract_hash("a"), contract_hash("b"));
