@@ -417,6 +417,10 @@ pub struct BenchCodegenArgs {
     /// Skip the compile check (G13) on both sides.
     #[arg(long)]
     pub no_compile: bool,
+    /// Compile only what a model wrote or a patch changed (`codegen.compile_scope = "changed"`);
+    /// the peer still compiles everything.
+    #[arg(long, conflicts_with = "no_compile")]
+    pub compile_changed: bool,
     /// Also run every generated node's tests with pytest (G14; dominated by Python start-up).
     #[arg(long)]
     pub tests: bool,

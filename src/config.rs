@@ -48,8 +48,11 @@ pub struct CodegenConfig {
     pub quorum: omnistream_jobs::codegen::QuorumRules,
     /// Refinement rounds when gates warn or the judges ask for changes.
     pub max_refinements: u32,
-    /// Compile every generated Python file (gate G13).
+    /// Compile generated Python files with Python itself (gate G13).
     pub compile_check: bool,
+    /// `all` files, or only those a model wrote or a patch `changed` (template output is checked
+    /// by the syntax gate and the project's template tests).
+    pub compile_scope: omnistream_jobs::codegen::CompileScope,
     /// Run the generated tests with pytest (gate G14).
     pub run_tests: bool,
     pub test_timeout_secs: u64,
@@ -73,6 +76,7 @@ impl Default for CodegenConfig {
             quorum: d.quorum,
             max_refinements: d.max_refinements,
             compile_check: d.compile_check,
+            compile_scope: d.compile_scope,
             run_tests: d.run_tests,
             test_timeout_secs: d.test_timeout.as_secs(),
             python: d.python,
@@ -434,6 +438,7 @@ impl Config {
             quorum: c.quorum,
             max_refinements: c.max_refinements,
             compile_check: c.compile_check,
+            compile_scope: c.compile_scope,
             run_tests: c.run_tests,
             test_timeout: Duration::from_secs(c.test_timeout_secs.max(1)),
             python: c.python.clone(),

@@ -69,6 +69,9 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
     options.concurrency = args.concurrency.max(1);
     options.max_batch = 256;
     options.compile_check = !args.no_compile;
+    if args.compile_changed {
+        options.compile_scope = omnistream_jobs::codegen::CompileScope::Changed;
+    }
     options.run_tests = args.tests;
     options.output_root = work.join("out");
     options.python = args.python.clone();
@@ -123,7 +126,11 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
         "bench codegen: {} generations (template model), concurrency {}, compile check {}, generated tests {}",
         args.generations,
         options.concurrency,
-        if options.compile_check { "on" } else { "off" },
+        match (options.compile_check, args.compile_changed) {
+            (false, _) => "off",
+            (true, false) => "on (every file)",
+            (true, true) => "on (files a model or a patch changed)",
+        },
         if options.run_tests { "on" } else { "off" }
     );
     let bar = ProgressBar::new(args.generations);

@@ -560,3 +560,39 @@ fn every_request_ends_exactly_once_across_kill_9_of_the_codegen_job() {
         assert!(nodes[0].path().join("v1_0_0/node.py").exists());
     }
 }
+
+#[test]
+fn the_compile_scope_says_what_was_compiled() {
+    let env = Env::new();
+    let g13 = |prompt: &str, scope: &str| -> String {
+        let out = env
+            .cmd(&["generate", prompt, "--format", "json"])
+            .env("OMNISTREAM_CODEGEN__COMPILE_SCOPE", scope)
+            .env("OMNISTREAM_CODEGEN__RUN_TESTS", "false")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["validation_results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["gate_id"] == "G13")
+            .unwrap()["message"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // Every file: the node's 11 Python files (12 with the event bus).
+    assert_eq!(
+        g13("price calculator compute node", "all"),
+        "11 files compiled"
+    );
+    assert_eq!(g13("Kafka publisher effect", "all"), "12 files compiled");
+    // Only what a patch changed: the Effect node's patched node.py; nothing for a Compute node.
+    assert_eq!(g13("S3 uploader effect", "changed"), "1 files compiled");
+    assert_eq!(
+        g13("text tokenizer compute node", "changed"),
+        "0 files compiled"
+    );
+}

@@ -34,6 +34,19 @@ pub const CODEGEN: &str = "codegen";
 /// The built-in model: templates filled from the request and the patterns; no network.
 pub const TEMPLATE_MODEL: &str = "template";
 
+/// Which generated files the compile check (G13) hands to Python.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompileScope {
+    /// Every Python file of the node.
+    #[default]
+    All,
+    /// Only what a model wrote or a patch changed. Template output is covered by the syntax gate
+    /// (G9) and by the project's tests, which compile the templates of every node type; values
+    /// from the request only land in validated identifiers and in strings.
+    Changed,
+}
+
 /// A configured model: which provider serves it, under which name on the wire.
 #[derive(Debug, Clone)]
 pub struct ModelRoute {
@@ -58,8 +71,10 @@ pub struct CodegenOptions {
     pub quorum: QuorumRules,
     /// Refinement rounds when gates warn or the quorum says RETRY (upstream: 2).
     pub max_refinements: u32,
-    /// Compile every generated file with Python (G13).
+    /// Compile generated Python files with Python itself (G13).
     pub compile_check: bool,
+    /// Which files G13 compiles.
+    pub compile_scope: CompileScope,
     /// Run the generated tests with pytest (G14).
     pub run_tests: bool,
     pub test_timeout: Duration,
@@ -83,6 +98,7 @@ impl Default for CodegenOptions {
             quorum: QuorumRules::default(),
             max_refinements: 2,
             compile_check: true,
+            compile_scope: CompileScope::All,
             run_tests: true,
             test_timeout: Duration::from_secs(120),
             python: "python3".into(),

@@ -21,7 +21,7 @@ use super::render::{
     CONTRACT_FILE, GeneratedFile, GeneratorContext, NODE_MODULE, TemplateContext, render_event_bus,
     render_node,
 };
-use super::{CodegenOptions, ModelRoute, TEMPLATE_MODEL, event_bus, write};
+use super::{CodegenOptions, CompileScope, ModelRoute, TEMPLATE_MODEL, event_bus, write};
 
 /// The stages, as named in stage-completed events, with upstream's numbers.
 pub const STAGES: &[(&str, f64)] = &[
@@ -566,8 +566,9 @@ fn stages(
         content: contract_yaml.clone(),
     });
 
-    // 4: code generation.
+    // 4: code generation. `changed`: files a model wrote or a patch changed (G13's scope).
     let t = Instant::now();
+    let mut changed: BTreeSet<&str> = BTreeSet::new();
     let mut conversation: Vec<ChatMessage> = Vec::new();
     match &route {
         None => {
@@ -609,6 +610,7 @@ fn stages(
                 Ok(c) => {
                     conversation.push(ChatMessage::assistant(c.text.clone()));
                     set_node_module(&mut files, extract_code(&c.text));
+                    changed.insert(NODE_MODULE);
                 }
                 Err(e) => {
                     let mut f = fail(
@@ -636,6 +638,7 @@ fn stages(
     if parsed.node_type.uses_event_bus() {
         let t = Instant::now();
         let warnings = integrate_event_bus(&mut files, &ctx, &parsed);
+        changed.insert(NODE_MODULE);
         rec.stage("event_bus_integration", t, true, &warnings, None, None)
             .map_err(log_failed)?;
     }
@@ -708,6 +711,7 @@ fn stages(
                 let code = extract_code(&c.text);
                 if !code.trim().is_empty() {
                     set_node_module(&mut files, code);
+                    changed.insert(NODE_MODULE);
                     if parsed.node_type.uses_event_bus() {
                         integrate_event_bus(&mut files, &ctx, &parsed);
                     }
@@ -835,11 +839,16 @@ fn stages(
             let paths: Vec<PathBuf> = written
                 .iter()
                 .filter(|f| f.ends_with(".py"))
+                .filter(|f| {
+                    options.compile_scope == CompileScope::All || changed.contains(f.as_str())
+                })
                 .map(|f| staged.staging.join(f))
                 .collect();
             let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
             let (status, message) = match worker.compile(&refs) {
-                Ok(errors) if errors.is_empty() => (GateStatus::Pass, "ok".to_string()),
+                Ok(errors) if errors.is_empty() => {
+                    (GateStatus::Pass, format!("{} files compiled", paths.len()))
+                }
                 Ok(errors) => (
                     GateStatus::Fail,
                     errors
