@@ -41,6 +41,9 @@ pub struct CodegenConfig {
     pub max_batch: usize,
     /// Where generated nodes go (requests may name another directory).
     pub output_dir: PathBuf,
+    /// Absolute directories (besides `output_dir`) requests may name as their output directory.
+    /// Default: the directory the job runs in, so `generate --out DIR` works under it.
+    pub allowed_output_roots: Option<Vec<PathBuf>>,
     /// Model of requests that name none: `template` (built in, no network) or a `[models]` name.
     pub model: String,
     /// Judge models of the quorum (none: no quorum).
@@ -71,6 +74,7 @@ impl Default for CodegenConfig {
             concurrency: d.concurrency,
             max_batch: d.max_batch,
             output_dir: d.output_root,
+            allowed_output_roots: None,
             model: d.default_model,
             judges: d.judges,
             quorum: d.quorum,
@@ -431,6 +435,13 @@ impl Config {
             // Absolute, so events and messages say exactly where nodes went.
             output_root: std::path::absolute(&c.output_dir)
                 .unwrap_or_else(|_| c.output_dir.clone()),
+            allowed_output_roots: match &c.allowed_output_roots {
+                Some(roots) => roots
+                    .iter()
+                    .map(|r| std::path::absolute(r).unwrap_or_else(|_| r.clone()))
+                    .collect(),
+                None => std::env::current_dir().into_iter().collect(),
+            },
             default_model: c.model.clone(),
             models,
             prices,

@@ -62,7 +62,10 @@ async fn list(config: &Config, output: Output) -> Result<()> {
                     .join(", ")
             }
         }),
-        text(&|s| s.output.clone().unwrap_or_else(|| "raw tables".into())),
+        text(&|s| match s.kind {
+            JobKind::Codegen => "generated nodes, codegen events".into(),
+            _ => s.output.clone().unwrap_or_else(|| "raw tables".into()),
+        }),
         text(&|s| {
             s.windows
                 .iter()

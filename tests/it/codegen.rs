@@ -596,3 +596,41 @@ fn the_compile_scope_says_what_was_compiled() {
         "0 files compiled"
     );
 }
+
+#[test]
+fn requests_cannot_write_outside_the_allowed_directories() {
+    let env = Env::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = env.run(&[
+        "generate",
+        "price calculator compute node",
+        "--out",
+        elsewhere.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("G6 output_directory"), "{stderr}");
+    assert!(stderr.contains("codegen.allowed_output_roots"), "{stderr}");
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+    // Allowed once configured.
+    let out = env
+        .cmd(&[
+            "generate",
+            "price calculator compute node",
+            "--out",
+            elsewhere.path().to_str().unwrap(),
+        ])
+        .env(
+            "OMNISTREAM_CODEGEN__ALLOWED_OUTPUT_ROOTS",
+            format!("[\"{}\"]", elsewhere.path().display()),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(
+        elsewhere
+            .path()
+            .join("node_billing_price_calculator_compute")
+            .exists()
+    );
+}

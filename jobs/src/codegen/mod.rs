@@ -62,6 +62,8 @@ pub struct CodegenOptions {
     pub max_batch: usize,
     /// Where nodes go when a request names no directory (relative ones resolve under it).
     pub output_root: PathBuf,
+    /// Absolute directories (besides `output_root`) a request may name as its output directory.
+    pub allowed_output_roots: Vec<PathBuf>,
     /// Model of requests that name none: `template` or a key of `models`.
     pub default_model: String,
     pub models: BTreeMap<String, ModelRoute>,
@@ -91,6 +93,7 @@ impl Default for CodegenOptions {
             concurrency: 4,
             max_batch: 64,
             output_root: PathBuf::from("./generated"),
+            allowed_output_roots: Vec::new(),
             default_model: TEMPLATE_MODEL.into(),
             models: BTreeMap::new(),
             prices: PriceTable::default(),

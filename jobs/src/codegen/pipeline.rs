@@ -526,7 +526,11 @@ fn stages(
         },
     );
     let rendered = render_node(&ctx);
-    let out_dir = write::resolve_output(&options.output_root, req.output_directory.as_deref());
+    let out_dir = write::resolve_output(
+        &options.output_root,
+        &options.allowed_output_roots,
+        req.output_directory.as_deref(),
+    );
     let output_ok = out_dir
         .as_ref()
         .map_err(Clone::clone)

@@ -11,9 +11,14 @@ use super::render::GeneratedFile;
 const STAGING: &str = ".omnistream-staging";
 const FAILED: &str = ".omnistream-failed";
 
-/// Where a request's node goes: the request's `output_directory` (absolute, or relative to the
-/// configured root), never through `..`.
-pub fn resolve_output(root: &Path, requested: Option<&str>) -> Result<PathBuf, String> {
+/// Where a request's node goes: the request's `output_directory` (relative to the configured root,
+/// or absolute inside one of `allowed_roots`), never through `..`. Requests can come from anyone who
+/// can publish to the log, so they do not get to choose an arbitrary directory.
+pub fn resolve_output(
+    root: &Path,
+    allowed_roots: &[PathBuf],
+    requested: Option<&str>,
+) -> Result<PathBuf, String> {
     let Some(requested) = requested.map(str::trim).filter(|r| !r.is_empty()) else {
         return Ok(root.to_path_buf());
     };
@@ -26,11 +31,21 @@ pub fn resolve_output(root: &Path, requested: Option<&str>) -> Result<PathBuf, S
             "output_directory '{requested}' must not contain '..'"
         ));
     }
-    Ok(if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        root.join(path)
-    })
+    if !path.is_absolute() {
+        return Ok(root.join(path));
+    }
+    if path.starts_with(root) || allowed_roots.iter().any(|r| path.starts_with(r)) {
+        return Ok(path.to_path_buf());
+    }
+    Err(format!(
+        "output_directory '{requested}' is outside the directories the codegen job may write \
+         ({}); add it to codegen.allowed_output_roots",
+        std::iter::once(root)
+            .chain(allowed_roots.iter().map(PathBuf::as_path))
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 /// G6: the output directory can be created and written. A directory is probed once per process:
@@ -191,11 +206,22 @@ mod tests {
         let err = stage(dir.path(), "node_z", &[f("ok.py"), f("../evil.py")], "c").unwrap_err();
         assert!(err.contains("outside"), "{err}");
         assert!(!dir.path().join("evil.py").exists());
-        assert!(resolve_output(dir.path(), Some("../x")).is_err());
+        let root = dir.path();
+        assert!(resolve_output(root, &[], Some("../x")).is_err());
         assert_eq!(
-            resolve_output(dir.path(), Some("sub")).unwrap(),
-            dir.path().join("sub")
+            resolve_output(root, &[], Some("sub")).unwrap(),
+            root.join("sub")
         );
-        assert_eq!(resolve_output(dir.path(), None).unwrap(), dir.path());
+        assert_eq!(resolve_output(root, &[], None).unwrap(), root);
+        let inside = root.join("a/b").display().to_string();
+        assert_eq!(
+            resolve_output(root, &[], Some(&inside)).unwrap(),
+            root.join("a/b")
+        );
+        let err = resolve_output(root, &[], Some("/etc/cron.d")).unwrap_err();
+        assert!(err.contains("allowed_output_roots"), "{err}");
+        let allowed = [PathBuf::from("/srv/nodes")];
+        assert!(resolve_output(root, &allowed, Some("/srv/nodes/x")).is_ok());
+        assert!(resolve_output(root, &allowed, Some("/srv/nodesx")).is_err());
     }
 }
