@@ -139,11 +139,23 @@ fn python_parser() -> Parser {
     parser
 }
 
-/// A parsed Python file.
+/// A parsed Python file and what the gates read off its tree (collected in one walk).
 pub struct PyFile<'a> {
     pub path: &'a str,
     pub source: &'a str,
     pub tree: Tree,
+    pub facts: Facts,
+}
+
+/// What one walk of a file's tree finds.
+#[derive(Default)]
+pub struct Facts {
+    pub classes: Vec<ClassInfo>,
+    imports: Vec<Import>,
+    functions: usize,
+    documented: usize,
+    hinted: usize,
+    bare_excepts: usize,
 }
 
 impl PyFile<'_> {
@@ -157,12 +169,17 @@ pub fn parse_python(files: &[GeneratedFile]) -> Vec<PyFile<'_>> {
     files
         .iter()
         .filter(|f| f.path.ends_with(".py"))
-        .map(|f| PyFile {
-            path: &f.path,
-            source: &f.content,
-            tree: parser
+        .map(|f| {
+            let tree = parser
                 .parse(&f.content, None)
-                .expect("parsing without a timeout or cancellation returns a tree"),
+                .expect("parsing without a timeout or cancellation returns a tree");
+            let facts = facts_of(&tree, &f.content);
+            PyFile {
+                path: &f.path,
+                source: &f.content,
+                tree,
+                facts,
+            }
         })
         .collect()
 }
@@ -277,7 +294,7 @@ pub fn post_gates(
         let naming =
             regex::Regex::new(r"^Node[A-Z][A-Za-z0-9]*(Effect|Compute|Reducer|Orchestrator)$")
                 .unwrap();
-        let classes = classes(f);
+        let classes = &f.facts.classes;
         match classes.iter().find(|c| c.name == expected) {
             Some(c) => {
                 score += 0.6;
@@ -321,15 +338,15 @@ pub fn post_gates(
     let mut absolute: BTreeSet<String> = BTreeSet::new();
     let mut imports = 0usize;
     for f in &py {
-        for import in imports_of(f) {
+        for import in &f.facts.imports {
             imports += 1;
             match import {
                 Import::Relative { level, module } => {
-                    if !relative_exists(f.path, level, &module, &present) {
+                    if !relative_exists(f.path, *level, module, &present) {
                         problems.push(format!(
                             "{}: `from {}{} import` points to no generated module",
                             f.path,
-                            ".".repeat(level),
+                            ".".repeat(*level),
                             module
                         ));
                     }
@@ -338,7 +355,7 @@ pub fn post_gates(
                     let generated = present.contains(format!("{top}.py").as_str())
                         || present.contains(format!("{top}/__init__.py").as_str());
                     if !generated {
-                        absolute.insert(top);
+                        absolute.insert(top.clone());
                     }
                 }
             }
@@ -384,7 +401,7 @@ pub fn post_gates(
                 problems.push(format!("{}: {why}", f.path));
             }
         }
-        for c in classes(f) {
+        for c in &f.facts.classes {
             if c.inner_classes.iter().any(|n| n == "Config") {
                 problems.push(format!(
                     "{}: {} has an inner `class Config` (v2: model_config = ConfigDict(...))",
@@ -414,64 +431,39 @@ pub struct ClassInfo {
     pub inner_classes: Vec<String>,
 }
 
-pub fn classes(f: &PyFile<'_>) -> Vec<ClassInfo> {
-    let mut out = Vec::new();
-    walk(f.tree.root_node(), &mut |n| {
-        if n.kind() != "class_definition" {
-            return true;
+fn text<'s>(source: &'s str, node: Node<'_>) -> &'s str {
+    node.utf8_text(source.as_bytes()).unwrap_or("")
+}
+
+/// Classes, imports and function metrics of a file, in one walk of its tree.
+fn facts_of(tree: &Tree, source: &str) -> Facts {
+    let mut facts = Facts::default();
+    walk(tree.root_node(), &mut |n| match n.kind() {
+        "class_definition" => {
+            facts.classes.push(class_info(n, source));
+            true
         }
-        let name = n
-            .child_by_field_name("name")
-            .map(|x| f.text(x).to_string())
-            .unwrap_or_default();
-        let bases = n
-            .child_by_field_name("superclasses")
-            .map(|args| {
-                let mut c = args.walk();
-                args.named_children(&mut c)
-                    .map(|b| f.text(b).to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut methods = Vec::new();
-        let mut inner_classes = Vec::new();
-        if let Some(body) = n.child_by_field_name("body") {
-            let mut c = body.walk();
-            for stmt in body.named_children(&mut c) {
-                let def = if stmt.kind() == "decorated_definition" {
-                    stmt.child_by_field_name("definition").unwrap_or(stmt)
-                } else {
-                    stmt
-                };
-                let def_name = def
-                    .child_by_field_name("name")
-                    .map(|x| f.text(x).to_string());
-                match (def.kind(), def_name) {
-                    ("function_definition", Some(m)) => methods.push(m),
-                    ("class_definition", Some(m)) => inner_classes.push(m),
-                    _ => {}
-                }
+        "function_definition" => {
+            facts.functions += 1;
+            if n.child_by_field_name("return_type").is_some() {
+                facts.hinted += 1;
             }
+            if let Some(body) = n.child_by_field_name("body")
+                && let Some(first) = body.named_child(0)
+                && first.kind() == "expression_statement"
+                && first.named_child(0).is_some_and(|s| s.kind() == "string")
+            {
+                facts.documented += 1;
+            }
+            true
         }
-        out.push(ClassInfo {
-            name,
-            bases,
-            methods,
-            inner_classes,
-        });
-        true
-    });
-    out
-}
-
-enum Import {
-    Relative { level: usize, module: String },
-    Absolute(String),
-}
-
-fn imports_of(f: &PyFile<'_>) -> Vec<Import> {
-    let mut out = Vec::new();
-    walk(f.tree.root_node(), &mut |n| match n.kind() {
+        "except_clause" => {
+            let mut c = n.walk();
+            if n.named_children(&mut c).all(|x| x.kind() == "block") {
+                facts.bare_excepts += 1;
+            }
+            true
+        }
         "import_statement" => {
             let mut c = n.walk();
             for child in n.named_children(&mut c) {
@@ -481,10 +473,10 @@ fn imports_of(f: &PyFile<'_>) -> Vec<Import> {
                     Some(child)
                 };
                 if let Some(d) = dotted {
-                    let text = f.text(d);
-                    let top = text.split('.').next().unwrap_or(text).trim();
+                    let t = text(source, d);
+                    let top = t.split('.').next().unwrap_or(t).trim();
                     if !top.is_empty() {
-                        out.push(Import::Absolute(top.to_string()));
+                        facts.imports.push(Import::Absolute(top.to_string()));
                     }
                 }
             }
@@ -492,23 +484,70 @@ fn imports_of(f: &PyFile<'_>) -> Vec<Import> {
         }
         "import_from_statement" => {
             if let Some(m) = n.child_by_field_name("module_name") {
-                let text = f.text(m).trim().to_string();
+                let t = text(source, m).trim().to_string();
                 if m.kind() == "relative_import" {
-                    let level = text.chars().take_while(|c| *c == '.').count();
-                    out.push(Import::Relative {
+                    let level = t.chars().take_while(|c| *c == '.').count();
+                    facts.imports.push(Import::Relative {
                         level,
-                        module: text[level..].to_string(),
+                        module: t[level..].to_string(),
                     });
-                } else if text != "__future__" {
-                    let top = text.split('.').next().unwrap_or(&text).to_string();
-                    out.push(Import::Absolute(top));
+                } else if t != "__future__" {
+                    let top = t.split('.').next().unwrap_or(&t).to_string();
+                    facts.imports.push(Import::Absolute(top));
                 }
             }
             false
         }
         _ => true,
     });
-    out
+    facts
+}
+
+fn class_info(n: Node<'_>, source: &str) -> ClassInfo {
+    let name = n
+        .child_by_field_name("name")
+        .map(|x| text(source, x).to_string())
+        .unwrap_or_default();
+    let bases = n
+        .child_by_field_name("superclasses")
+        .map(|args| {
+            let mut c = args.walk();
+            args.named_children(&mut c)
+                .map(|b| text(source, b).to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut methods = Vec::new();
+    let mut inner_classes = Vec::new();
+    if let Some(body) = n.child_by_field_name("body") {
+        let mut c = body.walk();
+        for stmt in body.named_children(&mut c) {
+            let def = if stmt.kind() == "decorated_definition" {
+                stmt.child_by_field_name("definition").unwrap_or(stmt)
+            } else {
+                stmt
+            };
+            let def_name = def
+                .child_by_field_name("name")
+                .map(|x| text(source, x).to_string());
+            match (def.kind(), def_name) {
+                ("function_definition", Some(m)) => methods.push(m),
+                ("class_definition", Some(m)) => inner_classes.push(m),
+                _ => {}
+            }
+        }
+    }
+    ClassInfo {
+        name,
+        bases,
+        methods,
+        inner_classes,
+    }
+}
+
+enum Import {
+    Relative { level: usize, module: String },
+    Absolute(String),
 }
 
 /// Does `from <level dots><module> import ...` in `file` name a generated module or package?
@@ -540,37 +579,16 @@ fn relative_exists(file: &str, level: usize, module: &str, present: &BTreeSet<&s
 
 /// Docstrings and type hints on functions, no bare `except:`, no TODO, lines of at most 100.
 fn code_quality(py: &[PyFile<'_>]) -> f64 {
-    let (mut functions, mut documented, mut hinted) = (0usize, 0usize, 0usize);
-    let (mut bare_excepts, mut todos, mut long_lines, mut lines) = (0usize, 0usize, 0usize, 0usize);
+    let (mut functions, mut documented, mut hinted, mut bare_excepts) = (0, 0, 0, 0);
+    let (mut todos, mut long_lines, mut lines) = (0usize, 0usize, 0usize);
     for f in py {
-        walk(f.tree.root_node(), &mut |n| {
-            match n.kind() {
-                "function_definition" => {
-                    functions += 1;
-                    if n.child_by_field_name("return_type").is_some() {
-                        hinted += 1;
-                    }
-                    if let Some(body) = n.child_by_field_name("body")
-                        && let Some(first) = body.named_child(0)
-                        && first.kind() == "expression_statement"
-                        && first.named_child(0).is_some_and(|s| s.kind() == "string")
-                    {
-                        documented += 1;
-                    }
-                }
-                "except_clause" => {
-                    let mut c = n.walk();
-                    if n.named_children(&mut c).all(|x| x.kind() == "block") {
-                        bare_excepts += 1;
-                    }
-                }
-                _ => {}
-            }
-            true
-        });
+        functions += f.facts.functions;
+        documented += f.facts.documented;
+        hinted += f.facts.hinted;
+        bare_excepts += f.facts.bare_excepts;
         for line in f.source.lines() {
             lines += 1;
-            if line.chars().count() > 100 {
+            if line.len() > 100 && line.chars().count() > 100 {
                 long_lines += 1;
             }
             if line.contains("TODO") || line.contains("FIXME") {
