@@ -154,25 +154,9 @@ const SERVICES: &[(&str, &str, &str)] = &[
     ("orchestrator", "user onboarding", "identity"),
 ];
 
-const STAGES: &[(&str, f64)] = &[
-    ("prompt_parsing", 1.0),
-    ("intelligence_gathering", 1.5),
-    ("contract_building", 2.0),
-    ("pre_validation", 3.0),
-    ("code_generation", 4.0),
-    ("event_bus_integration", 4.5),
-    ("post_validation", 5.0),
-    ("refinement", 5.5),
-    ("file_writing", 6.0),
-    ("compilation_test", 7.0),
-];
-
-const GATES: &[(&str, &str)] = &[
-    ("G9", "python_syntax"),
-    ("G10", "onex_naming"),
-    ("G11", "import_paths"),
-    ("G12", "pydantic_v2"),
-];
+// The codegen job's own stage and gate names, so simulated history reads like real history.
+use omnistream_jobs::codegen::gates::POST_GATES as GATES;
+use omnistream_jobs::codegen::pipeline::STAGES;
 
 struct SimNode {
     node_id: String,
@@ -546,7 +530,7 @@ impl Workload {
                 }
                 "event_bus_integration" => t += self.rng.random_range(20_000..100_000),
                 "post_validation" => {
-                    for (gate_id, gate_name) in GATES {
+                    for (gate_id, gate_name) in GATES.iter() {
                         let duration = self.rng.random_range(2.0..40.0);
                         let (status, score, message) = match *gate_id {
                             "G9" if !syntax_ok => (

@@ -747,6 +747,40 @@ impl<'de> de::Deserialize<'de> for ScalarValue<'de> {
     }
 }
 
+/// The scalar `visit_*` methods of a visitor whose value is [`Raw`]: shared by the scalar and the
+/// list visitors, which differ only in how they take arrays.
+macro_rules! raw_scalar_visits {
+    () => {
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Raw<'de>, E> {
+            Ok(Raw::Str(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Raw<'de>, E> {
+            Ok(Raw::Str(Cow::Owned(v.to_string())))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Raw<'de>, E> {
+            Ok(Raw::Str(Cow::Owned(v)))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Raw<'de>, E> {
+            Ok(Raw::I64(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Raw<'de>, E> {
+            Ok(Raw::U64(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Raw<'de>, E> {
+            Ok(Raw::F64(v))
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Raw<'de>, E> {
+            Ok(Raw::Bool(v))
+        }
+        fn visit_unit<E>(self) -> Result<Raw<'de>, E> {
+            Ok(Raw::Null)
+        }
+        fn visit_none<E>(self) -> Result<Raw<'de>, E> {
+            Ok(Raw::Null)
+        }
+    };
+}
+
 struct ScalarVisitor;
 
 impl<'de> Visitor<'de> for ScalarVisitor {
@@ -754,33 +788,7 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
     }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Raw<'de>, E> {
-        Ok(Raw::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Raw<'de>, E> {
-        Ok(Raw::Str(Cow::Owned(v.to_string())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Raw<'de>, E> {
-        Ok(Raw::Str(Cow::Owned(v)))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Raw<'de>, E> {
-        Ok(Raw::I64(v))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Raw<'de>, E> {
-        Ok(Raw::U64(v))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Raw<'de>, E> {
-        Ok(Raw::F64(v))
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Raw<'de>, E> {
-        Ok(Raw::Bool(v))
-    }
-    fn visit_unit<E>(self) -> Result<Raw<'de>, E> {
-        Ok(Raw::Null)
-    }
-    fn visit_none<E>(self) -> Result<Raw<'de>, E> {
-        Ok(Raw::Null)
-    }
+    raw_scalar_visits!();
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw<'de>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
         Ok(Raw::Array)
@@ -814,33 +822,7 @@ impl<'de> de::Deserialize<'de> for ListValue<'de> {
                 }
                 Ok(bad.map_or(Raw::List(items), Raw::BadList))
             }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Raw<'de>, E> {
-                Ok(Raw::Str(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Raw<'de>, E> {
-                Ok(Raw::Str(Cow::Owned(v.to_string())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Raw<'de>, E> {
-                Ok(Raw::Str(Cow::Owned(v)))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Raw<'de>, E> {
-                Ok(Raw::I64(v))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Raw<'de>, E> {
-                Ok(Raw::U64(v))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Raw<'de>, E> {
-                Ok(Raw::F64(v))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Raw<'de>, E> {
-                Ok(Raw::Bool(v))
-            }
-            fn visit_unit<E>(self) -> Result<Raw<'de>, E> {
-                Ok(Raw::Null)
-            }
-            fn visit_none<E>(self) -> Result<Raw<'de>, E> {
-                Ok(Raw::Null)
-            }
+            raw_scalar_visits!();
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Raw<'de>, A::Error> {
                 ScalarVisitor.visit_map(map)
             }

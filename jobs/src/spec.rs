@@ -389,6 +389,7 @@ mod tests {
         let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         for expected in [
             "lake-sink",
+            "codegen",
             "model_performance",
             "generation_summary",
             "stage_durations",

@@ -130,6 +130,11 @@ pub fn median(v: &[f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// The `p` quantile (0..1) of sorted values, nearest rank.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
 pub fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arrow::array::{Array, Float64Array, StringArray};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -18,6 +18,7 @@ use omnistream_jobs::codegen::{Codegen, GenerationRequest};
 use omnistream_streams::{EmbeddedLog, EventLog, Topic};
 use serde_json::json;
 
+use super::bench::percentile;
 use crate::cli::BenchCodegenArgs;
 use crate::config::Config;
 use crate::error::{CliError, Result};
@@ -50,10 +51,6 @@ pub async fn run(config: &Config, args: BenchCodegenArgs) -> Result<()> {
     tokio::task::spawn_blocking(move || bench(&config, args, runtime))
         .await
         .map_err(|e| CliError::Usage(format!("bench stopped: {e}")))?
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handle) -> Result<()> {
@@ -198,9 +195,9 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
     );
     println!(
         "overhead per generation (all but model time): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
-        pct(&overhead, 0.5),
-        pct(&overhead, 0.9),
-        pct(&overhead, 0.99)
+        percentile(&overhead, 0.5),
+        percentile(&overhead, 0.9),
+        percentile(&overhead, 0.99)
     );
     println!(
         "python peer {:>8.3} s  {:>8.1} generations/s  (Jinja2 render + write{}, {concurrency} processes, no events or gates)",
@@ -214,7 +211,6 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
     );
     let _ = fs::remove_dir_all(work.join("out"));
     let _ = fs::remove_dir_all(work.join("peer_out"));
-    std::thread::sleep(Duration::from_millis(1));
     Ok(())
 }
 

@@ -525,7 +525,7 @@ fn freshness_blocking(
             .max(1e-9);
     let mut lat: Vec<f64> = latencies.lock().unwrap().iter().map(|(l, _)| *l).collect();
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| lat[((lat.len() as f64 - 1.0) * p).round() as usize] * 1000.0;
+    let pct = |p: f64| super::bench::percentile(&lat, p) * 1000.0;
     println!(
         "bench freshness: {} events/s for {} s ({} appends of {}); append acknowledged -> model_performance committed",
         thousands(args.rate),

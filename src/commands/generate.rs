@@ -145,7 +145,7 @@ fn generate(config: &Config, args: GenerateArgs, runtime: tokio::runtime::Handle
     let stop = AtomicBool::new(false);
     let mut seen: BTreeMap<&'static str, Vec<Value>> = BTreeMap::new();
     let result = std::thread::scope(|scope| -> Result<(Topic, Value)> {
-        let runner = local.map(|mut codegen| {
+        let mut runner = local.map(|mut codegen| {
             let stop = &stop;
             scope.spawn(move || -> Result<()> {
                 while !stop.load(Ordering::SeqCst) {
@@ -156,7 +156,6 @@ fn generate(config: &Config, args: GenerateArgs, runtime: tokio::runtime::Handle
                 Ok(())
             })
         });
-        let mut runner = runner;
         let end = loop {
             let events = watch.poll(&log)?;
             let mut end = None;

@@ -408,11 +408,7 @@ fn follow_mode_lands_new_events_and_stops_cleanly_on_sigterm() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &sink.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    super::terminate(&sink);
     let out = sink.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("lake-sink:"));

@@ -9,7 +9,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::model_server::{Reply, ScriptedServer, judgement};
-use super::{Env, describe};
+use super::{Env, describe, terminate};
 
 /// Configure models served by `server` (provider `scripted`), fast retries. A model `judge-a` on
 /// the wire is `judge_a` in the config (environment variable names have no dashes).
@@ -29,12 +29,11 @@ fn with_models(cmd: &mut Command, server: &ScriptedServer, models: &[&str]) {
     }
 }
 
-fn generate_json(env: &Env, cmd: &mut Command) -> (bool, Value, String) {
+fn generate_json(cmd: &mut Command) -> (bool, Value, String) {
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let value: Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("no JSON result ({e}):\n{}", describe(&out)));
-    let _ = env;
     (
         out.status.success(),
         value,
@@ -254,7 +253,7 @@ fn model_errors_are_recorded_attempt_by_attempt_and_never_stop_the_job() {
         "json",
     ]);
     with_models(&mut cmd, &server, &["flaky"]);
-    let (ok, result, stderr) = generate_json(&env, &mut cmd);
+    let (ok, result, stderr) = generate_json(&mut cmd);
     assert!(!ok);
     assert!(
         stderr.contains("generation failed at code_generation (MODEL_UNAVAILABLE)"),
@@ -286,7 +285,7 @@ fn model_errors_are_recorded_attempt_by_attempt_and_never_stop_the_job() {
     ]);
     with_models(&mut cmd, &server, &["mute"]);
     cmd.env("OMNISTREAM_CODEGEN__MAX_REFINEMENTS", "1");
-    let (ok, result, _) = generate_json(&env, &mut cmd);
+    let (ok, result, _) = generate_json(&mut cmd);
     assert!(!ok);
     assert_eq!(result["end"]["failed_stage"], "post_validation");
     assert!(
@@ -357,7 +356,7 @@ fn the_quorum_weighs_votes_and_needs_sixty_percent_to_answer() {
         let mut cmd = env.cmd(&["generate", prompt, "--format", "json"]);
         with_models(&mut cmd, &server, &["judge-a", "judge-b", "judge-c"]);
         cmd.env("OMNISTREAM_CODEGEN__JUDGES", judges);
-        generate_json(&env, &mut cmd)
+        generate_json(&mut cmd)
     };
     // 2 of 3 answered (67 %); pass share 2/3 >= 0.6: PASS.
     let (ok, result, stderr) = run("price calculator compute node", judges);
@@ -478,13 +477,7 @@ fn generate_waits_for_a_running_codegen_job_and_shows_its_stages() {
         "{}",
         describe(&second)
     );
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &job.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    terminate(&job);
     assert!(job.wait().unwrap().success());
 }
 

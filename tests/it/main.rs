@@ -110,6 +110,15 @@ impl Env {
     }
 }
 
+/// Send SIGTERM to a running job (it finishes its batch and exits) and require that it was delivered.
+pub fn terminate(child: &std::process::Child) {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "could not signal process {}", child.id());
+}
+
 pub fn describe(out: &Output) -> String {
     format!(
         "status: {}\nstdout:\n{}\nstderr:\n{}",

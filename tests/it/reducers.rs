@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, Value};
 
-use crate::{Env, describe};
+use crate::{Env, describe, terminate};
 
 /// Derived tables and the columns that identify a row.
 pub const DERIVED: &[(&str, &str)] = &[
@@ -100,13 +100,19 @@ fn backfill_all(env: &Env) {
     }
 }
 
-#[test]
-fn incremental_batches_equal_a_recompute_from_scratch() {
-    let seed: u64 = std::env::var("OMNISTREAM_REDUCER_SEED")
+/// `OMNISTREAM_REDUCER_SEED` when set (to replay a run), otherwise a fresh seed; printed either way.
+fn replay_seed() -> u64 {
+    let seed = std::env::var("OMNISTREAM_REDUCER_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| rand::rng().random());
     eprintln!("OMNISTREAM_REDUCER_SEED={seed}");
+    seed
+}
+
+#[test]
+fn incremental_batches_equal_a_recompute_from_scratch() {
+    let seed = replay_seed();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let env = Env::new();
     let batches = rng.random_range(3..6);
@@ -178,11 +184,7 @@ fn a_pattern_stored_after_midnight_removes_the_previous_days_candidate() {
 
 #[test]
 fn derived_tables_stay_exactly_once_across_kill_9_of_the_jobs() {
-    let seed: u64 = std::env::var("OMNISTREAM_REDUCER_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| rand::rng().random());
-    eprintln!("OMNISTREAM_REDUCER_SEED={seed}");
+    let seed = replay_seed();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let env = Env::new();
     let points = 20;
@@ -237,15 +239,9 @@ fn derived_tables_stay_exactly_once_across_kill_9_of_the_jobs() {
 fn the_jobs_cli_lists_runs_reports_and_backfills() {
     let env = Env::new();
     let list = env.ok(&["jobs", "list", "--format", "csv"]);
-    for job in [
-        "lake-sink",
-        "model_performance",
-        "generation_summary",
-        "stage_durations",
-        "node_activity",
-        "pattern_candidates",
-    ] {
-        assert!(list.contains(job), "{list}");
+    // Every built-in job is listed.
+    for spec in omnistream_jobs::spec::load_all(None).unwrap() {
+        assert!(list.contains(&spec.name), "{} missing:\n{list}", spec.name);
     }
     env.ok(&["simulate", "--generations", "60", "--nodes", "5"]);
     let status: Vec<Value> =
@@ -387,13 +383,7 @@ fn run_all_follows_new_events_and_stops_cleanly_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &jobs.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    terminate(&jobs);
     let out = jobs.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -443,13 +433,7 @@ fn following_jobs_survive_compactions_committed_under_them() {
         assert!(jobs.try_wait().unwrap().is_none(), "the jobs stopped");
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &jobs.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    terminate(&jobs);
     let out = jobs.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", describe(&out));
     // Only model_performance was waited for: the other reducers carry on from what they committed.

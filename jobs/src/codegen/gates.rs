@@ -158,12 +158,6 @@ pub struct Facts {
     bare_excepts: usize,
 }
 
-impl PyFile<'_> {
-    fn text(&self, node: Node<'_>) -> &str {
-        node.utf8_text(self.source.as_bytes()).unwrap_or("")
-    }
-}
-
 pub fn parse_python(files: &[GeneratedFile]) -> Vec<PyFile<'_>> {
     let mut parser = python_parser();
     files
@@ -218,7 +212,7 @@ fn syntax_errors(f: &PyFile<'_>) -> Vec<String> {
             let what = if n.is_missing() {
                 format!("missing {}", n.kind())
             } else {
-                let text: String = f.text(n).chars().take(40).collect();
+                let text: String = text(f.source, n).chars().take(40).collect();
                 format!("unexpected {text:?}")
             };
             errors.push(format!("{}:{}:{}: {what}", f.path, p.row + 1, p.column + 1));
@@ -228,6 +222,14 @@ fn syntax_errors(f: &PyFile<'_>) -> Vec<String> {
     });
     errors
 }
+
+/// The post-generation gates, (id, name): what the simulator imitates too.
+pub const POST_GATES: [(&str, &str); 4] = [
+    ("G9", "python_syntax"),
+    ("G10", "onex_naming"),
+    ("G11", "import_paths"),
+    ("G12", "pydantic_v2"),
+];
 
 /// Asks Python which of these top-level modules it cannot import.
 pub type ModuleResolver<'a> = dyn FnMut(&[String]) -> Result<Vec<String>, String> + 'a;
@@ -249,6 +251,7 @@ pub fn post_gates(
 ) -> PostValidation {
     let py = parse_python(files);
     let mut gates = Vec::new();
+    let [g9, g10, g11, g12] = POST_GATES;
 
     // G9: syntax.
     let t = Instant::now();
@@ -274,14 +277,7 @@ pub fn post_gates(
     } else {
         clean as f64 / py.len() as f64
     };
-    gates.push(verdict(
-        "G9",
-        "python_syntax",
-        t,
-        &problems,
-        true,
-        syntax_score,
-    ));
+    gates.push(verdict(g9.0, g9.1, t, &problems, true, syntax_score));
 
     // G10: Node<Name><Type> naming and the execute method.
     let t = Instant::now();
@@ -322,14 +318,7 @@ pub fn post_gates(
         }
     }
     let naming_fails = score < 0.6;
-    gates.push(verdict(
-        "G10",
-        "onex_naming",
-        t,
-        &problems,
-        naming_fails,
-        score,
-    ));
+    gates.push(verdict(g10.0, g10.1, t, &problems, naming_fails, score));
 
     // G11: import paths.
     let t = Instant::now();
@@ -375,7 +364,7 @@ pub fn post_gates(
     } else {
         (1.0 - problems.len() as f64 / imports as f64).max(0.0)
     };
-    gates.push(verdict("G11", "import_paths", t, &problems, false, score));
+    gates.push(verdict(g11.0, g11.1, t, &problems, false, score));
 
     // G12: Pydantic v2.
     let t = Instant::now();
@@ -414,7 +403,7 @@ pub fn post_gates(
         problems.push("no Pydantic models in the node".into());
     }
     let score = (1.0 - 0.25 * problems.len() as f64).max(0.0);
-    gates.push(verdict("G12", "pydantic_v2", t, &problems, false, score));
+    gates.push(verdict(g12.0, g12.1, t, &problems, false, score));
 
     PostValidation {
         code_quality: code_quality(&py),

@@ -3,9 +3,9 @@
 //! its end event in the log. One process at a time holds the job (a lock file), so `omnistream
 //! generate` can run it in-process when nobody else does.
 //!
-//! A request is skipped, silently, when an end event for its correlation id is already in the log
-//! (a re-run after a crash between the end event and the batch's commit, or history imported with
-//! its outcomes), or when it is older than `request_ttl` (history, or a request nobody waits for any
+//! A request is skipped, silently, when an end event for its correlation id was in the log when the
+//! job started (a re-run after a crash between the end event and the batch's commit, or history
+//! imported with its outcomes), or when it is older than `request_ttl` (history, or a request nobody waits for any
 //! more). A crash in the middle of a generation runs it again from the start.
 
 use std::fs::{File, OpenOptions};
@@ -160,9 +160,10 @@ pub struct Codegen<'a> {
     runtime: tokio::runtime::Handle,
     emitter: Emitter<'a>,
     workers: Vec<Mutex<PythonWorker>>,
-    /// Correlation ids with an end event in the log (the recent ones), and where reading stopped.
+    /// Correlation ids with an end event in the log when the job started (the recent ones). Only
+    /// requests not committed before a crash can have one; once committed, a request is never
+    /// read again, so the set is not kept current while the job runs.
     ended: HashSet<String>,
-    ended_at: Vec<(Topic, u32, u64)>,
     _lock: File,
 }
 
@@ -178,50 +179,17 @@ impl<'a> Codegen<'a> {
         state_dir: &Path,
     ) -> Result<Self> {
         let lock = take_lock(state_dir)?;
-        let mut ended_at = Vec::new();
-        for topic in [Topic::GenerationCompleted, Topic::GenerationFailed] {
-            for p in 0..log.partitions(topic)? {
-                let o = log.offsets(topic, p)?;
-                ended_at.push((topic, p, o.start.max(o.end.saturating_sub(ENDED_LOOKBACK))));
-            }
-        }
-        let mut codegen = Codegen {
+        Ok(Codegen {
             log,
             runtime,
             emitter: Emitter::new(log),
             workers: (0..options.concurrency.max(1))
                 .map(|_| Mutex::new(PythonWorker::new(&options.python)))
                 .collect(),
-            ended: HashSet::new(),
-            ended_at,
+            ended: recent_ends(log)?,
             _lock: lock,
             options,
-        };
-        codegen.refresh_ended()?;
-        Ok(codegen)
-    }
-
-    /// Read end events appended since the last look.
-    fn refresh_ended(&mut self) -> Result<()> {
-        for (topic, partition, at) in &mut self.ended_at {
-            loop {
-                let batches = self.log.read(*topic, *partition, *at, 65_536)?;
-                if batches.is_empty() {
-                    break;
-                }
-                for b in batches {
-                    *at = b.next_offset();
-                    if let Some(ids) = b
-                        .batch
-                        .column_by_name("correlation_id")
-                        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                    {
-                        self.ended.extend(ids.iter().flatten().map(str::to_string));
-                    }
-                }
-            }
-        }
-        Ok(())
+        })
     }
 
     pub fn options(&self) -> &CodegenOptions {
@@ -273,7 +241,6 @@ impl<'a> Codegen<'a> {
         if requests.is_empty() {
             return Ok(report);
         }
-        self.refresh_ended()?;
         let now_us = chrono::Utc::now().timestamp_micros();
         let ttl_us = i64::try_from(self.options.request_ttl.as_micros()).unwrap_or(i64::MAX);
         let total = requests.len();
@@ -328,11 +295,37 @@ impl<'a> Codegen<'a> {
             }
         }
         self.log.commit(CODEGEN, topic, &next)?;
-        self.ended
-            .extend(requests.iter().map(|r| r.correlation_id.clone()));
         report.elapsed = started.elapsed();
         Ok(report)
     }
+}
+
+/// Correlation ids of the last [`ENDED_LOOKBACK`] end events of each partition.
+fn recent_ends(log: &dyn EventLog) -> Result<HashSet<String>> {
+    let mut ended = HashSet::new();
+    for topic in [Topic::GenerationCompleted, Topic::GenerationFailed] {
+        for p in 0..log.partitions(topic)? {
+            let o = log.offsets(topic, p)?;
+            let mut at = o.start.max(o.end.saturating_sub(ENDED_LOOKBACK));
+            while at < o.end {
+                let batches = log.read(topic, p, at, 65_536)?;
+                if batches.is_empty() {
+                    break;
+                }
+                for b in batches {
+                    at = b.next_offset();
+                    if let Some(ids) = b
+                        .batch
+                        .column_by_name("correlation_id")
+                        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                    {
+                        ended.extend(ids.iter().flatten().map(str::to_string));
+                    }
+                }
+            }
+        }
+    }
+    Ok(ended)
 }
 
 fn take_lock(state_dir: &Path) -> Result<File> {

@@ -405,8 +405,9 @@ fn stages(
 ) -> Result<Done, (Failure, Vec<String>)> {
     let options = rec.shared.options;
     let log_failed = |e: String| (fail("event_log", "EVENT_LOG_ERROR", e), vec![]);
-    let stage_failed = |rec: &mut Recorder<'_, '_>, name: &'static str, t: Instant, f: Failure| {
-        let _ = rec.stage(name, t, false, &[], None, Some(&f.message));
+    // A failed stage: its stage-completed event (success false), then the failure.
+    let stage_failed = |rec: &mut Recorder<'_, '_>, t: Instant, f: Failure| {
+        let _ = rec.stage(f.stage, t, false, &[], None, Some(&f.message));
         (f, Vec::new())
     };
 
@@ -417,7 +418,6 @@ fn stages(
         Err(e) => {
             return Err(stage_failed(
                 rec,
-                "prompt_parsing",
                 t,
                 fail("prompt_parsing", "PARSE_FAILED", e),
             ));
@@ -435,7 +435,6 @@ fn stages(
                     .collect();
                 return Err(stage_failed(
                     rec,
-                    "prompt_parsing",
                     t,
                     fail(
                         "prompt_parsing",
@@ -497,7 +496,6 @@ fn stages(
     if g7.status == GateStatus::Fail {
         return Err(stage_failed(
             rec,
-            "contract_building",
             t,
             fail("contract_building", "CONTRACT_INVALID", g7.message.clone()),
         ));
@@ -551,7 +549,6 @@ fn stages(
         let message = format!("{} {}: {}", g.id, g.name, g.message);
         return Err(stage_failed(
             rec,
-            "pre_validation",
             t,
             fail("pre_validation", "PRE_VALIDATION_FAILED", message),
         ));
@@ -623,7 +620,7 @@ fn stages(
                         format!("model '{model_name}': {e}"),
                     );
                     f.retryable = true;
-                    return Err(stage_failed(rec, "code_generation", t, f));
+                    return Err(stage_failed(rec, t, f));
                 }
             }
         }
@@ -681,13 +678,12 @@ fn stages(
                 d.missing_requirements.join(", ")
             ));
         }
-        let warnings: Vec<String> = problems.clone();
         let can_refine = route.is_some() && round < options.max_refinements && !problems.is_empty();
         rec.stage(
             stage_name,
             stage_started,
             !hard || can_refine,
-            &warnings,
+            &problems,
             None,
             None,
         )
@@ -817,7 +813,6 @@ fn stages(
         Err(e) => {
             return Err(stage_failed(
                 rec,
-                "file_writing",
                 t,
                 fail("file_writing", "WRITE_FAILED", e),
             ));

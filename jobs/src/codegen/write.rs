@@ -2,7 +2,7 @@
 //! directory appears (or is replaced) by one rename only after the compile check, so a reader never
 //! sees half a node. A failed generation's files are kept under `.omnistream-failed/` for inspection.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
@@ -52,13 +52,8 @@ pub fn resolve_output(
 /// creating and deleting a probe file per generation leaves a trail of deleted inodes that makes
 /// ext4 slow to allocate new ones.
 pub fn check_output(dir: &Path) -> Result<(), String> {
-    static CHECKED: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
-    if CHECKED
-        .lock()
-        .unwrap()
-        .as_ref()
-        .is_some_and(|c| c.contains(dir))
-    {
+    static CHECKED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+    if CHECKED.lock().unwrap().contains(dir) {
         return Ok(());
     }
     std::fs::create_dir_all(dir.join(STAGING))
@@ -68,11 +63,7 @@ pub fn check_output(dir: &Path) -> Result<(), String> {
         .join(format!(".probe-{}", std::process::id()));
     std::fs::write(&probe, b"").map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
     let _ = std::fs::remove_file(probe);
-    CHECKED
-        .lock()
-        .unwrap()
-        .get_or_insert_with(HashSet::new)
-        .insert(dir.to_path_buf());
+    CHECKED.lock().unwrap().insert(dir.to_path_buf());
     Ok(())
 }
 
