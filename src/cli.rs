@@ -417,10 +417,11 @@ pub struct BenchCodegenArgs {
     /// Skip the compile check (G13) on both sides.
     #[arg(long)]
     pub no_compile: bool,
-    /// Compile only what a model wrote or a patch changed (`codegen.compile_scope = "changed"`);
-    /// the peer still compiles everything.
+    /// Compile every generated file on both sides (`codegen.compile_scope = "all"`), not only
+    /// what a model wrote or a patch changed (the default scope: the Effect and Orchestrator
+    /// node modules, patched for the event bus; the peer compiles the same modules).
     #[arg(long, conflicts_with = "no_compile")]
-    pub compile_changed: bool,
+    pub compile_all: bool,
     /// Also run every generated node's tests with pytest (G14; dominated by Python start-up).
     #[arg(long)]
     pub tests: bool,

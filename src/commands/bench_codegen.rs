@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use arrow::array::{Array, Float64Array, StringArray};
 use indicatif::{ProgressBar, ProgressStyle};
+use omnistream_jobs::codegen::CompileScope;
 use omnistream_jobs::codegen::catalog::catalog_patterns;
 use omnistream_jobs::codegen::contract::{build_contract, to_yaml};
 use omnistream_jobs::codegen::parse::parse_prompt;
@@ -66,9 +67,11 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
     options.concurrency = args.concurrency.max(1);
     options.max_batch = 256;
     options.compile_check = !args.no_compile;
-    if args.compile_changed {
-        options.compile_scope = omnistream_jobs::codegen::CompileScope::Changed;
-    }
+    options.compile_scope = if args.compile_all {
+        CompileScope::All
+    } else {
+        CompileScope::Changed
+    };
     options.run_tests = args.tests;
     options.output_root = work.join("out");
     options.python = args.python.clone();
@@ -123,10 +126,10 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
         "bench codegen: {} generations (template model), concurrency {}, compile check {}, generated tests {}",
         args.generations,
         options.concurrency,
-        match (options.compile_check, args.compile_changed) {
+        match (options.compile_check, options.compile_scope) {
             (false, _) => "off",
-            (true, false) => "on (every file)",
-            (true, true) => "on (files a model or a patch changed)",
+            (true, CompileScope::All) => "on (every file)",
+            (true, CompileScope::Changed) => "on (files a model or a patch changed)",
         },
         if options.run_tests { "on" } else { "off" }
     );
@@ -136,6 +139,7 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
             .unwrap(),
     );
     let concurrency = options.concurrency;
+    let (options_compile, scope) = (options.compile_check, options.compile_scope);
     let mut codegen = Codegen::new(&log, options, runtime, &config.status_dir())?;
     let started = Instant::now();
     loop {
@@ -173,7 +177,11 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
         .arg(work.join("codegen_peer.py"))
         .arg(&work)
         .arg(concurrency.to_string())
-        .args(args.no_compile.then_some("--no-compile"))
+        .arg(match (options_compile, scope) {
+            (false, _) => "none",
+            (true, CompileScope::All) => "all",
+            (true, CompileScope::Changed) => "changed",
+        })
         .output()
         .map_err(CliError::io(format!("starting {}", args.python)))?;
     if !peer.status.success() {

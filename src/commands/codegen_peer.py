@@ -7,7 +7,9 @@ from multiprocessing import Pool
 import jinja2
 
 work, concurrency = sys.argv[1], int(sys.argv[2])
-check = len(sys.argv) < 4 or sys.argv[3] != "--no-compile"
+# What to compile, as omnistream's compile_scope: "all" files, the node module of the node types
+# whose module the event-bus patch changes ("changed"), or "none".
+check = sys.argv[3] if len(sys.argv) > 3 else "all"
 templates = json.load(open(os.path.join(work, "peer_templates.json")))
 env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 compiled = [(out, env.from_string(src)) for name, out, src in templates if "event_bus" not in name]
@@ -26,10 +28,12 @@ def generate(item):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
             f.write(text)
-    if check:
-        for out, text in files:
-            if out.endswith(".py"):
-                compile(text, out, "exec", dont_inherit=True)
+    for out, text in files:
+        if out.endswith(".py") and (
+            check == "all"
+            or (check == "changed" and ctx["node"]["event_bus"] and out == "v1_0_0/node.py")
+        ):
+            compile(text, out, "exec", dont_inherit=True)
     shutil.rmtree(node, ignore_errors=True)
     os.rename(staging, node)
     return 1

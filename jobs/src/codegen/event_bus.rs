@@ -2,18 +2,18 @@
 //! module and make the node class inherit it (publisher set-up, initialize/shutdown, introspection
 //! on start). The node module is patched by its syntax tree, whoever wrote it (template or model).
 
-use tree_sitter::Parser;
+use super::syntax;
 
 /// `source` with `from .event_bus import EventBusMixin` after its last top-level import and
 /// `EventBusMixin` as the first base of `class_name`. Unchanged when already integrated.
 pub fn integrate(source: &str, class_name: &str) -> Result<String, String> {
-    let mut parser = Parser::new();
-    parser
-        .set_language(&tree_sitter_python::LANGUAGE.into())
-        .expect("grammar matches");
-    let tree = parser
-        .parse(source, None)
-        .ok_or("the node module could not be parsed")?;
+    // Keyed by class suffix (the node type): the previous node module of the type is the
+    // closest text to parse incrementally from.
+    let suffix = ["Effect", "Orchestrator", "Compute", "Reducer"]
+        .into_iter()
+        .find(|t| class_name.ends_with(t))
+        .unwrap_or("");
+    let tree = syntax::parse(&format!("event-bus patch/{suffix}"), source);
     let root = tree.root_node();
     let text = |n: tree_sitter::Node<'_>| n.utf8_text(source.as_bytes()).unwrap_or("");
     let mut cursor = root.walk();

@@ -8,10 +8,11 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use serde::Serialize;
-use tree_sitter::{Node, Parser, Tree};
+use tree_sitter::{Node, Tree};
 
 use super::parse::{NodeType, ParsedPrompt, is_python_keyword};
 use super::render::{GeneratedFile, NODE_MODULE};
+use super::syntax;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -131,14 +132,6 @@ pub fn contract_gate(errors: &[String]) -> GateResult {
     verdict("G7", "contract_schema", t, errors, true, score)
 }
 
-fn python_parser() -> Parser {
-    let mut parser = Parser::new();
-    parser
-        .set_language(&tree_sitter_python::LANGUAGE.into())
-        .expect("the tree-sitter Python grammar matches the tree-sitter version");
-    parser
-}
-
 /// A parsed Python file and what the gates read off its tree (collected in one walk).
 pub struct PyFile<'a> {
     pub path: &'a str,
@@ -158,15 +151,14 @@ pub struct Facts {
     bare_excepts: usize,
 }
 
-pub fn parse_python(files: &[GeneratedFile]) -> Vec<PyFile<'_>> {
-    let mut parser = python_parser();
+/// Every Python file of `files`, parsed (incrementally from this thread's previous file of the
+/// same node type and path, see [`syntax`]) and walked once.
+pub fn parse_python<'a>(files: &'a [GeneratedFile], node_type: NodeType) -> Vec<PyFile<'a>> {
     files
         .iter()
         .filter(|f| f.path.ends_with(".py"))
         .map(|f| {
-            let tree = parser
-                .parse(&f.content, None)
-                .expect("parsing without a timeout or cancellation returns a tree");
+            let tree = syntax::parse(&format!("{}/{}", node_type.as_str(), f.path), &f.content);
             let facts = facts_of(&tree, &f.content);
             PyFile {
                 path: &f.path,
@@ -249,7 +241,7 @@ pub fn post_gates(
     parsed: &ParsedPrompt,
     resolve_modules: &mut ModuleResolver<'_>,
 ) -> PostValidation {
-    let py = parse_python(files);
+    let py = parse_python(files, parsed.node_type);
     let mut gates = Vec::new();
     let [g9, g10, g11, g12] = POST_GATES;
 
@@ -287,9 +279,11 @@ pub fn post_gates(
     let mut score = 0.0;
     let mut event_bus_ok = !parsed.node_type.uses_event_bus();
     if let Some(f) = node_module {
-        let naming =
+        static NAMING: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
             regex::Regex::new(r"^Node[A-Z][A-Za-z0-9]*(Effect|Compute|Reducer|Orchestrator)$")
-                .unwrap();
+                .unwrap()
+        });
+        let naming = &*NAMING;
         let classes = &f.facts.classes;
         match classes.iter().find(|c| c.name == expected) {
             Some(c) => {
@@ -487,6 +481,22 @@ fn facts_of(tree: &Tree, source: &str) -> Facts {
             }
             false
         }
+        // Simple statements and decorators hold no definitions, imports or handlers: not
+        // descending into their expressions skips most of a file's nodes.
+        "expression_statement"
+        | "return_statement"
+        | "assert_statement"
+        | "raise_statement"
+        | "pass_statement"
+        | "break_statement"
+        | "continue_statement"
+        | "delete_statement"
+        | "global_statement"
+        | "nonlocal_statement"
+        | "decorator"
+        | "parameters"
+        | "comment"
+        | "future_import_statement" => false,
         _ => true,
     });
     facts

@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod python;
 pub mod quorum;
 pub mod render;
+pub mod syntax;
 pub mod write;
 
 use std::collections::BTreeMap;
@@ -38,12 +39,14 @@ pub const TEMPLATE_MODEL: &str = "template";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CompileScope {
-    /// Every Python file of the node.
-    #[default]
+    /// Every Python file of the node: about 12 ms of Python CPU per generation, more than the
+    /// rest of the pipeline's own work (docs/performance.md).
     All,
-    /// Only what a model wrote or a patch changed. Template output is covered by the syntax gate
-    /// (G9) and by the project's tests, which compile the templates of every node type; values
-    /// from the request only land in validated identifiers and in strings.
+    /// Only what a model wrote or a patch changed (the default). Template output is covered by
+    /// the syntax gate (G9) on every generation and by the project's tests, which compile the
+    /// templates of every node type; values from the request only land in identifiers the
+    /// pre-gates validated and in strings, so they cannot change Python's verdict.
+    #[default]
     Changed,
 }
 
@@ -101,7 +104,7 @@ impl Default for CodegenOptions {
             quorum: QuorumRules::default(),
             max_refinements: 2,
             compile_check: true,
-            compile_scope: CompileScope::All,
+            compile_scope: CompileScope::Changed,
             run_tests: true,
             test_timeout: Duration::from_secs(120),
             python: "python3".into(),

@@ -931,7 +931,7 @@ fn set_node_module(files: &mut [GeneratedFile], code: String) {
 }
 
 /// Add event_bus.py and patch the node class; warnings instead of failure.
-fn integrate_event_bus(
+pub(crate) fn integrate_event_bus(
     files: &mut Vec<GeneratedFile>,
     ctx: &TemplateContext,
     parsed: &ParsedPrompt,

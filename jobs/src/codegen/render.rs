@@ -210,3 +210,65 @@ pub fn template_sources() -> Vec<(&'static str, &'static str, &'static str)> {
         .chain([EVENT_BUS_TEMPLATE])
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codegen::catalog::catalog_patterns;
+    use crate::codegen::parse::parse_prompt;
+    use crate::codegen::pipeline::integrate_event_bus;
+    use crate::codegen::python::PythonWorker;
+
+    /// What `compile_scope = "changed"` (the default) relies on: the templates' output compiles
+    /// with Python for every node type, event-bus integration included. Request values only
+    /// reach validated identifiers and strings, so names do not change the verdict.
+    #[test]
+    fn every_node_type_s_template_output_compiles_with_python() {
+        let dir = tempfile::tempdir().unwrap();
+        let python = std::env::var("OMNISTREAM_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut worker = PythonWorker::new(&python);
+        let mut paths = Vec::new();
+        for prompt in [
+            "Create PostgreSQL writer Effect node",
+            "price calculator with tax rules",
+            "session state reducer for users",
+            "payment workflow orchestrator",
+        ] {
+            let parsed = parse_prompt(prompt, None).unwrap();
+            let ctx = TemplateContext::new(
+                &parsed,
+                prompt,
+                catalog_patterns(&parsed, prompt),
+                GeneratorContext {
+                    tool: "omnistream".into(),
+                    model: "template".into(),
+                    correlation_id: "c".into(),
+                    generated_at: "2026-11-26T00:00:00Z".into(),
+                },
+            );
+            let mut files = render_node(&ctx).unwrap();
+            if parsed.node_type.uses_event_bus() {
+                assert!(integrate_event_bus(&mut files, &ctx, &parsed).is_empty());
+            }
+            for f in files.iter().filter(|f| f.path.ends_with(".py")) {
+                let path = dir.path().join(parsed.dir_name()).join(&f.path);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, &f.content).unwrap();
+                paths.push(path);
+            }
+        }
+        assert!(paths.len() >= 4 * 11, "{} files", paths.len());
+        // The check can fail: a broken file among them is reported.
+        let broken = dir.path().join("broken.py");
+        std::fs::write(&broken, "def f(:\n    return 1\n").unwrap();
+        paths.push(broken);
+        let refs: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
+        let errors = worker.compile(&refs).unwrap();
+        let messages: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}:{}: {}", e.path, e.line, e.message))
+            .collect();
+        assert_eq!(messages.len(), 1, "{messages:#?}");
+        assert!(messages[0].contains("broken.py:1"), "{messages:#?}");
+    }
+}
