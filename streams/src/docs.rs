@@ -73,18 +73,26 @@ pub fn schemas_markdown() -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     /// docs/schemas.md must be what the registry says. Regenerate with
     /// `UPDATE_DOCS=1 cargo test -p omnistream-streams` or `omnistream topics --markdown`.
     #[test]
     fn docs_schemas_md_matches_the_registry() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/schemas.md");
+        // The manifest directory at run time: a test binary reused from another checkout of the
+        // same sources (CI's clone shares the target directory) must read this checkout's file.
+        let path = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(
+                || Path::new(env!("CARGO_MANIFEST_DIR")).into(),
+                PathBuf::from,
+            )
+            .join("../docs/schemas.md");
         let expected = super::schemas_markdown();
         if std::env::var_os("UPDATE_DOCS").is_some() {
             std::fs::write(&path, &expected).unwrap();
         }
-        let actual = std::fs::read_to_string(&path).unwrap_or_default();
+        let actual = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
         let first_difference = actual
             .lines()
             .zip(expected.lines())

@@ -128,8 +128,16 @@ pub fn describe(out: &Output) -> String {
     )
 }
 
+/// The checkout under test, at run time: a test binary reused from another checkout of the same
+/// sources (CI's clone shares the target directory) must use this checkout's files.
 pub fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+            || env!("CARGO_MANIFEST_DIR").into(),
+            std::path::PathBuf::from,
+        )
+    })
 }
 
 /// A valid model-call event.
