@@ -233,6 +233,8 @@ mod tests {
             "price calculator with tax rules",
             "session state reducer for users",
             "payment workflow orchestrator",
+            // Backslashes, escapes and triple quotes in the request: they land in docstrings.
+            r#"Create PostgreSQL writer Effect node for C:\Notes and """quotes""" \N{x} \x '''"#,
         ] {
             let parsed = parse_prompt(prompt, None).unwrap();
             let ctx = TemplateContext::new(
@@ -257,7 +259,7 @@ mod tests {
                 paths.push(path);
             }
         }
-        assert!(paths.len() >= 4 * 11, "{} files", paths.len());
+        assert!(paths.len() >= 5 * 11, "{} files", paths.len());
         // The check can fail: a broken file among them is reported.
         let broken = dir.path().join("broken.py");
         std::fs::write(&broken, "def f(:\n    return 1\n").unwrap();
