@@ -2,18 +2,22 @@
 //! module and make the node class inherit it (publisher set-up, initialize/shutdown, introspection
 //! on start). The node module is patched by its syntax tree, whoever wrote it (template or model).
 
-use super::syntax;
+use super::syntax::PythonParser;
 
 /// `source` with `from .event_bus import EventBusMixin` after its last top-level import and
 /// `EventBusMixin` as the first base of `class_name`. Unchanged when already integrated.
-pub fn integrate(source: &str, class_name: &str) -> Result<String, String> {
+pub fn integrate(
+    source: &str,
+    class_name: &str,
+    parser: &mut PythonParser,
+) -> Result<String, String> {
     // Keyed by class suffix (the node type): the previous node module of the type is the
     // closest text to parse incrementally from.
     let suffix = ["Effect", "Orchestrator", "Compute", "Reducer"]
         .into_iter()
         .find(|t| class_name.ends_with(t))
         .unwrap_or("");
-    let tree = syntax::parse(&format!("event-bus patch/{suffix}"), source);
+    let tree = parser.parse(&format!("event-bus patch/{suffix}"), source);
     let root = tree.root_node();
     let text = |n: tree_sitter::Node<'_>| n.utf8_text(source.as_bytes()).unwrap_or("");
     let mut cursor = root.walk();
@@ -97,22 +101,38 @@ pub fn integrate(source: &str, class_name: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::integrate;
+    use super::{PythonParser, integrate};
 
     #[test]
     fn the_mixin_is_imported_and_becomes_the_first_base() {
         let src = "\"\"\"Doc.\"\"\"\nimport asyncio\nfrom .models.input import In\n\n\nclass NodeXEffect:\n    pass\n";
-        let out = integrate(src, "NodeXEffect").unwrap();
+        let out = integrate(src, "NodeXEffect", &mut PythonParser::new()).unwrap();
         assert_eq!(
             out,
             "\"\"\"Doc.\"\"\"\nimport asyncio\nfrom .models.input import In\nfrom .event_bus import EventBusMixin\n\n\nclass NodeXEffect(EventBusMixin):\n    pass\n"
         );
-        assert_eq!(integrate(&out, "NodeXEffect").unwrap(), out, "idempotent");
-        let out = integrate("class NodeXEffect(Base):\n    pass\n", "NodeXEffect").unwrap();
+        assert_eq!(
+            integrate(&out, "NodeXEffect", &mut PythonParser::new()).unwrap(),
+            out,
+            "idempotent"
+        );
+        let out = integrate(
+            "class NodeXEffect(Base):\n    pass\n",
+            "NodeXEffect",
+            &mut PythonParser::new(),
+        )
+        .unwrap();
         assert_eq!(
             out,
             "from .event_bus import EventBusMixin\nclass NodeXEffect(EventBusMixin, Base):\n    pass\n"
         );
-        assert!(integrate("class Other:\n    pass\n", "NodeXEffect").is_err());
+        assert!(
+            integrate(
+                "class Other:\n    pass\n",
+                "NodeXEffect",
+                &mut PythonParser::new()
+            )
+            .is_err()
+        );
     }
 }

@@ -12,7 +12,7 @@ use tree_sitter::{Node, Tree};
 
 use super::parse::{NodeType, ParsedPrompt, is_python_keyword};
 use super::render::{GeneratedFile, NODE_MODULE};
-use super::syntax;
+use super::syntax::PythonParser;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -152,13 +152,17 @@ pub struct Facts {
 }
 
 /// Every Python file of `files`, parsed (incrementally from this thread's previous file of the
-/// same node type and path, see [`syntax`]) and walked once.
-pub fn parse_python<'a>(files: &'a [GeneratedFile], node_type: NodeType) -> Vec<PyFile<'a>> {
+/// same node type and path, see [`PythonParser`]) and walked once.
+pub fn parse_python<'a>(
+    files: &'a [GeneratedFile],
+    node_type: NodeType,
+    parser: &mut PythonParser,
+) -> Vec<PyFile<'a>> {
     files
         .iter()
         .filter(|f| f.path.ends_with(".py"))
         .map(|f| {
-            let tree = syntax::parse(&format!("{}/{}", node_type.as_str(), f.path), &f.content);
+            let tree = parser.parse(&format!("{}/{}", node_type.as_str(), f.path), &f.content);
             let facts = facts_of(&tree, &f.content);
             PyFile {
                 path: &f.path,
@@ -240,8 +244,9 @@ pub fn post_gates(
     files: &[GeneratedFile],
     parsed: &ParsedPrompt,
     resolve_modules: &mut ModuleResolver<'_>,
+    parser: &mut PythonParser,
 ) -> PostValidation {
-    let py = parse_python(files, parsed.node_type);
+    let py = parse_python(files, parsed.node_type, parser);
     let mut gates = Vec::new();
     let [g9, g10, g11, g12] = POST_GATES;
 
@@ -698,7 +703,7 @@ mod tests {
     #[test]
     fn good_code_passes_every_gate() {
         let p = parse_prompt("Create PostgreSQL writer Effect node", None).unwrap();
-        let v = post_gates(&good_files(), &p, &mut no_missing);
+        let v = post_gates(&good_files(), &p, &mut no_missing, &mut PythonParser::new());
         for g in &v.gates {
             assert_eq!(g.status, GateStatus::Pass, "{g:?}");
         }
@@ -717,9 +722,9 @@ mod tests {
             "v1_0_0/models/output.py",
             "from pydantic import BaseModel\nclass Out(BaseModel):\n    class Config:\n        orm_mode = True\n",
         ));
-        let v = post_gates(&files, &p, &mut |m: &[String]| {
-            Ok(m.iter().filter(|x| *x == "nosuchmodule").cloned().collect())
-        });
+        let mut missing =
+            |m: &[String]| Ok(m.iter().filter(|x| *x == "nosuchmodule").cloned().collect());
+        let v = post_gates(&files, &p, &mut missing, &mut PythonParser::new());
         let by = |id: &str| v.gates.iter().find(|g| g.id == id).unwrap();
         assert_eq!(by("G9").status, GateStatus::Fail);
         assert!(
@@ -747,10 +752,10 @@ mod tests {
 
         let mut files = good_files();
         files[0].content = GOOD.replace("NodePostgresqlWriterEffect", "PostgresWriter");
-        let v = post_gates(&files, &p, &mut no_missing);
+        let v = post_gates(&files, &p, &mut no_missing, &mut PythonParser::new());
         assert_eq!(v.gates[1].status, GateStatus::Fail);
         files[0].content = String::new();
-        let v = post_gates(&files, &p, &mut no_missing);
+        let v = post_gates(&files, &p, &mut no_missing, &mut PythonParser::new());
         assert!(v.gates[0].message.contains("empty"), "{:?}", v.gates[0]);
     }
 

@@ -23,7 +23,6 @@ use serde_json::{Value, json};
 
 use super::emit::Emitter;
 use super::pipeline::{self, Outcome, Shared};
-use super::python::PythonWorker;
 use super::{CODEGEN, CodegenOptions};
 use crate::error::{JobError, Result};
 
@@ -159,7 +158,7 @@ pub struct Codegen<'a> {
     options: CodegenOptions,
     runtime: tokio::runtime::Handle,
     emitter: Emitter<'a>,
-    workers: Vec<Mutex<PythonWorker>>,
+    workers: Vec<Mutex<pipeline::Worker>>,
     /// Correlation ids with an end event in the log when the job started (the recent ones). Only
     /// requests not committed before a crash can have one; once committed, a request is never
     /// read again, so the set is not kept current while the job runs.
@@ -184,7 +183,7 @@ impl<'a> Codegen<'a> {
             runtime,
             emitter: Emitter::new(log),
             workers: (0..options.concurrency.max(1))
-                .map(|_| Mutex::new(PythonWorker::new(&options.python)))
+                .map(|_| Mutex::new(pipeline::Worker::new(&options.python)))
                 .collect(),
             ended: recent_ends(log)?,
             _lock: lock,

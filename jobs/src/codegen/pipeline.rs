@@ -21,6 +21,7 @@ use super::render::{
     CONTRACT_FILE, GeneratedFile, GeneratorContext, NODE_MODULE, TemplateContext, render_event_bus,
     render_node,
 };
+use super::syntax::PythonParser;
 use super::{CodegenOptions, CompileScope, ModelRoute, TEMPLATE_MODEL, event_bus, write};
 
 /// The stages, as named in stage-completed events, with upstream's numbers.
@@ -274,10 +275,27 @@ fn refinement_prompt(problems: &[String]) -> String {
     )
 }
 
+/// What a worker of the codegen job keeps from one generation to the next (and across the job's
+/// steps, whose threads are new each time): its Python interpreter, and its parser's previous
+/// trees, from which the next generation's files are parsed incrementally.
+pub struct Worker {
+    pub python: PythonWorker,
+    pub parser: PythonParser,
+}
+
+impl Worker {
+    pub fn new(python: &str) -> Self {
+        Worker {
+            python: PythonWorker::new(python),
+            parser: PythonParser::new(),
+        }
+    }
+}
+
 /// Run one generation to its end event. Errors only when the log itself fails.
 pub fn run(
     shared: &Shared<'_>,
-    worker: &mut PythonWorker,
+    worker: &mut Worker,
     req: &GenerationRequest,
 ) -> Result<Outcome, String> {
     let options = shared.options;
@@ -398,7 +416,7 @@ type Done = (
 /// The stages proper. Err carries the failure and the files written so far.
 fn stages(
     rec: &mut Recorder<'_, '_>,
-    worker: &mut PythonWorker,
+    worker: &mut Worker,
     req: &GenerationRequest,
     model_name: &str,
     quorum_on: bool,
@@ -534,6 +552,7 @@ fn stages(
         .map_err(Clone::clone)
         .and_then(|d| write::check_output(d));
     let missing = worker
+        .python
         .missing_modules(&["pydantic".to_string()])
         .unwrap_or_default();
     let pre = gates::pre_gates(
@@ -638,7 +657,7 @@ fn stages(
     // 4.5: event-bus integration (non-fatal).
     if parsed.node_type.uses_event_bus() {
         let t = Instant::now();
-        let warnings = integrate_event_bus(&mut files, &ctx, &parsed);
+        let warnings = integrate_event_bus(&mut files, &ctx, &parsed, &mut worker.parser);
         changed.insert(NODE_MODULE);
         rec.stage("event_bus_integration", t, true, &warnings, None, None)
             .map_err(log_failed)?;
@@ -650,8 +669,8 @@ fn stages(
     let mut stage_name: &'static str = "post_validation";
     let mut stage_started = t;
     let (validation, decision) = loop {
-        let mut resolve = |m: &[String]| worker.missing_modules(m);
-        let validation = gates::post_gates(&files, &parsed, &mut resolve);
+        let mut resolve = |m: &[String]| worker.python.missing_modules(m);
+        let validation = gates::post_gates(&files, &parsed, &mut resolve, &mut worker.parser);
         for g in &validation.gates {
             rec.gate(stage_name, g);
         }
@@ -713,7 +732,7 @@ fn stages(
                     set_node_module(&mut files, code);
                     changed.insert(NODE_MODULE);
                     if parsed.node_type.uses_event_bus() {
-                        integrate_event_bus(&mut files, &ctx, &parsed);
+                        integrate_event_bus(&mut files, &ctx, &parsed, &mut worker.parser);
                     }
                 }
             }
@@ -729,8 +748,9 @@ fn stages(
                     Some(&e.to_string()),
                 )
                 .map_err(log_failed)?;
-                let mut resolve = |m: &[String]| worker.missing_modules(m);
-                let validation = gates::post_gates(&files, &parsed, &mut resolve);
+                let mut resolve = |m: &[String]| worker.python.missing_modules(m);
+                let validation =
+                    gates::post_gates(&files, &parsed, &mut resolve, &mut worker.parser);
                 break (validation, None);
             }
         }
@@ -844,7 +864,7 @@ fn stages(
                 .map(|f| staged.staging.join(f))
                 .collect();
             let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
-            let (status, message) = match worker.compile(&refs) {
+            let (status, message) = match worker.python.compile(&refs) {
                 Ok(errors) if errors.is_empty() => {
                     (GateStatus::Pass, format!("{} files compiled", paths.len()))
                 }
@@ -935,6 +955,7 @@ pub(crate) fn integrate_event_bus(
     files: &mut Vec<GeneratedFile>,
     ctx: &TemplateContext,
     parsed: &ParsedPrompt,
+    parser: &mut PythonParser,
 ) -> Vec<String> {
     let mut warnings = Vec::new();
     match render_event_bus(ctx) {
@@ -945,7 +966,7 @@ pub(crate) fn integrate_event_bus(
         Err(e) => warnings.push(e),
     }
     if let Some(node) = files.iter_mut().find(|f| f.path == NODE_MODULE) {
-        match event_bus::integrate(&node.content, &parsed.class_name()) {
+        match event_bus::integrate(&node.content, &parsed.class_name(), parser) {
             Ok(patched) => node.content = patched,
             Err(e) => warnings.push(format!("event bus not integrated: {e}")),
         }

@@ -218,6 +218,7 @@ mod tests {
     use crate::codegen::parse::parse_prompt;
     use crate::codegen::pipeline::integrate_event_bus;
     use crate::codegen::python::PythonWorker;
+    use crate::codegen::syntax::PythonParser;
 
     /// What `compile_scope = "changed"` (the default) relies on: the templates' output compiles
     /// with Python for every node type, event-bus integration included. Request values only
@@ -250,7 +251,10 @@ mod tests {
             );
             let mut files = render_node(&ctx).unwrap();
             if parsed.node_type.uses_event_bus() {
-                assert!(integrate_event_bus(&mut files, &ctx, &parsed).is_empty());
+                assert!(
+                    integrate_event_bus(&mut files, &ctx, &parsed, &mut PythonParser::new())
+                        .is_empty()
+                );
             }
             for f in files.iter().filter(|f| f.path.ends_with(".py")) {
                 let path = dir.path().join(parsed.dir_name()).join(&f.path);

@@ -4,11 +4,10 @@
 //! type; they differ in names on a tenth of their lines. Tree-sitter re-parses an edited text
 //! reusing every subtree the edits did not touch, with a result identical to a fresh parse (the
 //! property editors rely on; `incremental_trees_equal_fresh_ones` checks it on every template).
-//! Each worker thread keeps the last text and tree per key (node type and file path) and parses
-//! the next file of that key as a line diff from it: a fraction of a fresh parse's cost, which was
-//! the largest part of the data plane's own work per generation.
+//! Each codegen worker keeps a [`PythonParser`] with the last text and tree per key (node type and
+//! file path) and parses the next file of that key as a line diff from it: a fraction of a fresh
+//! parse's cost, which was the largest part of the data plane's own work per generation.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 
 use similar::{Algorithm, DiffOp, capture_diff_slices};
@@ -18,16 +17,6 @@ use tree_sitter::{InputEdit, Parser, Point, Tree};
 const MAX_CHANGED_FRACTION: f64 = 0.5;
 /// Keys kept per thread (node types × generated Python files, with room for model output).
 const MAX_KEYS: usize = 256;
-
-thread_local! {
-    static PARSER: RefCell<IncrementalParser> = RefCell::new(IncrementalParser::new());
-}
-
-/// Parse `source` as Python, incrementally from this thread's previous text of `key` when there
-/// is one and it is close enough.
-pub fn parse(key: &str, source: &str) -> Tree {
-    PARSER.with(|p| p.borrow_mut().parse(key, source))
-}
 
 /// A fresh parse, with no previous tree.
 pub fn parse_fresh(source: &str) -> Tree {
@@ -44,15 +33,23 @@ fn python_parser() -> Parser {
     parser
 }
 
-struct IncrementalParser {
+/// A Python parser that remembers its previous text and tree per key, to parse the next text of
+/// a key incrementally.
+pub struct PythonParser {
     parser: Parser,
     previous: HashMap<String, (String, Tree)>,
     /// Parses that reused a previous tree.
     incremental: usize,
 }
 
-impl IncrementalParser {
-    fn new() -> Self {
+impl Default for PythonParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PythonParser {
+    pub fn new() -> Self {
         Self {
             parser: python_parser(),
             previous: HashMap::new(),
@@ -60,7 +57,9 @@ impl IncrementalParser {
         }
     }
 
-    fn parse(&mut self, key: &str, source: &str) -> Tree {
+    /// Parse `source` as Python, incrementally from the previous text of `key` when there is one
+    /// and it is close enough.
+    pub fn parse(&mut self, key: &str, source: &str) -> Tree {
         let old = self
             .previous
             .get(key)
@@ -161,7 +160,7 @@ mod tests {
     fn edits_keep_positions_consistent() {
         let old = "import a\n\nclass A:\n    x = 1\n";
         let new = "import a\nimport b\n\nclass B:\n    x = 1\n    y = 2";
-        let mut p = IncrementalParser::new();
+        let mut p = PythonParser::new();
         p.parse("k", old);
         let tree = p.parse("k", new);
         assert_eq!(
@@ -215,7 +214,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        let mut p = IncrementalParser::new();
+        let mut p = PythonParser::new();
         let mut compared = 0;
         for round in 0..2 {
             for files in &outputs {
