@@ -310,19 +310,22 @@ impl EventDecoder {
 
     /// Decode one line of JSON. On error nothing is added.
     pub fn push_line(&mut self, line: &[u8]) -> Result<(), Rejection> {
-        if let Err(e) = std::str::from_utf8(line) {
-            return Err(Rejection::new(
-                RejectKind::InvalidUtf8,
-                None,
-                format!("invalid UTF-8 at byte {}", e.valid_up_to()),
-            ));
-        }
+        let text = match std::str::from_utf8(line) {
+            Ok(text) => text,
+            Err(e) => {
+                return Err(Rejection::new(
+                    RejectKind::InvalidUtf8,
+                    None,
+                    format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+                ));
+            }
+        };
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         scratch.extend_from_slice(line);
         let result = self
             .layout
-            .decode(&mut scratch, line, &mut self.buffers)
+            .decode(&mut scratch, text, &mut self.buffers)
             .map(|cells| {
                 for (column, cell) in self.columns.iter_mut().zip(cells) {
                     column.push(cell);
@@ -343,11 +346,11 @@ impl EventDecoder {
 }
 
 impl Layout {
-    /// Parse one line (`buf`, a copy of `line` that the parser may modify) into checked cells.
+    /// Parse one line (`buf`, a copy of `text` that the parser may modify) into checked cells.
     fn decode<'de>(
         &self,
         buf: &'de mut [u8],
-        line: &[u8],
+        text: &str,
         buffers: &mut simd_json::Buffers,
     ) -> Result<Vec<Cell<'de>>, Rejection> {
         let mut parsed = Parsed {
@@ -356,7 +359,7 @@ impl Layout {
             unknown: Vec::new(),
         };
         let mut type_error = None;
-        self.parse_object(buf, line, buffers, &mut parsed, &mut type_error)?;
+        self.parse_object(buf, text, buffers, &mut parsed, &mut type_error)?;
         if let Some(rejection) = type_error {
             return Err(rejection);
         }
@@ -370,12 +373,11 @@ impl Layout {
     fn parse_object<'de>(
         &self,
         buf: &'de mut [u8],
-        line: &[u8],
+        text: &str,
         buffers: &mut simd_json::Buffers,
         parsed: &mut Parsed<'de>,
         type_error: &mut Option<Rejection>,
     ) -> Result<(), Rejection> {
-        let text = std::str::from_utf8(line).unwrap_or_default();
         let result = simd_json::Deserializer::from_slice_with_buffers(buf, buffers)
             .map_err(|e| e.to_string())
             .and_then(|mut de| {
@@ -470,7 +472,7 @@ impl Layout {
     fn check<'de>(&self, parsed: Parsed<'de>) -> Result<Vec<Cell<'de>>, Rejection> {
         let spec = self.topic.spec();
         let mut cells = Vec::with_capacity(spec.fields.len());
-        let mut event_id: Option<String> = None;
+        let mut event_id: Option<uuid::Uuid> = None;
         let Parsed {
             values,
             mut metadata,
@@ -482,9 +484,9 @@ impl Layout {
                     metadata_cell(metadata.take(), std::mem::take(&mut unknown))?
                 }
                 (envelope::EVENT_ID, None) => {
-                    let id = uuid::Uuid::now_v7().hyphenated().to_string();
-                    event_id = Some(id.clone());
-                    Cell::Str(Cow::Owned(id))
+                    let id = uuid::Uuid::now_v7();
+                    event_id = Some(id);
+                    Cell::Str(Cow::Owned(id.hyphenated().to_string()))
                 }
                 (envelope::EVENT_ID, Some(v)) => {
                     let s = expect_str(field, v)?;
@@ -496,17 +498,20 @@ impl Layout {
                         )
                     })?;
                     // Canonical form, so that the same id in another spelling still dedups.
-                    let canonical = id.hyphenated().to_string();
-                    let cell = if canonical == *s {
+                    let mut buffer = uuid::Uuid::encode_buffer();
+                    let canonical = id.hyphenated().encode_lower(&mut buffer);
+                    event_id = Some(id);
+                    if canonical == s.as_ref() {
                         Cell::Str(s)
                     } else {
-                        Cell::Str(Cow::Owned(canonical.clone()))
-                    };
-                    event_id = Some(canonical);
-                    cell
+                        Cell::Str(Cow::Owned(canonical.to_string()))
+                    }
                 }
                 (envelope::CORRELATION_ID, None) => Cell::Str(Cow::Owned(
-                    event_id.clone().expect("event_id precedes correlation_id"),
+                    event_id
+                        .expect("event_id precedes correlation_id")
+                        .hyphenated()
+                        .to_string(),
                 )),
                 (envelope::EVENT_TYPE, None) => Cell::Str(Cow::Borrowed(spec.event_type)),
                 (envelope::SOURCE, None) => Cell::Str(Cow::Owned(self.defaults.source.clone())),

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
-use arrow::compute::concat_batches;
 use omnistream_lake::compact::{self, CompactOptions, CompactionTask};
 use omnistream_lake::{
     Action, DataFile, Lake, LakeWriter, Snapshot, TableDef, filter_rows, raw_table_def,
@@ -200,7 +199,7 @@ impl<'a> LakeSink<'a> {
         let mut actions = Vec::new();
         let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
         let mut new_ids: HashMap<(String, String), Vec<u128>> = HashMap::new();
-        let mut writes: Vec<(TableDef, String, RecordBatch)> = Vec::new();
+        let mut writes: Vec<(TableDef, String, Vec<RecordBatch>)> = Vec::new();
 
         for (topic, offsets) in &committed {
             let mut batches: Vec<RecordBatch> = Vec::new();
@@ -221,17 +220,32 @@ impl<'a> LakeSink<'a> {
             if !snapshot.tables.contains_key(&def.name) {
                 actions.push(Action::DefineTable(def.clone()));
             }
-            let batch = concat_batches(&topic.schema(), &batches)?;
-            report.records_read += batch.num_rows() as u64;
-            for (date, rows) in split_by_date(&batch, envelope::EMITTED_AT)? {
+            // The log's batches are split and filtered where they are (slices where possible),
+            // never concatenated: the rows are copied once, by the Parquet encoder.
+            let mut by_date: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+            for batch in &batches {
+                report.records_read += batch.num_rows() as u64;
+                for (date, rows) in split_by_date(batch, envelope::EMITTED_AT)? {
+                    by_date.entry(date).or_default().push(rows);
+                }
+            }
+            for (date, parts) in by_date {
                 let seen = self.dedup.partition(lake, &snapshot, &def.name, &date)?;
                 let mut in_round = IdSet::default();
-                let unique = filter_rows(&rows, envelope::EVENT_ID, |id| {
-                    let key = id_key(id);
-                    !seen.contains(&key) && in_round.insert(key)
-                })?;
-                report.duplicates += (rows.num_rows() - unique.num_rows()) as u64;
-                if unique.num_rows() == 0 {
+                let (mut unique, mut rows_in) = (Vec::new(), 0);
+                for rows in parts {
+                    rows_in += rows.num_rows();
+                    let kept = filter_rows(&rows, envelope::EVENT_ID, |id| {
+                        let key = id_key(id);
+                        !seen.contains(&key) && in_round.insert(key)
+                    })?;
+                    if kept.num_rows() > 0 {
+                        unique.push(kept);
+                    }
+                }
+                let unique_rows: usize = unique.iter().map(RecordBatch::num_rows).sum();
+                report.duplicates += (rows_in - unique_rows) as u64;
+                if unique_rows == 0 {
                     continue;
                 }
                 touched.insert((def.name.clone(), date.clone()));
@@ -239,13 +253,11 @@ impl<'a> LakeSink<'a> {
                     .entry((def.name.clone(), date.clone()))
                     .or_default()
                     .extend(in_round);
-                // Large batches are cut so that both cores encode Parquet at once.
-                let pieces =
-                    (unique.num_rows() / SPLIT_ROWS).clamp(1, self.options.parallelism.max(1));
-                let step = unique.num_rows().div_ceil(pieces);
-                for start in (0..unique.num_rows()).step_by(step) {
-                    let len = step.min(unique.num_rows() - start);
-                    writes.push((def.clone(), date.clone(), unique.slice(start, len)));
+                // Many rows are cut into files of equal size so that both cores encode Parquet
+                // at once.
+                let pieces = (unique_rows / SPLIT_ROWS).clamp(1, self.options.parallelism.max(1));
+                for piece in cut_evenly(unique, unique_rows.div_ceil(pieces)) {
+                    writes.push((def.clone(), date.clone(), piece));
                 }
             }
             actions.push(Action::SourceOffsets {
@@ -314,7 +326,10 @@ impl<'a> LakeSink<'a> {
     }
 
     /// Write the files of a round, `parallelism` at a time. On error, nothing written stays.
-    fn write_files(&self, writes: &[(TableDef, String, RecordBatch)]) -> Result<Vec<DataFile>> {
+    fn write_files(
+        &self,
+        writes: &[(TableDef, String, Vec<RecordBatch>)],
+    ) -> Result<Vec<DataFile>> {
         let next = AtomicUsize::new(0);
         let results: Vec<Mutex<Option<Result<DataFile>>>> =
             writes.iter().map(|_| Mutex::new(None)).collect();
@@ -324,12 +339,10 @@ impl<'a> LakeSink<'a> {
                 scope.spawn(|| {
                     loop {
                         let i = next.fetch_add(1, Ordering::SeqCst);
-                        let Some((def, date, batch)) = writes.get(i) else {
+                        let Some((def, date, batches)) = writes.get(i) else {
                             return;
                         };
-                        let file =
-                            self.writer
-                                .write_file(def, Some(date), std::slice::from_ref(batch));
+                        let file = self.writer.write_file(def, Some(date), batches);
                         *results[i].lock().unwrap() = Some(file.map_err(Into::into));
                     }
                 });
@@ -454,5 +467,66 @@ impl<'a> LakeSink<'a> {
             }
         }
         Ok(totals)
+    }
+}
+
+/// `batches` regrouped in order into groups of `rows_per_group` rows (the last one smaller),
+/// slicing batches at the boundaries.
+fn cut_evenly(batches: Vec<RecordBatch>, rows_per_group: usize) -> Vec<Vec<RecordBatch>> {
+    let rows_per_group = rows_per_group.max(1);
+    let (mut groups, mut group, mut in_group) = (Vec::new(), Vec::new(), 0);
+    for mut batch in batches {
+        while batch.num_rows() > 0 {
+            let n = (rows_per_group - in_group).min(batch.num_rows());
+            group.push(batch.slice(0, n));
+            batch = batch.slice(n, batch.num_rows() - n);
+            in_group += n;
+            if in_group == rows_per_group {
+                groups.push(std::mem::take(&mut group));
+                in_group = 0;
+            }
+        }
+    }
+    if !group.is_empty() {
+        groups.push(group);
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::cut_evenly;
+
+    #[test]
+    fn batches_are_cut_into_even_groups_in_order() {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)]));
+        let batch = |from: i64, n: i64| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from_iter_values(from..from + n))],
+            )
+            .unwrap()
+        };
+        // 3 + 5 + 2 rows in groups of 4: [0..4], [4..8], [8..10].
+        let groups = cut_evenly(vec![batch(0, 3), batch(3, 5), batch(8, 2)], 4);
+        let values: Vec<Vec<i64>> = groups
+            .iter()
+            .map(|g| {
+                g.iter()
+                    .flat_map(|b| {
+                        let a = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                        a.values().to_vec()
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(values, [vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]);
+        assert_eq!(cut_evenly(vec![batch(0, 4)], 4).len(), 1);
+        assert!(cut_evenly(vec![], 4).is_empty());
     }
 }

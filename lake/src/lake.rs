@@ -432,27 +432,38 @@ pub fn split_by_date(
         .ok_or_else(|| LakeError::Internal(format!("no time column '{time_column}'")))?;
     let times = col.as_primitive::<TimestampMicrosecondType>();
     const DAY_US: i64 = 86_400_000_000;
-    let mut by_day: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
-    for i in 0..times.len() {
-        // Rows without a time go to the epoch partition rather than being dropped.
-        let day = if times.is_valid(i) {
+    // Rows without a time go to the epoch partition rather than being dropped.
+    let day_of = |i: usize| {
+        if times.is_valid(i) {
             times.value(i).div_euclid(DAY_US)
         } else {
             0
-        };
-        by_day.entry(day).or_default().push(i as u32);
+        }
+    };
+    // Runs of rows of one day. Events arrive mostly in time order, so a day is usually a single
+    // run, taken as a slice without copying; scattered days are gathered in row order.
+    let mut runs: BTreeMap<i64, Vec<(usize, usize)>> = BTreeMap::new();
+    let mut i = 0;
+    while i < times.len() {
+        let (day, start) = (day_of(i), i);
+        while i < times.len() && day_of(i) == day {
+            i += 1;
+        }
+        runs.entry(day).or_default().push((start, i - start));
     }
-    if by_day.len() == 1 {
-        let (day, _) = by_day.into_iter().next().unwrap();
-        return Ok(BTreeMap::from([(date_of(day * DAY_US), batch.clone())]));
-    }
-    by_day
-        .into_iter()
-        .map(|(day, rows)| {
-            Ok((
-                date_of(day * DAY_US),
-                take_record_batch(batch, &UInt32Array::from(rows))?,
-            ))
+    runs.into_iter()
+        .map(|(day, runs)| {
+            let rows = match runs[..] {
+                [(start, len)] => batch.slice(start, len),
+                _ => {
+                    let indices: UInt32Array = runs
+                        .iter()
+                        .flat_map(|&(start, len)| start as u32..(start + len) as u32)
+                        .collect();
+                    take_record_batch(batch, &indices)?
+                }
+            };
+            Ok((date_of(day * DAY_US), rows))
         })
         .collect()
 }

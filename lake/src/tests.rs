@@ -319,3 +319,60 @@ async fn files_outside_a_time_filter_are_not_read() {
             .is_err()
     );
 }
+
+#[test]
+fn rows_split_by_date_keep_their_order_and_runs_are_slices() {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new(
+            "emitted_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("value", DataType::Int64, false),
+    ]));
+    // Days 1, 1, 2, 2, 1, 3, none: day 1 is scattered, days 2 and 3 are runs.
+    let times = [
+        Some(DAY),
+        Some(DAY + 5),
+        Some(2 * DAY),
+        Some(2 * DAY + 1),
+        Some(DAY + 9),
+        Some(3 * DAY),
+        None,
+    ];
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(TimestampMicrosecondArray::from(times.to_vec()).with_timezone("UTC")),
+            Arc::new(Int64Array::from_iter_values(0..times.len() as i64)),
+        ],
+    )
+    .unwrap();
+    let parts = crate::split_by_date(&batch, "emitted_at").unwrap();
+    let values = |date: &str| -> Vec<i64> {
+        parts[date]
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .values()
+            .to_vec()
+    };
+    assert_eq!(
+        parts.keys().collect::<Vec<_>>(),
+        ["1970-01-01", "1970-01-02", "1970-01-03", "1970-01-04"]
+    );
+    assert_eq!(values("1970-01-01"), [6], "no time: the epoch partition");
+    assert_eq!(values("1970-01-02"), [0, 1, 4]);
+    assert_eq!(values("1970-01-03"), [2, 3]);
+    assert_eq!(values("1970-01-04"), [5]);
+    // A run shares the input's memory: day 2's values are the input's from row 2 on.
+    let run = parts["1970-01-03"].column(1).to_data();
+    let input = batch.column(1).to_data();
+    assert_eq!(
+        run.buffers()[0].as_ptr(),
+        input.buffers()[0]
+            .as_ptr()
+            .wrapping_add(2 * size_of::<i64>())
+    );
+}

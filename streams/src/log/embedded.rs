@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow::array::{Array, RecordBatch, StringArray, UInt32Array};
+use arrow::buffer::Buffer;
 use arrow::compute::take_record_batch;
 use serde::{Deserialize, Serialize};
 
@@ -419,7 +420,7 @@ impl EventLog for EmbeddedLog {
                 )));
             }
             frame::verify(&header, &buf[HEADER_LEN..]).map_err(corrupt)?;
-            let mut batch = frame::decode(&buf[HEADER_LEN..])?;
+            let mut batch = frame::decode(Buffer::from_vec(buf).slice(HEADER_LEN))?;
             let mut base_offset = entry.base_offset;
             if from > base_offset {
                 let skip = (from - base_offset) as usize;

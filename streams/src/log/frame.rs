@@ -6,10 +6,9 @@
 //! All integers little-endian. The CRC covers `record_count`, `base_offset`, `appended_at_us` and the
 //! payload, so a header torn from its payload fails the check too.
 
-use std::io::Cursor;
-
 use arrow::array::RecordBatch;
-use arrow::ipc::reader::StreamReader;
+use arrow::buffer::Buffer;
+use arrow::ipc::reader::StreamDecoder;
 use arrow::ipc::writer::StreamWriter;
 
 use crate::error::{Result, StreamsError};
@@ -132,13 +131,23 @@ pub fn verify(header: &FrameHeader, payload: &[u8]) -> std::result::Result<(), S
     Ok(())
 }
 
-/// Decode a verified payload into its record batch.
-pub fn decode(payload: &[u8]) -> Result<RecordBatch> {
-    let mut reader = StreamReader::try_new(Cursor::new(payload), None)?;
-    let batch = reader
-        .next()
-        .ok_or_else(|| StreamsError::Internal("frame payload holds no record batch".into()))??;
-    Ok(batch)
+/// Decode a verified payload into its record batch without copying it: the batch's arrays point
+/// into `payload` (a frame read from disk is decoded in place, not copied a second time).
+pub fn decode(mut payload: Buffer) -> Result<RecordBatch> {
+    let mut decoder = StreamDecoder::new();
+    let mut batch = None;
+    while !payload.is_empty() {
+        if let Some(b) = decoder.decode(&mut payload)? {
+            if batch.is_some() {
+                return Err(StreamsError::Internal(
+                    "frame payload holds more than one record batch".into(),
+                ));
+            }
+            batch = Some(b);
+        }
+    }
+    decoder.finish()?;
+    batch.ok_or_else(|| StreamsError::Internal("frame payload holds no record batch".into()))
 }
 
 #[cfg(test)]
@@ -175,7 +184,7 @@ mod tests {
         );
         assert_eq!(h.frame_len() as usize, frame.len());
         verify(&h, &frame[HEADER_LEN..]).unwrap();
-        assert_eq!(decode(&frame[HEADER_LEN..]).unwrap(), batch());
+        assert_eq!(decode(Buffer::from(&frame[HEADER_LEN..])).unwrap(), batch());
     }
 
     #[test]
