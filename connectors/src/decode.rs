@@ -7,13 +7,14 @@
 //! column builders, so a rejected line leaves no trace in the batch.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder,
+    Array, ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder,
     RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use omnistream_streams::envelope;
@@ -204,13 +205,35 @@ impl Column {
         }
     }
 
+    /// The column so far, and a fresh builder sized like it: batches of one input are alike, and
+    /// a builder growing from empty copies its data about twice over on the way.
     fn finish(&mut self) -> ArrayRef {
         match self {
-            Column::Utf8(b) => Arc::new(b.finish()),
-            Column::Int64(b) => Arc::new(b.finish()),
-            Column::Float64(b) => Arc::new(b.finish()),
-            Column::Boolean(b) => Arc::new(b.finish()),
-            Column::Timestamp(b) => Arc::new(b.finish()),
+            Column::Utf8(b) => {
+                let a = b.finish();
+                *b = StringBuilder::with_capacity(a.len(), a.value_data().len());
+                Arc::new(a)
+            }
+            Column::Int64(b) => {
+                let a = b.finish();
+                *b = Int64Builder::with_capacity(a.len());
+                Arc::new(a)
+            }
+            Column::Float64(b) => {
+                let a = b.finish();
+                *b = Float64Builder::with_capacity(a.len());
+                Arc::new(a)
+            }
+            Column::Boolean(b) => {
+                let a = b.finish();
+                *b = BooleanBuilder::with_capacity(a.len());
+                Arc::new(a)
+            }
+            Column::Timestamp(b) => {
+                let a = b.finish();
+                *b = TimestampMicrosecondBuilder::with_capacity(a.len()).with_timezone("UTC");
+                Arc::new(a)
+            }
             Column::List(b) => Arc::new(b.finish()),
             Column::Binary(b) => Arc::new(b.finish()),
         }
@@ -230,6 +253,10 @@ struct Layout {
     topic: Topic,
     defaults: EnvelopeDefaults,
     keys: FnvMap<&'static str, Key>,
+    /// The known keys of the last top-level object, by position: producers write their keys in
+    /// the same order line after line, so a key is first compared with the one seen at its
+    /// position (one string comparison) before it is hashed and looked up.
+    order: RefCell<Vec<Option<(&'static str, Key)>>>,
     /// Fields that can also come from a nested path (`capabilities/metadata/node_type`).
     path_aliases: Vec<(usize, Vec<&'static str>)>,
     fields: usize,
@@ -280,6 +307,7 @@ impl EventDecoder {
                 topic,
                 defaults,
                 keys,
+                order: RefCell::new(Vec::new()),
                 path_aliases,
                 fields,
             },
@@ -346,6 +374,27 @@ impl EventDecoder {
 }
 
 impl Layout {
+    /// What `key` means. `position` (top-level keys only) is the key's place in its object, for
+    /// the prediction from the previous line's order.
+    fn lookup(&self, key: &str, position: Option<usize>) -> Option<Key> {
+        // Past the topic's few dozen fields, objects are odd enough not to predict.
+        let Some(at) = position.filter(|&p| p < 256) else {
+            return self.keys.get(key).copied();
+        };
+        let mut order = self.order.borrow_mut();
+        if let Some(Some((name, known))) = order.get(at)
+            && *name == key
+        {
+            return Some(*known);
+        }
+        let found = self.keys.get_key_value(key).map(|(name, k)| (*name, *k));
+        if order.len() <= at {
+            order.resize(at + 1, None);
+        }
+        order[at] = found;
+        found.map(|(_, k)| k)
+    }
+
     /// Parse one line (`buf`, a copy of `text` that the parser may modify) into checked cells.
     fn decode<'de>(
         &self,
@@ -569,9 +618,14 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_, '_, 'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let spec = self.decoder.topic.spec();
+        let mut position = 0;
         while let Some(key) = map.next_key::<CowStr<'de>>()? {
             let key = key.0;
-            match self.decoder.keys.get(key.as_ref()).copied() {
+            let found = self
+                .decoder
+                .lookup(&key, self.top_level.then_some(position));
+            position += 1;
+            match found {
                 Some(Key::Field(i)) => {
                     let field = &spec.fields[i];
                     let raw = match field.ty {
@@ -1262,5 +1316,38 @@ mod tests {
             err.reason,
             "field 'warnings' must be an array of strings, found an integer in it"
         );
+    }
+
+    /// The key at a position is predicted from the previous line; lines in another order, with an
+    /// alias or an unknown key where a known one was, still decode by name.
+    #[test]
+    fn keys_decode_by_name_whatever_the_previous_line_s_order() {
+        let mut d = EventDecoder::new(Topic::ModelCall, EnvelopeDefaults::default());
+        let lines: [&[u8]; 4] = [
+            br#"{"correlation_id":"a","model":"m1","input_tokens":1,"output_tokens":10,"latency_ms":1,"success":true}"#,
+            br#"{"correlation_id":"b","model":"m2","input_tokens":2,"output_tokens":20,"latency_ms":2,"success":true}"#,
+            br#"{"success":true,"latency_ms":3,"output_tokens":30,"input_tokens":3,"model":"m3","correlation_id":"c"}"#,
+            br#"{"correlation_id":"d","model":"m4","prompt_tokens":4,"surprise":40,"latency_ms":4,"success":false}"#,
+        ];
+        for line in lines {
+            d.push_line(line).unwrap();
+        }
+        let b = d.finish();
+        let strings = |n: &str| -> Vec<String> {
+            let c = b.column_by_name(n).unwrap().as_string::<i32>();
+            (0..c.len()).map(|i| c.value(i).to_string()).collect()
+        };
+        let ints = |n: &str| -> Vec<Option<i64>> {
+            b.column_by_name(n)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .iter()
+                .collect()
+        };
+        assert_eq!(strings("correlation_id"), ["a", "b", "c", "d"]);
+        assert_eq!(strings("model"), ["m1", "m2", "m3", "m4"]);
+        assert_eq!(ints("input_tokens"), [Some(1), Some(2), Some(3), Some(4)]);
+        assert_eq!(ints("output_tokens"), [Some(10), Some(20), Some(30), None]);
+        assert!(strings("metadata")[3].contains("surprise"));
     }
 }

@@ -10,13 +10,18 @@
 
 use std::collections::HashMap;
 
-use similar::{Algorithm, DiffOp, capture_diff_slices};
+use std::time::{Duration, Instant};
+
+use similar::{Algorithm, DiffOp, capture_diff_slices_deadline};
 use tree_sitter::{InputEdit, Parser, Point, Tree};
 
 /// Texts further apart than this share too little for an incremental parse to pay.
 const MAX_CHANGED_FRACTION: f64 = 0.5;
-/// Keys kept per thread (node types × generated Python files, with room for model output).
+/// Keys kept per worker (node types × generated Python files, with room for model output).
 const MAX_KEYS: usize = 256;
+/// A diff of texts with little in common can cost more than the parse it would save (a model's
+/// output against the template's): past this, the diff is coarse and the parse fresh.
+const DIFF_BUDGET: Duration = Duration::from_millis(2);
 
 /// A fresh parse, with no previous tree.
 pub fn parse_fresh(source: &str) -> Tree {
@@ -83,7 +88,9 @@ impl PythonParser {
 fn edited(old: &str, tree: &Tree, new: &str) -> Option<Tree> {
     let old_lines = lines(old);
     let new_lines = lines(new);
-    let ops = capture_diff_slices(Algorithm::Myers, &old_lines, &new_lines);
+    let deadline = Instant::now() + DIFF_BUDGET;
+    let ops =
+        capture_diff_slices_deadline(Algorithm::Myers, &old_lines, &new_lines, Some(deadline));
     let old_starts = starts(&old_lines);
     let new_starts = starts(&new_lines);
     let mut changed = 0usize;
