@@ -14,8 +14,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder,
-    RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, ArrowPrimitiveType, BinaryBuilder, BooleanBuilder, Float64Builder,
+    Int64Builder, ListBuilder, PrimitiveBuilder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
 };
 use omnistream_streams::envelope;
 use omnistream_streams::{FieldSpec, FieldType, Topic};
@@ -214,30 +215,26 @@ impl Column {
                 *b = StringBuilder::with_capacity(a.len(), a.value_data().len());
                 Arc::new(a)
             }
-            Column::Int64(b) => {
-                let a = b.finish();
-                *b = Int64Builder::with_capacity(a.len());
-                Arc::new(a)
-            }
-            Column::Float64(b) => {
-                let a = b.finish();
-                *b = Float64Builder::with_capacity(a.len());
-                Arc::new(a)
-            }
+            Column::Int64(b) => finish_primitive(b),
+            Column::Float64(b) => finish_primitive(b),
+            Column::Timestamp(b) => finish_primitive(b),
             Column::Boolean(b) => {
                 let a = b.finish();
                 *b = BooleanBuilder::with_capacity(a.len());
-                Arc::new(a)
-            }
-            Column::Timestamp(b) => {
-                let a = b.finish();
-                *b = TimestampMicrosecondBuilder::with_capacity(a.len()).with_timezone("UTC");
                 Arc::new(a)
             }
             Column::List(b) => Arc::new(b.finish()),
             Column::Binary(b) => Arc::new(b.finish()),
         }
     }
+}
+
+/// A primitive column's values so far, and a fresh builder of the same type (time zone included)
+/// sized like them.
+fn finish_primitive<T: ArrowPrimitiveType>(b: &mut PrimitiveBuilder<T>) -> ArrayRef {
+    let a = b.finish();
+    *b = PrimitiveBuilder::<T>::with_capacity(a.len()).with_data_type(a.data_type().clone());
+    Arc::new(a)
 }
 
 /// What a JSON key means for a topic.
