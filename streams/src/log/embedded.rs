@@ -102,6 +102,8 @@ struct PartitionState {
     next_offset: u64,
     /// Open lock file; holding its exclusive lock makes this process the partition's writer.
     lock_file: Option<File>,
+    /// The frame being appended, reused from one append to the next.
+    frame_buffer: Vec<u8>,
 }
 
 struct Segment {
@@ -209,6 +211,7 @@ impl EmbeddedLog {
                 segments: vec![],
                 next_offset: 0,
                 lock_file: None,
+                frame_buffer: Vec::new(),
             };
             state.refresh()?;
             partitions.push(Mutex::new(state));
@@ -689,13 +692,31 @@ impl PartitionState {
         }
         let base_offset = self.next_offset;
         let appended_at_us = now_us();
-        let bytes = frame::encode(batch, base_offset, appended_at_us)?;
+        let mut bytes = std::mem::take(&mut self.frame_buffer);
+        let encoded = frame::encode_into(&mut bytes, batch, base_offset, appended_at_us);
+        let result = encoded
+            .and_then(|()| self.write_frame(&bytes, batch, base_offset, appended_at_us, config));
+        // An exceptional batch's buffer is not kept for the rest of the process.
+        if bytes.capacity() <= 32 << 20 {
+            self.frame_buffer = bytes;
+        }
+        result
+    }
+
+    fn write_frame(
+        &mut self,
+        bytes: &[u8],
+        batch: &RecordBatch,
+        base_offset: u64,
+        appended_at_us: i64,
+        config: &EmbeddedLogConfig,
+    ) -> Result<u64> {
         let segment = self.segments.last_mut().expect("a segment after roll");
         let mut file = OpenOptions::new()
             .append(true)
             .open(&segment.path)
             .io_context(|| format!("opening {}", segment.path.display()))?;
-        file.write_all(&bytes)
+        file.write_all(bytes)
             .io_context(|| format!("appending to {}", segment.path.display()))?;
         if config.fsync {
             file.sync_data()

@@ -77,10 +77,24 @@ fn checksum(record_count: u32, base_offset: u64, appended_at_us: i64, payload: &
 
 /// Encode one batch as a complete frame (header and payload) ready to append.
 pub fn encode(batch: &RecordBatch, base_offset: u64, appended_at_us: i64) -> Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(HEADER_LEN + batch.get_array_memory_size() + 1024);
+    let mut buf = Vec::new();
+    encode_into(&mut buf, batch, base_offset, appended_at_us)?;
+    Ok(buf)
+}
+
+/// [`encode`] into `buf` (cleared first): a writer reusing one buffer does not fault in fresh
+/// pages for every frame.
+pub fn encode_into(
+    buf: &mut Vec<u8>,
+    batch: &RecordBatch,
+    base_offset: u64,
+    appended_at_us: i64,
+) -> Result<()> {
+    buf.clear();
+    buf.reserve(HEADER_LEN + batch.get_array_memory_size() + 1024);
     buf.resize(HEADER_LEN, 0);
     {
-        let mut writer = StreamWriter::try_new(&mut buf, &batch.schema())?;
+        let mut writer = StreamWriter::try_new(&mut *buf, &batch.schema())?;
         writer.write(batch)?;
         writer.finish()?;
     }
@@ -104,7 +118,7 @@ pub fn encode(batch: &RecordBatch, base_offset: u64, appended_at_us: i64) -> Res
     buf[12..16].copy_from_slice(&record_count.to_le_bytes());
     buf[16..24].copy_from_slice(&base_offset.to_le_bytes());
     buf[24..32].copy_from_slice(&appended_at_us.to_le_bytes());
-    Ok(buf)
+    Ok(())
 }
 
 /// Verify a frame's payload against its header.
