@@ -411,8 +411,9 @@ pub struct BenchCodegenArgs {
     /// Generations to run.
     #[arg(long, short = 'n', default_value_t = 1000)]
     pub generations: u64,
-    /// Generations at once (and processes of the Python peer).
-    #[arg(long, default_value_t = 4)]
+    /// Generations at once (and processes of the Python peer). The template model is CPU work,
+    /// so the default is one per core; `codegen.concurrency` (4) suits models over HTTP.
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(2, |n| n.get()))]
     pub concurrency: usize,
     /// Skip the compile check (G13) on both sides.
     #[arg(long)]
