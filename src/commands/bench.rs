@@ -22,10 +22,7 @@ pub async fn run(config: &Config, command: BenchCommand) -> Result<()> {
         BenchCommand::Freshness(args) => super::bench_jobs::freshness(config, args).await,
         BenchCommand::Codegen(args) => super::bench_codegen::run(config, args).await,
         BenchCommand::Ingest(args) => {
-            let config = config.clone();
-            tokio::task::spawn_blocking(move || ingest_bench(&config, args))
-                .await
-                .map_err(|e| CliError::Usage(format!("bench stopped: {e}")))?
+            super::blocking("bench", config, move |config, _| ingest_bench(config, args)).await
         }
     }
 }

@@ -47,11 +47,10 @@ const PROMPTS: &[&str] = &[
 ];
 
 pub async fn run(config: &Config, args: BenchCodegenArgs) -> Result<()> {
-    let config = config.clone();
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || bench(&config, args, runtime))
-        .await
-        .map_err(|e| CliError::Usage(format!("bench stopped: {e}")))?
+    super::blocking("bench", config, move |config, runtime| {
+        bench(config, args, runtime)
+    })
+    .await
 }
 
 fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handle) -> Result<()> {
@@ -122,15 +121,16 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
     .map_err(CliError::io("writing the peer's templates"))?;
     fs::write(work.join("codegen_peer.py"), PEER).map_err(CliError::io("writing the peer"))?;
 
+    // What is compiled, said to the reader and to the peer (which compiles the same).
+    let (compiled, peer_compiles) = match (options.compile_check, options.compile_scope) {
+        (false, _) => ("off", "none"),
+        (true, CompileScope::All) => ("on (every file)", "all"),
+        (true, CompileScope::Changed) => ("on (files a model or a patch changed)", "changed"),
+    };
     println!(
-        "bench codegen: {} generations (template model), concurrency {}, compile check {}, generated tests {}",
+        "bench codegen: {} generations (template model), concurrency {}, compile check {compiled}, generated tests {}",
         args.generations,
         options.concurrency,
-        match (options.compile_check, options.compile_scope) {
-            (false, _) => "off",
-            (true, CompileScope::All) => "on (every file)",
-            (true, CompileScope::Changed) => "on (files a model or a patch changed)",
-        },
         if options.run_tests { "on" } else { "off" }
     );
     let bar = ProgressBar::new(args.generations);
@@ -139,7 +139,6 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
             .unwrap(),
     );
     let concurrency = options.concurrency;
-    let (options_compile, scope) = (options.compile_check, options.compile_scope);
     let mut codegen = Codegen::new(&log, options, runtime, &config.status_dir())?;
     let started = Instant::now();
     loop {
@@ -177,11 +176,7 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
         .arg(work.join("codegen_peer.py"))
         .arg(&work)
         .arg(concurrency.to_string())
-        .arg(match (options_compile, scope) {
-            (false, _) => "none",
-            (true, CompileScope::All) => "all",
-            (true, CompileScope::Changed) => "changed",
-        })
+        .arg(peer_compiles)
         .output()
         .map_err(CliError::io(format!("starting {}", args.python)))?;
     if !peer.status.success() {

@@ -114,11 +114,10 @@ fn model_performance() -> Result<omnistream_jobs::JobSpec> {
 
 /// `bench query`: the model_performance SQL (1h windows) over every row, three engines.
 pub async fn query(config: &Config, args: BenchQueryArgs) -> Result<()> {
-    let config = config.clone();
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || query_blocking(&config, args, handle))
-        .await
-        .map_err(|e| CliError::Usage(format!("bench stopped: {e}")))?
+    super::blocking("bench", config, move |config, runtime| {
+        query_blocking(config, args, runtime)
+    })
+    .await
 }
 
 fn query_blocking(
@@ -315,11 +314,10 @@ print(time.perf_counter() - t, n, duckdb.__version__ if engine == "duckdb" else 
 
 /// `bench batch`: one incremental batch of model_performance on top of growing histories.
 pub async fn batch(config: &Config, args: BenchBatchArgs) -> Result<()> {
-    let config = config.clone();
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || batch_blocking(&config, args, handle))
-        .await
-        .map_err(|e| CliError::Usage(format!("bench stopped: {e}")))?
+    super::blocking("bench", config, move |config, runtime| {
+        batch_blocking(config, args, runtime)
+    })
+    .await
 }
 
 fn batch_blocking(
@@ -394,11 +392,10 @@ fn batch_blocking(
 /// `bench freshness`: append at a rate while the sink and model_performance follow; measure the
 /// time from each append's acknowledgement to the reducer's commit that covers it.
 pub async fn freshness(config: &Config, args: BenchFreshnessArgs) -> Result<()> {
-    let config = config.clone();
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || freshness_blocking(&config, args, handle))
-        .await
-        .map_err(|e| CliError::Usage(format!("bench stopped: {e}")))?
+    super::blocking("bench", config, move |config, runtime| {
+        freshness_blocking(config, args, runtime)
+    })
+    .await
 }
 
 fn freshness_blocking(

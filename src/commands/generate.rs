@@ -83,11 +83,10 @@ fn rows_of(batch: &RecordBatch, correlation_id: &str) -> Result<Vec<Value>> {
 }
 
 pub async fn run(config: &Config, args: GenerateArgs) -> Result<()> {
-    let config = config.clone();
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || generate(&config, args, runtime))
-        .await
-        .map_err(|e| CliError::Usage(format!("generate stopped: {e}")))?
+    super::blocking("generate", config, move |config, runtime| {
+        generate(config, args, runtime)
+    })
+    .await
 }
 
 fn generate(config: &Config, args: GenerateArgs, runtime: tokio::runtime::Handle) -> Result<()> {

@@ -14,10 +14,10 @@ use crate::config::Config;
 use crate::error::{CliError, Result};
 
 pub async fn run(config: &Config, args: IngestArgs) -> Result<()> {
-    let config = config.clone();
-    tokio::task::spawn_blocking(move || run_blocking(&config, args))
-        .await
-        .map_err(|e| CliError::Usage(format!("ingest stopped: {e}")))?
+    super::blocking("ingest", config, move |config, _| {
+        run_blocking(config, args)
+    })
+    .await
 }
 
 fn run_blocking(config: &Config, args: IngestArgs) -> Result<()> {

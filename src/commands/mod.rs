@@ -20,7 +20,22 @@ use omnistream_lake::Lake;
 use omnistream_streams::EmbeddedLog;
 
 use crate::config::Config;
-use crate::error::Result;
+use crate::error::{CliError, Result};
+
+/// Run a command's synchronous work (log, lake, files, subprocesses) on tokio's blocking pool,
+/// with its own copy of the config and a handle to the runtime for what it drives async; `what`
+/// names the command if the task panics.
+pub async fn blocking<T: Send + 'static>(
+    what: &'static str,
+    config: &Config,
+    work: impl FnOnce(&Config, tokio::runtime::Handle) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let config = config.clone();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || work(&config, runtime))
+        .await
+        .map_err(|e| CliError::Usage(format!("{what} stopped: {e}")))?
+}
 
 pub fn open_log(config: &Config) -> Result<EmbeddedLog> {
     Ok(EmbeddedLog::open(config.log_config())?)

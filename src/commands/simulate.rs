@@ -59,10 +59,10 @@ pub fn workload_config(args: &SimulateArgs) -> Result<WorkloadConfig> {
 }
 
 pub async fn run(config: &Config, args: SimulateArgs) -> Result<()> {
-    let config = config.clone();
-    tokio::task::spawn_blocking(move || run_blocking(&config, args))
-        .await
-        .map_err(|e| CliError::Usage(format!("simulate stopped: {e}")))?
+    super::blocking("simulate", config, move |config, _| {
+        run_blocking(config, args)
+    })
+    .await
 }
 
 fn run_blocking(config: &Config, args: SimulateArgs) -> Result<()> {

@@ -2,22 +2,20 @@
 //! module and make the node class inherit it (publisher set-up, initialize/shutdown, introspection
 //! on start). The node module is patched by its syntax tree, whoever wrote it (template or model).
 
+use super::parse::NodeType;
 use super::syntax::PythonParser;
 
 /// `source` with `from .event_bus import EventBusMixin` after its last top-level import and
 /// `EventBusMixin` as the first base of `class_name`. Unchanged when already integrated.
+/// `node_type` keys the incremental parse: the previous node module of the type is the closest
+/// text to parse from.
 pub fn integrate(
     source: &str,
     class_name: &str,
+    node_type: NodeType,
     parser: &mut PythonParser,
 ) -> Result<String, String> {
-    // Keyed by class suffix (the node type): the previous node module of the type is the
-    // closest text to parse incrementally from.
-    let suffix = ["Effect", "Orchestrator", "Compute", "Reducer"]
-        .into_iter()
-        .find(|t| class_name.ends_with(t))
-        .unwrap_or("");
-    let tree = parser.parse(&format!("event-bus patch/{suffix}"), source);
+    let tree = parser.parse(&format!("{}/event-bus patch", node_type.as_str()), source);
     let root = tree.root_node();
     let text = |n: tree_sitter::Node<'_>| n.utf8_text(source.as_bytes()).unwrap_or("");
     let mut cursor = root.walk();
@@ -101,24 +99,37 @@ pub fn integrate(
 
 #[cfg(test)]
 mod tests {
-    use super::{PythonParser, integrate};
+    use super::{NodeType, PythonParser, integrate};
 
     #[test]
     fn the_mixin_is_imported_and_becomes_the_first_base() {
         let src = "\"\"\"Doc.\"\"\"\nimport asyncio\nfrom .models.input import In\n\n\nclass NodeXEffect:\n    pass\n";
-        let out = integrate(src, "NodeXEffect", &mut PythonParser::new()).unwrap();
+        let out = integrate(
+            src,
+            "NodeXEffect",
+            NodeType::Effect,
+            &mut PythonParser::new(),
+        )
+        .unwrap();
         assert_eq!(
             out,
             "\"\"\"Doc.\"\"\"\nimport asyncio\nfrom .models.input import In\nfrom .event_bus import EventBusMixin\n\n\nclass NodeXEffect(EventBusMixin):\n    pass\n"
         );
         assert_eq!(
-            integrate(&out, "NodeXEffect", &mut PythonParser::new()).unwrap(),
+            integrate(
+                &out,
+                "NodeXEffect",
+                NodeType::Effect,
+                &mut PythonParser::new()
+            )
+            .unwrap(),
             out,
             "idempotent"
         );
         let out = integrate(
             "class NodeXEffect(Base):\n    pass\n",
             "NodeXEffect",
+            NodeType::Effect,
             &mut PythonParser::new(),
         )
         .unwrap();
@@ -130,6 +141,7 @@ mod tests {
             integrate(
                 "class Other:\n    pass\n",
                 "NodeXEffect",
+                NodeType::Effect,
                 &mut PythonParser::new()
             )
             .is_err()

@@ -176,7 +176,7 @@ pub fn parse_python<'a>(
 
 /// Visit `node` and its descendants in order; `visit` returning false skips a node's children.
 /// One cursor for the whole walk: a cursor per node costs more than the visiting.
-fn walk<'t>(node: Node<'t>, visit: &mut dyn FnMut(Node<'t>) -> bool) {
+pub(crate) fn walk<'t>(node: Node<'t>, visit: &mut dyn FnMut(Node<'t>) -> bool) {
     let mut cursor = node.walk();
     let mut descend = visit(cursor.node());
     loop {

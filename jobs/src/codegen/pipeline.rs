@@ -340,7 +340,14 @@ pub fn run(
     let result = stages(&mut rec, worker, req, &model_name, quorum_on);
     let total = rec.started.elapsed().as_secs_f64();
     match result {
-        Ok((directory, quality, files, parsed, patterns, contract_yaml)) => {
+        Ok(Done {
+            directory,
+            quality,
+            files,
+            parsed,
+            patterns,
+            contract_yaml,
+        }) => {
             let models: Vec<&str> = files
                 .iter()
                 .filter(|f| {
@@ -404,14 +411,16 @@ pub fn run(
     }
 }
 
-type Done = (
-    PathBuf,
-    Quality,
-    Vec<String>,
-    ParsedPrompt,
-    Vec<PatternRef>,
-    String,
-);
+/// What a completed generation hands to its end event.
+struct Done {
+    directory: PathBuf,
+    quality: Quality,
+    /// The node's files, relative to its directory.
+    files: Vec<String>,
+    parsed: ParsedPrompt,
+    patterns: Vec<PatternRef>,
+    contract_yaml: String,
+}
 
 /// The stages proper. Err carries the failure and the files written so far.
 fn stages(
@@ -941,7 +950,14 @@ fn stages(
         Ok(d) => d,
         Err(e) => return Err((fail("file_writing", "WRITE_FAILED", e), written)),
     };
-    Ok((directory, quality, written, parsed, patterns, contract_yaml))
+    Ok(Done {
+        directory,
+        quality,
+        files: written,
+        parsed,
+        patterns,
+        contract_yaml,
+    })
 }
 
 fn set_node_module(files: &mut [GeneratedFile], code: String) {
@@ -966,7 +982,12 @@ pub(crate) fn integrate_event_bus(
         Err(e) => warnings.push(e),
     }
     if let Some(node) = files.iter_mut().find(|f| f.path == NODE_MODULE) {
-        match event_bus::integrate(&node.content, &parsed.class_name(), parser) {
+        match event_bus::integrate(
+            &node.content,
+            &parsed.class_name(),
+            parsed.node_type,
+            parser,
+        ) {
             Ok(patched) => node.content = patched,
             Err(e) => warnings.push(format!("event bus not integrated: {e}")),
         }

@@ -211,14 +211,35 @@ pub fn template_sources() -> Vec<(&'static str, &'static str, &'static str)> {
         .collect()
 }
 
+/// What the template model produces for `prompt`: every rendered file, with the event bus
+/// integrated for the node types that use it (as the pipeline does).
+#[cfg(test)]
+pub(crate) fn template_output(prompt: &str) -> (super::parse::ParsedPrompt, Vec<GeneratedFile>) {
+    let parsed = super::parse::parse_prompt(prompt, None).unwrap();
+    let ctx = TemplateContext::new(
+        &parsed,
+        prompt,
+        super::catalog::catalog_patterns(&parsed, prompt),
+        GeneratorContext {
+            tool: "omnistream".into(),
+            model: "template".into(),
+            correlation_id: "c".into(),
+            generated_at: "2026-11-26T00:00:00Z".into(),
+        },
+    );
+    let mut files = render_node(&ctx).unwrap();
+    if parsed.node_type.uses_event_bus() {
+        let mut parser = super::syntax::PythonParser::new();
+        let warnings = super::pipeline::integrate_event_bus(&mut files, &ctx, &parsed, &mut parser);
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+    (parsed, files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codegen::catalog::catalog_patterns;
-    use crate::codegen::parse::parse_prompt;
-    use crate::codegen::pipeline::integrate_event_bus;
     use crate::codegen::python::PythonWorker;
-    use crate::codegen::syntax::PythonParser;
 
     /// What `compile_scope = "changed"` (the default) relies on: the templates' output compiles
     /// with Python for every node type, event-bus integration included. Request values only
@@ -237,25 +258,7 @@ mod tests {
             // Backslashes, escapes and triple quotes in the request: they land in docstrings.
             r#"Create PostgreSQL writer Effect node for C:\Notes and """quotes""" \N{x} \x '''"#,
         ] {
-            let parsed = parse_prompt(prompt, None).unwrap();
-            let ctx = TemplateContext::new(
-                &parsed,
-                prompt,
-                catalog_patterns(&parsed, prompt),
-                GeneratorContext {
-                    tool: "omnistream".into(),
-                    model: "template".into(),
-                    correlation_id: "c".into(),
-                    generated_at: "2026-11-26T00:00:00Z".into(),
-                },
-            );
-            let mut files = render_node(&ctx).unwrap();
-            if parsed.node_type.uses_event_bus() {
-                assert!(
-                    integrate_event_bus(&mut files, &ctx, &parsed, &mut PythonParser::new())
-                        .is_empty()
-                );
-            }
+            let (parsed, files) = template_output(prompt);
             for f in files.iter().filter(|f| f.path.ends_with(".py")) {
                 let path = dir.path().join(parsed.dir_name()).join(&f.path);
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();

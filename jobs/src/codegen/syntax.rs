@@ -23,13 +23,6 @@ const MAX_KEYS: usize = 256;
 /// output against the template's): past this, the diff is coarse and the parse fresh.
 const DIFF_BUDGET: Duration = Duration::from_millis(2);
 
-/// A fresh parse, with no previous tree.
-pub fn parse_fresh(source: &str) -> Tree {
-    python_parser()
-        .parse(source, None)
-        .expect("parsing without a timeout or cancellation returns a tree")
-}
-
 fn python_parser() -> Parser {
     let mut parser = Parser::new();
     parser
@@ -157,11 +150,22 @@ fn advance(from: Point, text: &str) -> Point {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codegen::catalog::catalog_patterns;
-    use crate::codegen::parse::parse_prompt;
-    use crate::codegen::render::{
-        GeneratorContext, TemplateContext, render_event_bus, render_node,
-    };
+    use crate::codegen::gates::walk;
+    use crate::codegen::render::template_output;
+
+    fn parse_fresh(source: &str) -> Tree {
+        python_parser().parse(source, None).unwrap()
+    }
+
+    /// Every node of `tree` in order: kind, bytes and start.
+    fn nodes(tree: &Tree) -> Vec<(&'static str, std::ops::Range<usize>, Point)> {
+        let mut out = Vec::new();
+        walk(tree.root_node(), &mut |n| {
+            out.push((n.kind(), n.byte_range(), n.start_position()));
+            true
+        });
+        out
+    }
 
     #[test]
     fn edits_keep_positions_consistent() {
@@ -200,21 +204,8 @@ mod tests {
         let outputs: Vec<Vec<(String, String)>> = prompts
             .into_iter()
             .map(|prompt| {
-                let parsed = parse_prompt(prompt, None).unwrap();
-                let ctx = TemplateContext::new(
-                    &parsed,
-                    prompt,
-                    catalog_patterns(&parsed, prompt),
-                    GeneratorContext {
-                        tool: "omnistream".into(),
-                        model: "template".into(),
-                        correlation_id: prompt.len().to_string(),
-                        generated_at: "2026-11-26T00:00:00Z".into(),
-                    },
-                );
-                let mut files = render_node(&ctx).unwrap();
-                files.push(render_event_bus(&ctx).unwrap());
-                files
+                template_output(prompt)
+                    .1
                     .into_iter()
                     .filter(|f| f.path.ends_with(".py"))
                     .map(|f| (f.path, f.content))
@@ -232,36 +223,8 @@ mod tests {
                         parse_fresh(content).root_node().to_sexp(),
                         "{path} (round {round})"
                     );
-                    // Byte ranges too, not just shapes.
-                    let mut a = tree.walk();
-                    let fresh = parse_fresh(content);
-                    let mut b = fresh.walk();
-                    loop {
-                        assert_eq!(a.node().byte_range(), b.node().byte_range(), "{path}");
-                        assert_eq!(a.node().start_position(), b.node().start_position());
-                        let down = a.goto_first_child();
-                        assert_eq!(down, b.goto_first_child());
-                        if down {
-                            continue;
-                        }
-                        let mut done = false;
-                        loop {
-                            let next = a.goto_next_sibling();
-                            assert_eq!(next, b.goto_next_sibling());
-                            if next {
-                                break;
-                            }
-                            let up = a.goto_parent();
-                            assert_eq!(up, b.goto_parent());
-                            if !up {
-                                done = true;
-                                break;
-                            }
-                        }
-                        if done {
-                            break;
-                        }
-                    }
+                    // Byte ranges and positions too, not just shapes.
+                    assert_eq!(nodes(&tree), nodes(&parse_fresh(content)), "{path}");
                     compared += 1;
                 }
             }

@@ -75,15 +75,16 @@ fn checksum(record_count: u32, base_offset: u64, appended_at_us: i64, payload: &
     h.finalize()
 }
 
-/// Encode one batch as a complete frame (header and payload) ready to append.
+/// Encode one batch as a complete frame (header and payload): for tests that write frames by hand.
+#[cfg(test)]
 pub fn encode(batch: &RecordBatch, base_offset: u64, appended_at_us: i64) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     encode_into(&mut buf, batch, base_offset, appended_at_us)?;
     Ok(buf)
 }
 
-/// [`encode`] into `buf` (cleared first): a writer reusing one buffer does not fault in fresh
-/// pages for every frame.
+/// Encode one batch as a complete frame (header and payload) ready to append, into `buf`
+/// (cleared first): a writer reusing one buffer does not fault in fresh pages for every frame.
 pub fn encode_into(
     buf: &mut Vec<u8>,
     batch: &RecordBatch,
