@@ -25,6 +25,8 @@ use serde::de::{
 };
 use serde_json::Value;
 
+mod flat;
+
 /// Why an input line was not accepted. The names are the `error_kind` column of the dead-letter topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RejectKind {
@@ -245,8 +247,38 @@ enum Key {
     Payload,
 }
 
+/// What a column is to the checks: envelope fields have defaults and rules of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    EventId,
+    CorrelationId,
+    EventType,
+    Source,
+    EmittedAt,
+    SchemaVersion,
+    Metadata,
+    Other,
+}
+
+impl Role {
+    fn of(name: &str) -> Role {
+        match name {
+            envelope::EVENT_ID => Role::EventId,
+            envelope::CORRELATION_ID => Role::CorrelationId,
+            envelope::EVENT_TYPE => Role::EventType,
+            envelope::SOURCE => Role::Source,
+            envelope::EMITTED_AT => Role::EmittedAt,
+            envelope::SCHEMA_VERSION => Role::SchemaVersion,
+            envelope::METADATA => Role::Metadata,
+            _ => Role::Other,
+        }
+    }
+}
+
 /// How a topic's JSON maps onto its columns.
 struct Layout {
+    /// Each column's role, by index: decided once, not by comparing names on every line.
+    roles: Vec<Role>,
     topic: Topic,
     defaults: EnvelopeDefaults,
     keys: FnvMap<&'static str, Key>,
@@ -268,6 +300,9 @@ pub struct EventDecoder {
     scratch: Vec<u8>,
     /// The parser's working memory, kept between lines.
     buffers: simd_json::Buffers,
+    /// Whether plain flat lines take the fast path ([`flat`]); off only to test it against the
+    /// general walk.
+    fast_path: bool,
 }
 
 /// What one line holds, borrowed from its text.
@@ -301,6 +336,7 @@ impl EventDecoder {
         let fields = spec.fields.len();
         EventDecoder {
             layout: Layout {
+                roles: spec.fields.iter().map(|f| Role::of(f.name)).collect(),
                 topic,
                 defaults,
                 keys,
@@ -312,6 +348,7 @@ impl EventDecoder {
             rows: 0,
             scratch: Vec::new(),
             buffers: simd_json::Buffers::new(1024),
+            fast_path: true,
         }
     }
 
@@ -345,20 +382,35 @@ impl EventDecoder {
                 ));
             }
         };
+        if self.fast_path {
+            let mut values: Vec<Option<Raw>> = (0..self.layout.fields).map(|_| None).collect();
+            if flat::scan(&self.layout, text, &mut values).is_some() {
+                let cells = self.layout.check(Parsed {
+                    values,
+                    metadata: None,
+                    unknown: Vec::new(),
+                })?;
+                self.push_cells(cells);
+                return Ok(());
+            }
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
         scratch.extend_from_slice(line);
         let result = self
             .layout
             .decode(&mut scratch, text, &mut self.buffers)
-            .map(|cells| {
-                for (column, cell) in self.columns.iter_mut().zip(cells) {
-                    column.push(cell);
-                }
-                self.rows += 1;
-            });
+            .map(|cells| self.push_cells(cells));
         self.scratch = scratch;
         result
+    }
+
+    /// Append one checked line.
+    fn push_cells(&mut self, cells: Vec<Cell>) {
+        for (column, cell) in self.columns.iter_mut().zip(cells) {
+            column.push(cell);
+        }
+        self.rows += 1;
     }
 
     /// Take the rows decoded so far as a record batch, and start afresh.
@@ -524,17 +576,17 @@ impl Layout {
             mut metadata,
             mut unknown,
         } = parsed;
-        for (field, value) in spec.fields.iter().zip(values) {
-            let cell = match (field.name, value) {
-                (envelope::METADATA, _) => {
+        for ((field, role), value) in spec.fields.iter().zip(&self.roles).zip(values) {
+            let cell = match (role, value) {
+                (Role::Metadata, _) => {
                     metadata_cell(metadata.take(), std::mem::take(&mut unknown))?
                 }
-                (envelope::EVENT_ID, None) => {
+                (Role::EventId, None) => {
                     let id = uuid::Uuid::now_v7();
                     event_id = Some(id);
                     Cell::Str(Cow::Owned(id.hyphenated().to_string()))
                 }
-                (envelope::EVENT_ID, Some(v)) => {
+                (Role::EventId, Some(v)) => {
                     let s = expect_str(field, v)?;
                     let id = uuid::Uuid::parse_str(&s).map_err(|_| {
                         Rejection::new(
@@ -553,17 +605,17 @@ impl Layout {
                         Cell::Str(Cow::Owned(canonical.to_string()))
                     }
                 }
-                (envelope::CORRELATION_ID, None) => Cell::Str(Cow::Owned(
+                (Role::CorrelationId, None) => Cell::Str(Cow::Owned(
                     event_id
                         .expect("event_id precedes correlation_id")
                         .hyphenated()
                         .to_string(),
                 )),
-                (envelope::EVENT_TYPE, None) => Cell::Str(Cow::Borrowed(spec.event_type)),
-                (envelope::SOURCE, None) => Cell::Str(Cow::Owned(self.defaults.source.clone())),
-                (envelope::EMITTED_AT, None) => Cell::Ts(chrono::Utc::now().timestamp_micros()),
-                (envelope::SCHEMA_VERSION, None) => Cell::I64(spec.version),
-                (envelope::SCHEMA_VERSION, Some(v)) => {
+                (Role::EventType, None) => Cell::Str(Cow::Borrowed(spec.event_type)),
+                (Role::Source, None) => Cell::Str(Cow::Owned(self.defaults.source.clone())),
+                (Role::EmittedAt, None) => Cell::Ts(chrono::Utc::now().timestamp_micros()),
+                (Role::SchemaVersion, None) => Cell::I64(spec.version),
+                (Role::SchemaVersion, Some(v)) => {
                     let Cell::I64(version) = convert(field, v)? else {
                         unreachable!()
                     };

@@ -136,7 +136,8 @@ pub fn run(
     }
     let mut written: Vec<DataFile> = Vec::new();
     let result = (|| -> Result<()> {
-        let mut current = writer.create_file(def, task.date.as_deref())?;
+        // Each output file starts at the batch that first needs it, so its encoding suits its rows.
+        let mut current = None;
         for file in &task.files {
             let path = writer.lake().path_of(&file.path);
             let f = match File::open(&path) {
@@ -157,18 +158,29 @@ pub fn run(
                 .build()?
             {
                 let batch = batch?;
-                current.write(&batch)?;
+                let output = match &mut current {
+                    Some(output) => output,
+                    None => current.insert(writer.create_file(
+                        def,
+                        task.date.as_deref(),
+                        Some(&batch),
+                    )?),
+                };
+                output.write(&batch)?;
                 on_rows(batch.num_rows() as u64);
-                if current.estimated_bytes() >= options.target_file_bytes {
-                    written.push(current.finish()?);
-                    current = writer.create_file(def, task.date.as_deref())?;
+                if output.estimated_bytes() >= options.target_file_bytes
+                    && let Some(full) = current.take()
+                {
+                    written.push(full.finish()?);
                 }
             }
         }
-        if current.rows() > 0 {
-            written.push(current.finish()?);
-        } else {
-            writer.discard(&[current.finish()?]);
+        if let Some(output) = current {
+            if output.rows() > 0 {
+                written.push(output.finish()?);
+            } else {
+                writer.discard(&[output.finish()?]);
+            }
         }
         Ok(())
     })();

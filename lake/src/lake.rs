@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray, UInt32Array};
 use arrow::compute::{max as arrow_max, min as arrow_min, take_record_batch};
-use arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use arrow::datatypes::{
+    DataType, Float64Type, Int64Type, SchemaRef, TimeUnit, TimestampMicrosecondType,
+};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -233,8 +235,10 @@ pub struct LakeWriter<'a> {
     staging: PathBuf,
 }
 
-/// How data files are encoded.
-fn writer_properties() -> WriterProperties {
+/// How data files are encoded. Columns that `sample` shows to be mostly distinct values get no
+/// dictionary: Parquet would hash every value into one until it reaches its size limit, then
+/// write the column plain anyway.
+fn writer_properties(sample: Option<&RecordBatch>) -> WriterProperties {
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(1).expect("valid zstd level"),
@@ -244,10 +248,59 @@ fn writer_properties() -> WriterProperties {
         // Row groups are DataFusion's unit of parallel scan; 256k rows keeps several per large file.
         .set_max_row_group_row_count(Some(256 * 1024));
     // Ids and free-form JSON are (nearly) unique per row: a dictionary only costs time there.
-    for column in UNIQUE_COLUMNS {
-        builder = builder.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+    let mut plain: BTreeSet<String> = UNIQUE_COLUMNS.iter().map(|c| c.to_string()).collect();
+    plain.extend(sample.map(mostly_distinct_columns).unwrap_or_default());
+    for column in plain {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }
     builder.build()
+}
+
+/// Columns whose values are more than half distinct in the first rows of `sample` (none when it
+/// is too short to tell). Booleans and nested types are never counted.
+fn mostly_distinct_columns(sample: &RecordBatch) -> Vec<String> {
+    const SAMPLE_ROWS: usize = 4096;
+    let rows = sample.num_rows().min(SAMPLE_ROWS);
+    if rows < 256 {
+        return Vec::new();
+    }
+    let schema = sample.schema();
+    schema
+        .fields()
+        .iter()
+        .zip(sample.columns())
+        .filter_map(|(field, column)| {
+            let column = column.slice(0, rows);
+            let values = rows - column.null_count();
+            let distinct = distinct_values(&column)?;
+            (values > 0 && distinct * 2 > values).then(|| field.name().clone())
+        })
+        .collect()
+}
+
+/// How many distinct non-null values `column` holds, for the types a dictionary is tried on.
+fn distinct_values(column: &dyn Array) -> Option<usize> {
+    fn count<T: std::hash::Hash + Eq>(values: impl Iterator<Item = T>) -> usize {
+        values.collect::<std::collections::HashSet<T>>().len()
+    }
+    Some(match column.data_type() {
+        DataType::Utf8 => count(column.as_string::<i32>().iter().flatten()),
+        DataType::Int64 => count(column.as_primitive::<Int64Type>().iter().flatten()),
+        DataType::Float64 => count(
+            column
+                .as_primitive::<Float64Type>()
+                .iter()
+                .flatten()
+                .map(f64::to_bits),
+        ),
+        DataType::Timestamp(TimeUnit::Microsecond, _) => count(
+            column
+                .as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .flatten(),
+        ),
+        _ => return None,
+    })
 }
 
 /// Columns whose values are (nearly) all distinct.
@@ -275,15 +328,21 @@ impl<'a> LakeWriter<'a> {
         date: Option<&str>,
         batches: &[RecordBatch],
     ) -> Result<DataFile> {
-        let mut file = self.create_file(def, date)?;
+        let mut file = self.create_file(def, date, batches.first())?;
         for batch in batches {
             file.write(batch)?;
         }
         file.finish()
     }
 
-    /// Start a Parquet file of `table` in staging, to be written batch by batch.
-    pub fn create_file(&self, def: &TableDef, date: Option<&str>) -> Result<StagedFile> {
+    /// Start a Parquet file of `table` in staging, to be written batch by batch. `sample`, rows
+    /// like those the file will hold, lets the encoding suit them (see [`writer_properties`]).
+    pub fn create_file(
+        &self,
+        def: &TableDef,
+        date: Option<&str>,
+        sample: Option<&RecordBatch>,
+    ) -> Result<StagedFile> {
         let id = uuid::Uuid::now_v7();
         let staged_rel = format!("_omnistream/staging/{}/{id}.parquet", self.name);
         let path = match date {
@@ -293,7 +352,7 @@ impl<'a> LakeWriter<'a> {
         let staged = self.lake.path_of(&staged_rel);
         let file = File::create(&staged).io_context(|| format!("creating {}", staged.display()))?;
         let schema: SchemaRef = Arc::new(def.schema.clone());
-        let writer = ArrowWriter::try_new(file, schema, Some(writer_properties()))?;
+        let writer = ArrowWriter::try_new(file, schema, Some(writer_properties(sample)))?;
         Ok(StagedFile {
             writer,
             staged,

@@ -376,3 +376,44 @@ fn rows_split_by_date_keep_their_order_and_runs_are_slices() {
             .wrapping_add(2 * size_of::<i64>())
     );
 }
+
+#[test]
+fn columns_of_mostly_distinct_values_are_written_without_a_dictionary() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path()).unwrap();
+    let batch = |n: i64| {
+        RecordBatch::try_new(
+            Arc::new(def().schema),
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("id-{i}")),
+                )),
+                // Distinct times, and a value with seven distinct numbers.
+                Arc::new(
+                    TimestampMicrosecondArray::from_iter_values((0..n).map(|i| 3 * DAY + i))
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(Int64Array::from_iter_values((0..n).map(|i| i % 7))),
+            ],
+        )
+        .unwrap()
+    };
+    let dictionaries = |n: i64| {
+        let file = add(&lake, "w", batch(n), 3);
+        let reader = parquet::file::reader::SerializedFileReader::new(
+            std::fs::File::open(lake.path_of(&file.path)).unwrap(),
+        )
+        .unwrap();
+        let metadata = parquet::file::reader::FileReader::metadata(&reader).row_group(0);
+        ["event_id", "emitted_at", "value"].map(|name| {
+            let column = (0..metadata.num_columns())
+                .map(|i| metadata.column(i))
+                .find(|c| c.column_path().string() == name)
+                .unwrap();
+            column.dictionary_page_offset().is_some()
+        })
+    };
+    assert_eq!(dictionaries(5000), [false, false, true]);
+    // Too few rows to judge: only the known unique columns go without.
+    assert_eq!(dictionaries(100), [false, true, true]);
+}
