@@ -19,7 +19,7 @@ use omnistream_streams::{EventLog, Topic, envelope};
 
 use crate::decode::{EnvelopeDefaults, EventDecoder, RejectKind, Rejection};
 use crate::error::{ConnectorError, Result};
-use crate::lines::{Line, LineReader, LineSpan};
+use crate::lines::{ChunkReader, Line, LineSpan};
 
 /// How ingest batches and bounds its input.
 #[derive(Debug, Clone)]
@@ -120,26 +120,28 @@ pub fn ingest(
         let (raw_tx, raw_rx) = sync_channel::<RawChunk>(workers);
         // Owned by the workers only: when they all stop, the reader's sends fail and it stops too.
         let raw_rx = Arc::new(Mutex::new(raw_rx));
+        // Chunk buffers go back to the reader once decoded: reused memory is not faulted in anew.
+        let (spent_tx, spent_rx) = sync_channel::<Vec<u8>>(workers * 2);
         let (done_tx, done_rx) = sync_channel::<(u64, std::io::Result<Chunk>)>(workers * 2);
         let reader_done = done_tx.clone();
         scope.spawn(move || {
             let keep = options
                 .dead_letter_max_raw_bytes
                 .max(options.max_event_bytes + 1);
-            let mut reader = LineReader::new(input, keep);
+            let mut reader = ChunkReader::new(input, keep);
             let mut seq = 0;
             loop {
                 let mut lines = Vec::new();
-                let mut data = Vec::with_capacity(options.batch_bytes.min(64 << 20));
-                while lines.len() < options.batch_rows && data.len() < options.batch_bytes {
-                    match reader.next_line_into(&mut data) {
-                        Ok(Some(span)) => lines.push(span),
-                        Ok(None) => break,
-                        Err(e) => {
-                            let _ = reader_done.send((seq, Err(e)));
-                            return;
-                        }
-                    }
+                let mut data = spent_rx.try_recv().unwrap_or_default();
+                let read = reader.next_chunk(
+                    &mut data,
+                    &mut lines,
+                    options.batch_rows,
+                    options.batch_bytes,
+                );
+                if let Err(e) = read {
+                    let _ = reader_done.send((seq, Err(e)));
+                    return;
                 }
                 if lines.is_empty() || raw_tx.send(RawChunk { seq, data, lines }).is_err() {
                     return;
@@ -148,7 +150,7 @@ pub fn ingest(
             }
         });
         for _ in 0..workers {
-            let (raw_rx, done_tx) = (raw_rx.clone(), done_tx.clone());
+            let (raw_rx, done_tx, spent_tx) = (raw_rx.clone(), done_tx.clone(), spent_tx.clone());
             scope.spawn(move || {
                 let mut decoder = Decoder {
                     events: topic.map(|t| EventDecoder::new(t, options.defaults.clone())),
@@ -161,13 +163,16 @@ pub fn ingest(
                         Err(_) => return,
                     };
                     let seq = raw.seq;
-                    if done_tx.send((seq, Ok(decoder.decode(raw)))).is_err() {
+                    let (chunk, spent) = decoder.decode(raw);
+                    // A full pool means the reader has buffers enough: this one is dropped.
+                    let _ = spent_tx.try_send(spent);
+                    if done_tx.send((seq, Ok(chunk))).is_err() {
                         return;
                     }
                 }
             });
         }
-        drop((done_tx, raw_rx));
+        drop((done_tx, raw_rx, spent_tx));
         // Append in input order, whatever order the workers finish in.
         let mut pending: BTreeMap<u64, std::io::Result<Chunk>> = BTreeMap::new();
         let mut next = 0u64;
@@ -212,7 +217,8 @@ struct Decoder<'a> {
 }
 
 impl Decoder<'_> {
-    fn decode(&mut self, raw: RawChunk) -> Chunk {
+    /// Decode a chunk; its buffer is handed back for reuse.
+    fn decode(&mut self, raw: RawChunk) -> (Chunk, Vec<u8>) {
         let mut chunk = Chunk {
             accepted: None,
             dead_letters: None,
@@ -267,7 +273,7 @@ impl Decoder<'_> {
         if !self.dead.is_empty() {
             chunk.dead_letters = Some(self.dead.finish());
         }
-        chunk
+        (chunk, raw.data)
     }
 }
 

@@ -1,9 +1,9 @@
 //! Newline-delimited input with a bound on memory: a line longer than the keep limit is kept only
 //! up to the limit (its full length is still counted), so a 5 GB line cannot exhaust memory.
-//! Lines are appended to a caller's buffer, so a chunk of lines costs one allocation, not one each.
+//! Input is read straight into the caller's chunk buffer and split where it lies: a chunk of lines
+//! costs one copy of its bytes (the kernel's) and no allocation when the buffer is reused.
 
-use std::io::{self, BufRead};
-
+use std::io::{self, Read};
 /// Where a line sits in a chunk buffer.
 #[derive(Debug, Clone, Copy)]
 pub struct LineSpan {
@@ -46,83 +46,201 @@ impl Line<'_> {
     }
 }
 
-/// Reads lines from a `BufRead`, keeping at most `keep_limit` bytes of each.
-pub struct LineReader<R> {
+/// Reads chunks of whole lines, keeping at most `keep_limit` bytes of each line.
+pub struct ChunkReader<R> {
     inner: R,
     number: u64,
     keep_limit: usize,
+    /// The start of a line read past the end of the previous chunk.
+    carry: Vec<u8>,
+    eof: bool,
 }
 
-impl<R: BufRead> LineReader<R> {
+/// How much is asked of the input at a time (at least).
+const READ_SIZE: usize = 1 << 20;
+
+impl<R: Read> ChunkReader<R> {
     pub fn new(inner: R, keep_limit: usize) -> Self {
-        LineReader {
+        ChunkReader {
             inner,
             number: 0,
-            keep_limit,
+            keep_limit: keep_limit.max(1),
+            carry: Vec::new(),
+            eof: false,
         }
     }
 
-    /// Append the next line to `buf`, or return `None` at the end of input. A final line without a
-    /// newline is returned; an empty input yields no lines.
-    pub fn next_line_into(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<LineSpan>> {
-        let start = buf.len();
-        let mut total_len: u64 = 0;
-        let mut saw_any = false;
+    /// Replace `data` and `lines` with the next whole lines: at most `max_lines` of them, and no
+    /// more once `max_bytes` are in `data` (a line is never split between chunks). Both are left
+    /// empty at the end of input. A final line without a newline counts; an empty input has no
+    /// lines.
+    pub fn next_chunk(
+        &mut self,
+        data: &mut Vec<u8>,
+        lines: &mut Vec<LineSpan>,
+        max_lines: usize,
+        max_bytes: usize,
+    ) -> io::Result<()> {
+        data.clear();
+        lines.clear();
+        data.append(&mut self.carry);
+        let max_lines = max_lines.max(1);
+        // Where the line being assembled starts, and how far it has been searched for a newline.
+        let (mut line_start, mut searched) = (0, 0);
         loop {
-            let available = match self.inner.fill_buf() {
-                Ok(available) => available,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if available.is_empty() {
-                if !saw_any {
-                    return Ok(None);
+            while let Some(at) = memchr::memchr(b'\n', &data[searched..]) {
+                let end = searched + at;
+                let kept_end = end.min(line_start + self.keep_limit);
+                self.push(lines, data, line_start, kept_end, (end - line_start) as u64);
+                line_start = end + 1;
+                searched = line_start;
+                if lines.len() >= max_lines || line_start >= max_bytes {
+                    self.carry.extend_from_slice(&data[line_start..]);
+                    data.truncate(line_start);
+                    return Ok(());
                 }
-                break;
             }
-            saw_any = true;
-            let (chunk, consumed, done) = match memchr::memchr(b'\n', available) {
-                Some(i) => (&available[..i], i + 1, true),
-                None => (available, available.len(), false),
-            };
-            let room = self.keep_limit.saturating_sub(buf.len() - start);
-            buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            total_len += chunk.len() as u64;
-            self.inner.consume(consumed);
-            if done {
-                break;
+            searched = data.len();
+            if data.len() - line_start > self.keep_limit {
+                // What follows the line is left in `carry`, for this chunk or the next.
+                self.skip_rest_of_line(data, lines, line_start)?;
+                line_start = data.len();
+                searched = line_start;
+                if lines.len() >= max_lines || line_start >= max_bytes || self.eof {
+                    return Ok(());
+                }
+                data.append(&mut self.carry);
+                continue;
+            }
+            if self.eof || self.fill(data, max_bytes)? == 0 {
+                self.eof = true;
+                if data.len() > line_start {
+                    let len = (data.len() - line_start) as u64;
+                    let kept_end = data.len().min(line_start + self.keep_limit);
+                    self.push(lines, data, line_start, kept_end, len);
+                }
+                return Ok(());
             }
         }
-        if buf.len() > start
-            && buf[buf.len() - 1] == b'\r'
-            && total_len == (buf.len() - start) as u64
-        {
-            buf.pop();
+    }
+
+    /// Read more input onto the end of `data`; 0 at the end of input.
+    fn fill(&mut self, data: &mut Vec<u8>, max_bytes: usize) -> io::Result<usize> {
+        let want = max_bytes.saturating_sub(data.len()).max(READ_SIZE);
+        data.reserve(want);
+        loop {
+            // `read_to_end` on a `Take` reads into the spare capacity without zeroing it first.
+            match (&mut self.inner).take(want as u64).read_to_end(data) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// The line at `line_start` is longer than the keep limit: keep its first `keep_limit` bytes,
+    /// read and count the rest up to its newline without keeping it, and put what follows in
+    /// `carry`.
+    fn skip_rest_of_line(
+        &mut self,
+        data: &mut Vec<u8>,
+        lines: &mut Vec<LineSpan>,
+        line_start: usize,
+    ) -> io::Result<()> {
+        let kept_end = line_start + self.keep_limit;
+        let mut total = (data.len() - line_start) as u64;
+        let mut rest = data.split_off(kept_end);
+        rest.clear();
+        loop {
+            if self.fill(&mut rest, READ_SIZE)? == 0 {
+                self.eof = true;
+                break;
+            }
+            if let Some(at) = memchr::memchr(b'\n', &rest) {
+                total += at as u64;
+                self.carry.extend_from_slice(&rest[at + 1..]);
+                break;
+            }
+            total += rest.len() as u64;
+            rest.clear();
+        }
+        self.push(lines, data, line_start, kept_end, total);
+        Ok(())
+    }
+
+    /// Record the line `data[start..end]` (whole length `total_len`), without a trailing `\r`
+    /// when it is kept whole.
+    fn push(
+        &mut self,
+        lines: &mut Vec<LineSpan>,
+        data: &[u8],
+        start: usize,
+        mut end: usize,
+        mut total_len: u64,
+    ) {
+        if end > start && data[end - 1] == b'\r' && total_len == (end - start) as u64 {
+            end -= 1;
             total_len -= 1;
         }
         self.number += 1;
-        Ok(Some(LineSpan {
+        lines.push(LineSpan {
             number: self.number,
             start,
-            end: buf.len(),
+            end,
             total_len,
-        }))
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::{Rng, SeedableRng};
+
+    /// Reads at most `step` bytes at a time, as pipes and sockets do.
+    struct Trickle<'a> {
+        input: &'a [u8],
+        step: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.input.len());
+            buf[..n].copy_from_slice(&self.input[..n]);
+            self.input = &self.input[n..];
+            Ok(n)
+        }
+    }
+
+    fn chunks(
+        input: &[u8],
+        limit: usize,
+        step: usize,
+        max_lines: usize,
+        max_bytes: usize,
+    ) -> Vec<Vec<(u64, Vec<u8>, u64)>> {
+        let mut r = ChunkReader::new(Trickle { input, step }, limit);
+        let (mut data, mut spans) = (Vec::new(), Vec::new());
+        let mut out = vec![];
+        loop {
+            r.next_chunk(&mut data, &mut spans, max_lines, max_bytes)
+                .unwrap();
+            if spans.is_empty() {
+                return out;
+            }
+            out.push(
+                spans
+                    .iter()
+                    .map(|span| {
+                        let l = span.line(&data);
+                        (l.number, l.bytes.to_vec(), l.total_len)
+                    })
+                    .collect(),
+            );
+        }
+    }
 
     fn lines(input: &[u8], limit: usize) -> Vec<(u64, Vec<u8>, u64)> {
-        let mut r = LineReader::new(io::BufReader::with_capacity(4, input), limit);
-        let mut buf = Vec::new();
-        let mut out = vec![];
-        while let Some(span) = r.next_line_into(&mut buf).unwrap() {
-            let l = span.line(&buf);
-            out.push((l.number, l.bytes.to_vec(), l.total_len));
-        }
-        out
+        chunks(input, limit, 4, 1000, 1 << 20).concat()
     }
 
     #[test]
@@ -141,5 +259,58 @@ mod tests {
             lines(b"0123456789abc\nx\n", 4),
             vec![(1, b"0123".to_vec(), 13), (2, b"x".to_vec(), 1)]
         );
+        assert_eq!(
+            lines(b"0123456789abc\r", 4),
+            vec![(1, b"0123".to_vec(), 14)]
+        );
+    }
+
+    /// What any way of reading must yield: the input split at newlines, each line kept up to the
+    /// limit, a `\r` before the newline dropped from lines kept whole, no line after a final
+    /// newline.
+    fn expected(input: &[u8], limit: usize) -> Vec<(u64, Vec<u8>, u64)> {
+        let mut parts: Vec<&[u8]> = input.split(|b| *b == b'\n').collect();
+        if parts.last().is_some_and(|p| p.is_empty()) {
+            parts.pop();
+        }
+        parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, line)| {
+                let line = if line.len() <= limit {
+                    line.strip_suffix(b"\r").unwrap_or(line)
+                } else {
+                    line
+                };
+                let kept = &line[..line.len().min(limit)];
+                (i as u64 + 1, kept.to_vec(), line.len() as u64)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn any_input_read_any_way_splits_into_the_same_lines() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..2000 {
+            let len = rng.random_range(0..200);
+            let input: Vec<u8> = (0..len)
+                .map(|_| *b"ab\n\r\n".get(rng.random_range(0..5)).unwrap())
+                .collect();
+            let limit = rng.random_range(1..12);
+            let (step, max_lines, max_bytes) = (
+                rng.random_range(1..40),
+                rng.random_range(1..6),
+                rng.random_range(1..30),
+            );
+            let got = chunks(&input, limit, step, max_lines, max_bytes);
+            assert_eq!(
+                got.concat(),
+                expected(&input, limit),
+                "{input:?} limit {limit}"
+            );
+            for chunk in &got {
+                assert!(chunk.len() <= max_lines);
+            }
+        }
     }
 }

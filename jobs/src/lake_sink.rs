@@ -86,6 +86,8 @@ pub struct RoundReport {
     pub files_written: usize,
     pub files_compacted: usize,
     pub committed: bool,
+    /// Read and deduplicated while the previous round's files were written.
+    pub prepared_ahead: bool,
     pub elapsed: Duration,
 }
 
@@ -119,6 +121,29 @@ pub struct LakeSink<'a> {
     writer: LakeWriter<'a>,
     dedup: DedupIndex,
     options: LakeSinkOptions,
+    /// The next round, read and deduplicated while the last one was written.
+    ahead: Option<Round>,
+}
+
+/// A round read from the log and deduplicated, ready to write and commit.
+struct Round {
+    /// The offsets it reads from: it may only follow a commit that ends there.
+    from: BTreeMap<Topic, GroupOffsets>,
+    report: RoundReport,
+    /// Table definitions and source offsets to commit with the files.
+    actions: Vec<Action>,
+    touched: BTreeSet<(String, String)>,
+    /// The event ids it lands, per (table, date).
+    new_ids: HashMap<(String, String), IdSet>,
+    writes: Vec<(TableDef, String, Vec<RecordBatch>)>,
+    /// Whether some partition holds more than it read.
+    more: bool,
+}
+
+/// What a round prepared ahead must treat as landed: the round being written before it.
+struct Pending<'a> {
+    ids: &'a HashMap<(String, String), IdSet>,
+    defined: BTreeSet<String>,
 }
 
 impl<'a> LakeSink<'a> {
@@ -130,6 +155,7 @@ impl<'a> LakeSink<'a> {
             writer,
             dedup: DedupIndex::new(options.dedup_partitions),
             options,
+            ahead: None,
         })
     }
 
@@ -186,6 +212,7 @@ impl<'a> LakeSink<'a> {
             if matches!(e, crate::JobError::Stale(_)) {
                 self.dedup.clear();
             }
+            self.ahead = None;
             e
         })
     }
@@ -195,82 +222,76 @@ impl<'a> LakeSink<'a> {
         let lake = self.writer.lake();
         let snapshot = lake.snapshot()?;
         let committed = self.committed(&snapshot)?;
-        let mut report = RoundReport::default();
-        let mut actions = Vec::new();
-        let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
-        let mut new_ids: HashMap<(String, String), Vec<u128>> = HashMap::new();
-        let mut writes: Vec<(TableDef, String, Vec<RecordBatch>)> = Vec::new();
-
-        for (topic, offsets) in &committed {
-            let mut batches: Vec<RecordBatch> = Vec::new();
-            let mut next_offsets = GroupOffsets::new();
-            for (&partition, &from) in offsets {
-                let read = self
-                    .log
-                    .read(*topic, partition, from, self.options.max_batch_rows)?;
-                if let Some(last) = read.last() {
-                    next_offsets.insert(partition, last.next_offset());
-                }
-                batches.extend(read.into_iter().map(|b| b.batch));
+        // A round prepared while the previous one was written is good if it starts where the
+        // lake says this round starts.
+        let no_pending = HashMap::new();
+        let round = match self.ahead.take() {
+            Some(mut ahead) if ahead.from == committed => {
+                ahead.report.prepared_ahead = true;
+                ahead
             }
-            if next_offsets.is_empty() {
-                continue;
-            }
-            let def = raw_table_def(*topic);
-            if !snapshot.tables.contains_key(&def.name) {
-                actions.push(Action::DefineTable(def.clone()));
-            }
-            // The log's batches are split and filtered where they are (slices where possible),
-            // never concatenated: the rows are copied once, by the Parquet encoder.
-            let mut by_date: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
-            for batch in &batches {
-                report.records_read += batch.num_rows() as u64;
-                for (date, rows) in split_by_date(batch, envelope::EMITTED_AT)? {
-                    by_date.entry(date).or_default().push(rows);
-                }
-            }
-            for (date, parts) in by_date {
-                let seen = self.dedup.partition(lake, &snapshot, &def.name, &date)?;
-                let mut in_round = IdSet::default();
-                let (mut unique, mut rows_in) = (Vec::new(), 0);
-                for rows in parts {
-                    rows_in += rows.num_rows();
-                    let kept = filter_rows(&rows, envelope::EVENT_ID, |id| {
-                        let key = id_key(id);
-                        !seen.contains(&key) && in_round.insert(key)
-                    })?;
-                    if kept.num_rows() > 0 {
-                        unique.push(kept);
-                    }
-                }
-                let unique_rows: usize = unique.iter().map(RecordBatch::num_rows).sum();
-                report.duplicates += (rows_in - unique_rows) as u64;
-                if unique_rows == 0 {
-                    continue;
-                }
-                touched.insert((def.name.clone(), date.clone()));
-                new_ids
-                    .entry((def.name.clone(), date.clone()))
-                    .or_default()
-                    .extend(in_round);
-                // Many rows are cut into files of equal size so that both cores encode Parquet
-                // at once.
-                let pieces = (unique_rows / SPLIT_ROWS).clamp(1, self.options.parallelism.max(1));
-                for piece in cut_evenly(unique, unique_rows.div_ceil(pieces)) {
-                    writes.push((def.clone(), date.clone(), piece));
-                }
-            }
-            actions.push(Action::SourceOffsets {
-                source: LAKE_SINK.to_string(),
-                topic: topic.name().to_string(),
-                offsets: next_offsets,
-            });
-        }
+            _ => prepare(
+                self.log,
+                &mut self.dedup,
+                lake,
+                &snapshot,
+                &committed,
+                &Pending {
+                    ids: &no_pending,
+                    defined: BTreeSet::new(),
+                },
+                &self.options,
+            )?,
+        };
+        let Round {
+            mut report,
+            actions,
+            touched,
+            new_ids,
+            writes,
+            more,
+            ..
+        } = round;
         if actions.is_empty() {
             report.elapsed = started.elapsed();
             return Ok(report);
         }
-        let written = self.write_files(&writes)?;
+        // While this round's files are written (Parquet encoding keeps the cores busy), the next
+        // round is read and deduplicated from where this one ends, as if it were committed: it is
+        // kept only once this one is.
+        let next_from = next_offsets(&committed, &actions);
+        let pending = Pending {
+            ids: &new_ids,
+            defined: actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::DefineTable(def) => Some(def.name.clone()),
+                    _ => None,
+                })
+                .collect(),
+        };
+        let (written, ahead) = std::thread::scope(|scope| {
+            let writing =
+                scope.spawn(|| write_files(&self.writer, &writes, self.options.parallelism));
+            let ahead = more.then(|| {
+                prepare(
+                    self.log,
+                    &mut self.dedup,
+                    lake,
+                    &snapshot,
+                    &next_from,
+                    &pending,
+                    &self.options,
+                )
+            });
+            (writing.join().expect("file writers do not panic"), ahead)
+        });
+        let written = written?;
+        let ahead = match ahead {
+            Some(Ok(round)) if !round.actions.is_empty() => Some(round),
+            // Whatever failed ahead is met again, and reported, when the next round runs.
+            _ => None,
+        };
         report.rows_written = written.iter().map(|f| f.rows).sum();
         report.files_written = written.len();
         // Each topic's files go before its offsets: the commit is applied in order.
@@ -321,46 +342,9 @@ impl<'a> LakeSink<'a> {
             }
         }
         report.files_compacted = self.roll(&snapshot, &touched)?;
+        self.ahead = ahead;
         report.elapsed = started.elapsed();
         Ok(report)
-    }
-
-    /// Write the files of a round, `parallelism` at a time. On error, nothing written stays.
-    fn write_files(
-        &self,
-        writes: &[(TableDef, String, Vec<RecordBatch>)],
-    ) -> Result<Vec<DataFile>> {
-        let next = AtomicUsize::new(0);
-        let results: Vec<Mutex<Option<Result<DataFile>>>> =
-            writes.iter().map(|_| Mutex::new(None)).collect();
-        let threads = self.options.parallelism.clamp(1, writes.len().max(1));
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::SeqCst);
-                        let Some((def, date, batches)) = writes.get(i) else {
-                            return;
-                        };
-                        let file = self.writer.write_file(def, Some(date), batches);
-                        *results[i].lock().unwrap() = Some(file.map_err(Into::into));
-                    }
-                });
-            }
-        });
-        let mut written = Vec::with_capacity(writes.len());
-        let mut first_error = None;
-        for result in results {
-            match result.into_inner().unwrap().expect("every write ran") {
-                Ok(file) => written.push(file),
-                Err(e) => first_error = first_error.or(Some(e)),
-            }
-        }
-        if let Some(e) = first_error {
-            self.writer.discard(&written);
-            return Err(e);
-        }
-        Ok(written)
     }
 
     /// Rolling policy: merge a partition's files of one size tier once there are `roll_files`.
@@ -470,6 +454,149 @@ impl<'a> LakeSink<'a> {
     }
 }
 
+/// Read each partition from `from`, split by date, drop the ids already in the lake or in
+/// `pending`, and cut what is left into files to write.
+fn prepare(
+    log: &dyn EventLog,
+    dedup: &mut DedupIndex,
+    lake: &Lake,
+    snapshot: &Snapshot,
+    from: &BTreeMap<Topic, GroupOffsets>,
+    pending: &Pending,
+    options: &LakeSinkOptions,
+) -> Result<Round> {
+    let mut round = Round {
+        from: from.clone(),
+        report: RoundReport::default(),
+        actions: Vec::new(),
+        touched: BTreeSet::new(),
+        new_ids: HashMap::new(),
+        writes: Vec::new(),
+        more: false,
+    };
+    for (topic, offsets) in from {
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        let mut next_offsets = GroupOffsets::new();
+        for (&partition, &from) in offsets {
+            let read = log.read(*topic, partition, from, options.max_batch_rows)?;
+            if let Some(last) = read.last() {
+                next_offsets.insert(partition, last.next_offset());
+                round.more |= log.offsets(*topic, partition)?.end > last.next_offset();
+            }
+            batches.extend(read.into_iter().map(|b| b.batch));
+        }
+        if next_offsets.is_empty() {
+            continue;
+        }
+        let def = raw_table_def(*topic);
+        if !snapshot.tables.contains_key(&def.name) && !pending.defined.contains(&def.name) {
+            round.actions.push(Action::DefineTable(def.clone()));
+        }
+        // The log's batches are split and filtered where they are (slices where possible),
+        // never concatenated: the rows are copied once, by the Parquet encoder.
+        let mut by_date: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
+        for batch in &batches {
+            round.report.records_read += batch.num_rows() as u64;
+            for (date, rows) in split_by_date(batch, envelope::EMITTED_AT)? {
+                by_date.entry(date).or_default().push(rows);
+            }
+        }
+        for (date, parts) in by_date {
+            let partition = (def.name.clone(), date.clone());
+            let seen = dedup.partition(lake, snapshot, &def.name, &date)?;
+            let landing = pending.ids.get(&partition);
+            let rows: usize = parts.iter().map(RecordBatch::num_rows).sum();
+            let mut in_round = IdSet::with_capacity_and_hasher(rows, Default::default());
+            let mut unique = Vec::new();
+            for rows in parts {
+                let kept = filter_rows(&rows, envelope::EVENT_ID, |id| {
+                    let key = id_key(id);
+                    !seen.contains(&key)
+                        && !landing.is_some_and(|ids| ids.contains(&key))
+                        && in_round.insert(key)
+                })?;
+                if kept.num_rows() > 0 {
+                    unique.push(kept);
+                }
+            }
+            let unique_rows: usize = unique.iter().map(RecordBatch::num_rows).sum();
+            round.report.duplicates += (rows - unique_rows) as u64;
+            if unique_rows == 0 {
+                continue;
+            }
+            round.touched.insert(partition.clone());
+            round.new_ids.entry(partition).or_default().extend(in_round);
+            // Many rows are cut into files of equal size so that both cores encode Parquet
+            // at once.
+            let pieces = (unique_rows / SPLIT_ROWS).clamp(1, options.parallelism.max(1));
+            for piece in cut_evenly(unique, unique_rows.div_ceil(pieces)) {
+                round.writes.push((def.clone(), date.clone(), piece));
+            }
+        }
+        round.actions.push(Action::SourceOffsets {
+            source: LAKE_SINK.to_string(),
+            topic: topic.name().to_string(),
+            offsets: next_offsets,
+        });
+    }
+    Ok(round)
+}
+
+/// Where the round after one with `actions` starts: `from`, moved on by its source offsets.
+fn next_offsets(
+    from: &BTreeMap<Topic, GroupOffsets>,
+    actions: &[Action],
+) -> BTreeMap<Topic, GroupOffsets> {
+    let mut next = from.clone();
+    for action in actions {
+        if let Action::SourceOffsets { topic, offsets, .. } = action
+            && let Ok(topic) = Topic::lookup(topic)
+        {
+            next.entry(topic).or_default().extend(offsets);
+        }
+    }
+    next
+}
+
+/// Write the files of a round, `parallelism` at a time. On error, nothing written stays.
+fn write_files(
+    writer: &LakeWriter,
+    writes: &[(TableDef, String, Vec<RecordBatch>)],
+    parallelism: usize,
+) -> Result<Vec<DataFile>> {
+    let next = AtomicUsize::new(0);
+    let results: Vec<Mutex<Option<Result<DataFile>>>> =
+        writes.iter().map(|_| Mutex::new(None)).collect();
+    let threads = parallelism.clamp(1, writes.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some((def, date, batches)) = writes.get(i) else {
+                        return;
+                    };
+                    let file = writer.write_file(def, Some(date), batches);
+                    *results[i].lock().unwrap() = Some(file.map_err(Into::into));
+                }
+            });
+        }
+    });
+    let mut written = Vec::with_capacity(writes.len());
+    let mut first_error = None;
+    for result in results {
+        match result.into_inner().unwrap().expect("every write ran") {
+            Ok(file) => written.push(file),
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    if let Some(e) = first_error {
+        writer.discard(&written);
+        return Err(e);
+    }
+    Ok(written)
+}
+
 /// `batches` regrouped in order into groups of `rows_per_group` rows (the last one smaller),
 /// slicing batches at the boundaries.
 fn cut_evenly(batches: Vec<RecordBatch>, rows_per_group: usize) -> Vec<Vec<RecordBatch>> {
@@ -500,7 +627,8 @@ mod tests {
     use arrow::array::{Int64Array, RecordBatch};
     use arrow::datatypes::{DataType, Field, Schema};
 
-    use super::cut_evenly;
+    use super::*;
+    use arrow::array::Array;
 
     #[test]
     fn batches_are_cut_into_even_groups_in_order() {
@@ -528,5 +656,91 @@ mod tests {
         assert_eq!(values, [vec![0, 1, 2, 3], vec![4, 5, 6, 7], vec![8, 9]]);
         assert_eq!(cut_evenly(vec![batch(0, 4)], 4).len(), 1);
         assert!(cut_evenly(vec![], 4).is_empty());
+    }
+
+    /// A filler row of `topic` for each id (every required column set, the rest null), all on
+    /// 1970-01-01.
+    fn events(topic: Topic, ids: &[String]) -> RecordBatch {
+        use arrow::array::{StringArray, TimestampMicrosecondArray, new_null_array};
+        let schema = topic.schema();
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| -> Arc<dyn Array> {
+                match (f.name().as_str(), f.data_type()) {
+                    ("event_id", _) => Arc::new(StringArray::from_iter_values(ids)),
+                    (_, _) if f.is_nullable() => new_null_array(f.data_type(), ids.len()),
+                    (_, DataType::Utf8) => {
+                        Arc::new(StringArray::from_iter_values(ids.iter().map(|_| "x")))
+                    }
+                    (_, DataType::Int64) => Arc::new(Int64Array::from(vec![1; ids.len()])),
+                    (_, DataType::Timestamp(_, tz)) => Arc::new(
+                        TimestampMicrosecondArray::from(vec![0; ids.len()])
+                            .with_timezone_opt(tz.clone()),
+                    ),
+                    (_, other) => panic!("no filler for {other}"),
+                }
+            })
+            .collect();
+        RecordBatch::try_new(schema, columns).unwrap()
+    }
+
+    #[test]
+    fn rounds_prepared_ahead_land_every_event_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = omnistream_streams::EmbeddedLog::open(
+            omnistream_streams::EmbeddedLogConfig::new(dir.path().join("log")),
+        )
+        .unwrap();
+        let lake = Lake::open(&dir.path().join("lake")).unwrap();
+        let id = |i: usize| format!("01000000-0000-7000-8000-{i:012}");
+        // Ten appends of 50 events; each repeats the last 10 ids of the one before (a producer's
+        // retry), so duplicates straddle every pair of rounds.
+        for batch in 0..10 {
+            let first = batch * 40;
+            let ids: Vec<String> = (first..first + 50).map(id).collect();
+            log.append(Topic::DeadLetter, &events(Topic::DeadLetter, &ids))
+                .unwrap();
+        }
+        let unique = 9 * 40 + 50;
+        let options = LakeSinkOptions {
+            max_batch_rows: 100,
+            parallelism: 2,
+            ..Default::default()
+        };
+        let mut sink = LakeSink::new(&log, &lake, options).unwrap();
+        let (mut ahead, mut rounds, mut duplicates) = (0, 0, 0);
+        loop {
+            let report = sink.round().unwrap();
+            if report.records_read == 0 {
+                break;
+            }
+            rounds += 1;
+            ahead += usize::from(report.prepared_ahead);
+            duplicates += report.duplicates;
+        }
+        assert_eq!(
+            (rounds, ahead),
+            (5, 4),
+            "every round after the first is prepared ahead"
+        );
+        assert_eq!(duplicates, 500 - unique as u64);
+        let snapshot = lake.snapshot().unwrap();
+        let table = snapshot.table("dead_letter").unwrap();
+        let files: Vec<&DataFile> = table.files.values().collect();
+        let mut landed: Vec<String> = lake
+            .read_files(&files)
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                let ids =
+                    arrow::array::AsArray::as_string::<i32>(b.column_by_name("event_id").unwrap())
+                        .clone();
+                (0..ids.len()).map(move |i| ids.value(i).to_string())
+            })
+            .collect();
+        landed.sort();
+        let expected: Vec<String> = (0..unique).map(id).collect();
+        assert_eq!(landed, expected);
     }
 }

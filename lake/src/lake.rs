@@ -253,6 +253,11 @@ fn writer_properties(sample: Option<&RecordBatch>) -> WriterProperties {
     for column in plain {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }
+    // Random ids and free-form JSON: a file's min and max of them prune nothing.
+    for column in UNPRUNABLE_COLUMNS {
+        builder = builder
+            .set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::None);
+    }
     builder.build()
 }
 
@@ -302,6 +307,14 @@ fn distinct_values(column: &dyn Array) -> Option<usize> {
         _ => return None,
     })
 }
+
+/// Columns whose values are random (UUIDv4 correlation ids) or free-form: no statistics kept.
+/// Event ids keep theirs: UUIDv7 ids grow with time, so their ranges do prune lookups.
+const UNPRUNABLE_COLUMNS: &[&str] = &[
+    omnistream_streams::envelope::CORRELATION_ID,
+    omnistream_streams::envelope::CAUSATION_ID,
+    omnistream_streams::envelope::METADATA,
+];
 
 /// Columns whose values are (nearly) all distinct.
 const UNIQUE_COLUMNS: &[&str] = &[
