@@ -692,7 +692,7 @@ mod tests {
             omnistream_streams::EmbeddedLogConfig::new(dir.path().join("log")),
         )
         .unwrap();
-        let lake = Lake::open(&dir.path().join("lake")).unwrap();
+        let lake = Lake::open(dir.path().join("lake")).unwrap();
         let id = |i: usize| format!("01000000-0000-7000-8000-{i:012}");
         // Ten appends of 50 events; each repeats the last 10 ids of the one before (a producer's
         // retry), so duplicates straddle every pair of rounds.
