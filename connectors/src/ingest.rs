@@ -6,7 +6,9 @@
 //! batch, so parsing and disk I/O overlap.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::mpsc::sync_channel;
@@ -15,11 +17,12 @@ use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanBuilder, Int64Builder, RecordBatch, StringBuilder,
     TimestampMicrosecondBuilder,
 };
+use memmap2::Mmap;
 use omnistream_streams::{EventLog, Topic, envelope};
 
 use crate::decode::{EnvelopeDefaults, EventDecoder, RejectKind, Rejection};
 use crate::error::{ConnectorError, Result};
-use crate::lines::{ChunkReader, Line, LineSpan};
+use crate::lines::{ChunkReader, Line, LineSpan, SliceLines};
 
 /// How ingest batches and bounds its input.
 #[derive(Debug, Clone)]
@@ -91,10 +94,61 @@ struct Chunk {
     rejected: Vec<RejectedLine>,
 }
 
+/// Where ingest reads its lines from.
+pub enum Input<'a> {
+    /// A stream (standard input, a pipe, bytes in memory): read into reused chunk buffers.
+    Stream(Box<dyn Read + Send + 'a>),
+    /// A regular file mapped into memory: lines are decoded where they lie in the page cache,
+    /// never copied.
+    Mapped(Mmap),
+}
+
+impl<'a> Input<'a> {
+    pub fn stream(reader: impl Read + Send + 'a) -> Self {
+        Input::Stream(Box::new(reader))
+    }
+
+    /// The file at `path`: mapped when it is a regular, non-empty file, streamed otherwise (a
+    /// FIFO, a device, an empty file). A mapped file is read as it was when opened: lines
+    /// appended later are not read, and it must not be truncated meanwhile (the process would
+    /// fault; what was acknowledged before stays in the log).
+    pub fn file(path: &Path) -> std::io::Result<Input<'static>> {
+        let file = File::open(path)?;
+        let metadata = file.metadata()?;
+        if !metadata.is_file() || metadata.len() == 0 {
+            return Ok(Input::Stream(Box::new(file)));
+        }
+        // SAFETY: the map is only read, and only while `ingest` runs; a file truncated by another
+        // process meanwhile faults instead of yielding bad bytes (documented above).
+        let map = unsafe { Mmap::map(&file)? };
+        // Read ahead: the map is walked once, front to back.
+        let _ = map.advise(memmap2::Advice::Sequential);
+        Ok(Input::Mapped(map))
+    }
+}
+
+/// The bytes a chunk's lines point into.
+enum ChunkBytes {
+    /// A buffer of its own, handed back to the reader once decoded.
+    Owned(Vec<u8>),
+    /// The whole mapped input (spans are positions in it).
+    Mapped(Arc<Mmap>),
+}
+
+impl std::ops::Deref for ChunkBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            ChunkBytes::Owned(data) => data,
+            ChunkBytes::Mapped(map) => map,
+        }
+    }
+}
+
 /// Lines read but not decoded yet, numbered so decoded chunks can be appended in input order.
 struct RawChunk {
     seq: u64,
-    data: Vec<u8>,
+    data: ChunkBytes,
     lines: Vec<LineSpan>,
 }
 
@@ -109,7 +163,7 @@ pub fn ingest(
     log: &dyn EventLog,
     topic_name: &str,
     source_name: &str,
-    input: impl BufRead + Send,
+    input: Input,
     options: &IngestOptions,
     mut on_progress: impl FnMut(&IngestReport),
 ) -> Result<IngestReport> {
@@ -128,25 +182,38 @@ pub fn ingest(
             let keep = options
                 .dead_letter_max_raw_bytes
                 .max(options.max_event_bytes + 1);
-            let mut reader = ChunkReader::new(input, keep);
+            let (rows, bytes) = (options.batch_rows, options.batch_bytes);
             let mut seq = 0;
-            loop {
-                let mut lines = Vec::new();
-                let mut data = spent_rx.try_recv().unwrap_or_default();
-                let read = reader.next_chunk(
-                    &mut data,
-                    &mut lines,
-                    options.batch_rows,
-                    options.batch_bytes,
-                );
-                if let Err(e) = read {
-                    let _ = reader_done.send((seq, Err(e)));
-                    return;
+            match input {
+                Input::Stream(stream) => {
+                    let mut reader = ChunkReader::new(stream, keep);
+                    loop {
+                        let mut lines = Vec::new();
+                        let mut data = spent_rx.try_recv().unwrap_or_default();
+                        if let Err(e) = reader.next_chunk(&mut data, &mut lines, rows, bytes) {
+                            let _ = reader_done.send((seq, Err(e)));
+                            return;
+                        }
+                        let data = ChunkBytes::Owned(data);
+                        if lines.is_empty() || raw_tx.send(RawChunk { seq, data, lines }).is_err() {
+                            return;
+                        }
+                        seq += 1;
+                    }
                 }
-                if lines.is_empty() || raw_tx.send(RawChunk { seq, data, lines }).is_err() {
-                    return;
+                Input::Mapped(map) => {
+                    let map = Arc::new(map);
+                    let mut reader = SliceLines::new(keep);
+                    loop {
+                        let mut lines = Vec::new();
+                        reader.next_chunk(&map, &mut lines, rows, bytes);
+                        let data = ChunkBytes::Mapped(map.clone());
+                        if lines.is_empty() || raw_tx.send(RawChunk { seq, data, lines }).is_err() {
+                            return;
+                        }
+                        seq += 1;
+                    }
                 }
-                seq += 1;
             }
         });
         for _ in 0..workers {
@@ -165,7 +232,9 @@ pub fn ingest(
                     let seq = raw.seq;
                     let (chunk, spent) = decoder.decode(raw);
                     // A full pool means the reader has buffers enough: this one is dropped.
-                    let _ = spent_tx.try_send(spent);
+                    if let ChunkBytes::Owned(buffer) = spent {
+                        let _ = spent_tx.try_send(buffer);
+                    }
                     if done_tx.send((seq, Ok(chunk))).is_err() {
                         return;
                     }
@@ -218,7 +287,7 @@ struct Decoder<'a> {
 
 impl Decoder<'_> {
     /// Decode a chunk; its buffer is handed back for reuse.
-    fn decode(&mut self, raw: RawChunk) -> (Chunk, Vec<u8>) {
+    fn decode(&mut self, raw: RawChunk) -> (Chunk, ChunkBytes) {
         let mut chunk = Chunk {
             accepted: None,
             dead_letters: None,

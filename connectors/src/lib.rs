@@ -11,4 +11,4 @@ pub mod models;
 
 pub use decode::{EnvelopeDefaults, EventDecoder, RejectKind, Rejection};
 pub use error::{ConnectorError, Result};
-pub use ingest::{IngestOptions, IngestReport, RejectedLine, ingest};
+pub use ingest::{IngestOptions, IngestReport, Input, RejectedLine, ingest};

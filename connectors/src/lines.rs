@@ -46,11 +46,89 @@ impl Line<'_> {
     }
 }
 
-/// Reads chunks of whole lines, keeping at most `keep_limit` bytes of each line.
-pub struct ChunkReader<R> {
-    inner: R,
+/// Numbers lines and keeps at most `keep_limit` bytes of each: the rules every way of reading
+/// input shares.
+struct Numbering {
     number: u64,
     keep_limit: usize,
+}
+
+impl Numbering {
+    fn new(keep_limit: usize) -> Self {
+        Numbering {
+            number: 0,
+            keep_limit: keep_limit.max(1),
+        }
+    }
+
+    /// Record the line starting at `start` whose bytes at hand end at `end` (whole length
+    /// `total_len`): kept up to the limit, without a trailing `\r` when it is kept whole.
+    fn push(
+        &mut self,
+        lines: &mut Vec<LineSpan>,
+        data: &[u8],
+        start: usize,
+        end: usize,
+        mut total_len: u64,
+    ) {
+        let mut end = end.min(start + self.keep_limit);
+        if end > start && data[end - 1] == b'\r' && total_len == (end - start) as u64 {
+            end -= 1;
+            total_len -= 1;
+        }
+        self.number += 1;
+        lines.push(LineSpan {
+            number: self.number,
+            start,
+            end,
+            total_len,
+        });
+    }
+}
+
+/// Splits input that is in memory already (a mapped file) into chunks of lines, where they lie.
+pub struct SliceLines {
+    numbering: Numbering,
+    position: usize,
+}
+
+impl SliceLines {
+    pub fn new(keep_limit: usize) -> Self {
+        SliceLines {
+            numbering: Numbering::new(keep_limit),
+            position: 0,
+        }
+    }
+
+    /// Replace `lines` with the next lines of `bytes` (always the same input): at most
+    /// `max_lines`, and no more once they span `max_bytes`. Empty at the end of input. Spans are
+    /// positions in `bytes`.
+    pub fn next_chunk(
+        &mut self,
+        bytes: &[u8],
+        lines: &mut Vec<LineSpan>,
+        max_lines: usize,
+        max_bytes: usize,
+    ) {
+        lines.clear();
+        let chunk_start = self.position;
+        while self.position < bytes.len() {
+            let start = self.position;
+            let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |at| start + at);
+            self.numbering
+                .push(lines, bytes, start, end, (end - start) as u64);
+            self.position = (end + 1).min(bytes.len());
+            if lines.len() >= max_lines.max(1) || self.position - chunk_start >= max_bytes {
+                return;
+            }
+        }
+    }
+}
+
+/// Reads chunks of whole lines from a stream, keeping at most `keep_limit` bytes of each line.
+pub struct ChunkReader<R> {
+    inner: R,
+    numbering: Numbering,
     /// The start of a line read past the end of the previous chunk.
     carry: Vec<u8>,
     eof: bool,
@@ -63,8 +141,7 @@ impl<R: Read> ChunkReader<R> {
     pub fn new(inner: R, keep_limit: usize) -> Self {
         ChunkReader {
             inner,
-            number: 0,
-            keep_limit: keep_limit.max(1),
+            numbering: Numbering::new(keep_limit),
             carry: Vec::new(),
             eof: false,
         }
@@ -90,8 +167,8 @@ impl<R: Read> ChunkReader<R> {
         loop {
             while let Some(at) = memchr::memchr(b'\n', &data[searched..]) {
                 let end = searched + at;
-                let kept_end = end.min(line_start + self.keep_limit);
-                self.push(lines, data, line_start, kept_end, (end - line_start) as u64);
+                self.numbering
+                    .push(lines, data, line_start, end, (end - line_start) as u64);
                 line_start = end + 1;
                 searched = line_start;
                 if lines.len() >= max_lines || line_start >= max_bytes {
@@ -101,7 +178,7 @@ impl<R: Read> ChunkReader<R> {
                 }
             }
             searched = data.len();
-            if data.len() - line_start > self.keep_limit {
+            if data.len() - line_start > self.numbering.keep_limit {
                 // What follows the line is left in `carry`, for this chunk or the next.
                 self.skip_rest_of_line(data, lines, line_start)?;
                 line_start = data.len();
@@ -116,8 +193,8 @@ impl<R: Read> ChunkReader<R> {
                 self.eof = true;
                 if data.len() > line_start {
                     let len = (data.len() - line_start) as u64;
-                    let kept_end = data.len().min(line_start + self.keep_limit);
-                    self.push(lines, data, line_start, kept_end, len);
+                    self.numbering
+                        .push(lines, data, line_start, data.len(), len);
                 }
                 return Ok(());
             }
@@ -146,7 +223,7 @@ impl<R: Read> ChunkReader<R> {
         lines: &mut Vec<LineSpan>,
         line_start: usize,
     ) -> io::Result<()> {
-        let kept_end = line_start + self.keep_limit;
+        let kept_end = line_start + self.numbering.keep_limit;
         let mut total = (data.len() - line_start) as u64;
         let mut rest = data.split_off(kept_end);
         rest.clear();
@@ -163,31 +240,9 @@ impl<R: Read> ChunkReader<R> {
             total += rest.len() as u64;
             rest.clear();
         }
-        self.push(lines, data, line_start, kept_end, total);
+        self.numbering
+            .push(lines, data, line_start, kept_end, total);
         Ok(())
-    }
-
-    /// Record the line `data[start..end]` (whole length `total_len`), without a trailing `\r`
-    /// when it is kept whole.
-    fn push(
-        &mut self,
-        lines: &mut Vec<LineSpan>,
-        data: &[u8],
-        start: usize,
-        mut end: usize,
-        mut total_len: u64,
-    ) {
-        if end > start && data[end - 1] == b'\r' && total_len == (end - start) as u64 {
-            end -= 1;
-            total_len -= 1;
-        }
-        self.number += 1;
-        lines.push(LineSpan {
-            number: self.number,
-            start,
-            end,
-            total_len,
-        });
     }
 }
 
@@ -311,6 +366,25 @@ mod tests {
             for chunk in &got {
                 assert!(chunk.len() <= max_lines);
             }
+            // The same input, mapped: split where it lies.
+            let mut slice = SliceLines::new(limit);
+            let (mut spans, mut mapped) = (Vec::new(), Vec::new());
+            loop {
+                slice.next_chunk(&input, &mut spans, max_lines, max_bytes);
+                if spans.is_empty() {
+                    break;
+                }
+                assert!(spans.len() <= max_lines);
+                mapped.extend(spans.iter().map(|span| {
+                    let l = span.line(&input);
+                    (l.number, l.bytes.to_vec(), l.total_len)
+                }));
+            }
+            assert_eq!(
+                mapped,
+                expected(&input, limit),
+                "mapped: {input:?} limit {limit}"
+            );
         }
     }
 }

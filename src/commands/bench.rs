@@ -1,7 +1,7 @@
 //! `omnistream bench ingest`: JSONL to the lake, side by side with DuckDB on the same file.
 
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -146,10 +146,9 @@ fn omnistream_run(config: &Config, dir: &Path, input: &Path, events: u64) -> Res
     let lake = omnistream_lake::Lake::open(bench_config.lake_dir())?;
 
     let t = Instant::now();
-    let reader = BufReader::with_capacity(
-        1 << 20,
-        File::open(input).map_err(CliError::io("opening input"))?,
-    );
+    // Opened as `omnistream ingest` opens a file.
+    let reader =
+        omnistream_connectors::Input::file(input).map_err(CliError::io("opening input"))?;
     let report = omnistream_connectors::ingest(
         &log,
         Topic::ModelCall.name(),

@@ -85,7 +85,7 @@ fn land(
             log,
             Topic::ModelCall.name(),
             "bench",
-            Cursor::new(buf),
+            omnistream_connectors::Input::stream(Cursor::new(buf)),
             &config.ingest_options("bench"),
             |_| {},
         )?;
@@ -448,7 +448,7 @@ fn freshness_blocking(
                     &log,
                     Topic::ModelCall.name(),
                     "bench",
-                    Cursor::new(lines),
+                    omnistream_connectors::Input::stream(Cursor::new(lines)),
                     &config.ingest_options("bench"),
                     |_| {},
                 )?;

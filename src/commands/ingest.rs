@@ -1,11 +1,10 @@
 //! `omnistream ingest TOPIC FILE|-`
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal};
+use std::io::IsTerminal;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use omnistream_connectors::{IngestReport, ingest};
+use omnistream_connectors::{IngestReport, Input, ingest};
 use omnistream_streams::Topic;
 
 use super::{open_log, thousands};
@@ -22,16 +21,12 @@ pub async fn run(config: &Config, args: IngestArgs) -> Result<()> {
 
 fn run_blocking(config: &Config, args: IngestArgs) -> Result<()> {
     let log = open_log(config)?;
-    let (input, size): (Box<dyn BufRead + Send>, Option<u64>) = if args.file == "-" {
-        (
-            Box::new(BufReader::with_capacity(1 << 20, std::io::stdin())),
-            None,
-        )
+    let (input, size) = if args.file == "-" {
+        (Input::stream(std::io::stdin()), None)
     } else {
-        let file =
-            File::open(&args.file).map_err(CliError::io(format!("opening {}", args.file)))?;
-        let size = file.metadata().ok().map(|m| m.len());
-        (Box::new(BufReader::with_capacity(1 << 20, file)), size)
+        let path = std::path::Path::new(&args.file);
+        let input = Input::file(path).map_err(CliError::io(format!("opening {}", args.file)))?;
+        (input, std::fs::metadata(path).ok().map(|m| m.len()))
     };
     let show_bar = match args.progress {
         ProgressMode::Bar => true,

@@ -105,7 +105,7 @@ fn run_blocking(config: &Config, args: SimulateArgs) -> Result<()> {
                         log,
                         topic.name(),
                         "simulate",
-                        Cursor::new(buf),
+                        omnistream_connectors::Input::stream(Cursor::new(buf)),
                         &options,
                         |_| {},
                     )?;

@@ -120,7 +120,7 @@ fn build_lake(fixtures: &Path, data: &Path, runtime: tokio::runtime::Handle) -> 
         let topic = Topic::from_table(&table)
             .map(|t| t.name().to_string())
             .unwrap_or(table);
-        let input = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
+        let input = omnistream_connectors::Input::file(&path).unwrap();
         let source = path.file_name().unwrap().to_str().unwrap();
         omnistream_connectors::ingest(&log, &topic, source, input, &Default::default(), |_| {})
             .unwrap();
