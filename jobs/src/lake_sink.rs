@@ -330,9 +330,13 @@ impl<'a> LakeSink<'a> {
         };
         report.committed = true;
         for ((table, date), ids) in new_ids {
-            self.dedup
-                .partition(lake, &snapshot, &table, &date)?
-                .extend(ids);
+            let known = self.dedup.partition(lake, &snapshot, &table, &date)?;
+            // A partition this round started holds nothing yet: take the set whole.
+            if known.is_empty() {
+                *known = ids;
+            } else {
+                known.extend(ids);
+            }
         }
         // The log's consumer group mirrors the lake's offsets, for lag reporting (`omnistream topics`).
         for action in &actions {
@@ -525,7 +529,15 @@ fn prepare(
                 continue;
             }
             round.touched.insert(partition.clone());
-            round.new_ids.entry(partition).or_default().extend(in_round);
+            // Moved, not re-inserted, when the partition is new to the round (the usual case).
+            match round.new_ids.entry(partition) {
+                std::collections::hash_map::Entry::Occupied(mut ids) => {
+                    ids.get_mut().extend(in_round)
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(in_round);
+                }
+            }
             // Many rows are cut into files of equal size so that both cores encode Parquet
             // at once.
             let pieces = (unique_rows / SPLIT_ROWS).clamp(1, options.parallelism.max(1));
