@@ -588,6 +588,12 @@ impl Layout {
                 }
                 (Role::EventId, Some(v)) => {
                     let s = expect_str(field, v)?;
+                    // Producers almost always send the canonical form: then it is kept as is.
+                    if let Some(id) = envelope::canonical_uuid(&s) {
+                        event_id = Some(uuid::Uuid::from_u128(id));
+                        cells.push(Cell::Str(s));
+                        continue;
+                    }
                     let id = uuid::Uuid::parse_str(&s).map_err(|_| {
                         Rejection::new(
                             RejectKind::InvalidValue,

@@ -53,7 +53,7 @@ struct Partition {
 
 /// The key of an event id: its UUID as a number (ids are validated UUIDs on ingest).
 pub fn id_key(event_id: &str) -> u128 {
-    if let Some(key) = canonical_uuid(event_id.as_bytes()) {
+    if let Some(key) = omnistream_streams::envelope::canonical_uuid(event_id) {
         return key;
     }
     match uuid::Uuid::parse_str(event_id) {
@@ -66,43 +66,6 @@ pub fn id_key(event_id: &str) -> u128 {
             (std::hash::Hasher::finish(&hasher) as u128) << 32 | h1
         }
     }
-}
-
-/// A UUID in the canonical form ingest writes (36 characters, lowercase hex, hyphens at 8, 13,
-/// 18 and 23) as a number, or `None` for any other spelling. The sink keys every event it lands
-/// this way, so this is its hottest line: a table lookup per digit, nothing else.
-fn canonical_uuid(text: &[u8]) -> Option<u128> {
-    const INVALID: u8 = 0xff;
-    const HEX: [u8; 256] = {
-        let mut table = [INVALID; 256];
-        let mut i = 0;
-        while i < 10 {
-            table[b'0' as usize + i] = i as u8;
-            i += 1;
-        }
-        let mut i = 0;
-        while i < 6 {
-            table[b'a' as usize + i] = 10 + i as u8;
-            i += 1;
-        }
-        table
-    };
-    let text: &[u8; 36] = text.try_into().ok()?;
-    if text[8] != b'-' || text[13] != b'-' || text[18] != b'-' || text[23] != b'-' {
-        return None;
-    }
-    let mut key = 0u128;
-    let mut invalid = 0u8;
-    for (i, &c) in text.iter().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            continue;
-        }
-        let digit = HEX[c as usize];
-        invalid |= digit;
-        key = key << 4 | u128::from(digit & 0xf);
-    }
-    // Every valid digit is below 16: one high bit anywhere means a character was not a digit.
-    (invalid & 0xf0 == 0).then_some(key)
 }
 
 impl DedupIndex {
@@ -179,12 +142,16 @@ mod tests {
             "0192f0a0-0000-7000-8000-000000000001",
         ] {
             let uuid = uuid::Uuid::parse_str(text).unwrap().as_u128();
-            assert_eq!(canonical_uuid(text.as_bytes()), Some(uuid), "{text}");
+            assert_eq!(
+                omnistream_streams::envelope::canonical_uuid(text),
+                Some(uuid),
+                "{text}"
+            );
             assert_eq!(id_key(text), uuid);
             // Another spelling of the same UUID takes the general parser and keys the same.
             let upper = text.to_uppercase();
             if upper != text {
-                assert_eq!(canonical_uuid(upper.as_bytes()), None);
+                assert_eq!(omnistream_streams::envelope::canonical_uuid(&upper), None);
             }
             assert_eq!(id_key(&upper), uuid);
             assert_eq!(id_key(&text.replace('-', "")), uuid);
@@ -197,7 +164,7 @@ mod tests {
             "not an id at all, but 36 chars long!",
         ] {
             assert_eq!(
-                canonical_uuid(not_canonical.as_bytes()),
+                omnistream_streams::envelope::canonical_uuid(not_canonical),
                 None,
                 "{not_canonical}"
             );

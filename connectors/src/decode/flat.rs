@@ -156,9 +156,10 @@ impl<'t> Cursor<'t> {
         let negative = bytes[start] == b'-';
         let mut i = start + usize::from(negative);
         let digits_start = i;
-        let mut integer: i64 = 0;
+        // All digits, fraction included, as one integer: exact while there are at most 19.
+        let mut mantissa: u64 = 0;
         while let Some(d @ b'0'..=b'9') = bytes.get(i) {
-            integer = integer.wrapping_mul(10).wrapping_add(i64::from(d - b'0'));
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
             i += 1;
         }
         let digits = i - digits_start;
@@ -166,35 +167,51 @@ impl<'t> Cursor<'t> {
         if digits == 0 || digits > 18 || (bytes[digits_start] == b'0' && digits > 1) {
             return None;
         }
-        let mut float = false;
+        let integer = mantissa as i64;
+        let (mut float, mut fraction_digits, mut exponent) = (false, 0usize, 0i64);
         if bytes.get(i) == Some(&b'.') {
             i += 1;
             let fraction_start = i;
-            while let Some(b'0'..=b'9') = bytes.get(i) {
+            while let Some(d @ b'0'..=b'9') = bytes.get(i) {
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
                 i += 1;
             }
-            if i == fraction_start {
+            fraction_digits = i - fraction_start;
+            if fraction_digits == 0 {
                 return None;
             }
             float = true;
         }
         if let Some(b'e' | b'E') = bytes.get(i) {
             i += 1;
+            let exponent_negative = bytes.get(i) == Some(&b'-');
             if let Some(b'+' | b'-') = bytes.get(i) {
                 i += 1;
             }
             let exponent_start = i;
-            while let Some(b'0'..=b'9') = bytes.get(i) {
+            while let Some(d @ b'0'..=b'9') = bytes.get(i) {
+                exponent = exponent
+                    .saturating_mul(10)
+                    .saturating_add(i64::from(d - b'0'));
                 i += 1;
             }
             if i == exponent_start {
                 return None;
             }
+            if exponent_negative {
+                exponent = -exponent;
+            }
             float = true;
         }
         self.i = i;
         if float {
-            let value: f64 = self.text[start..i].parse().ok()?;
+            let value = exact_float(
+                mantissa,
+                digits + fraction_digits,
+                exponent - fraction_digits as i64,
+            )
+            .map(|v| if negative { -v } else { v })
+            .or_else(|| self.text[start..i].parse().ok())?;
             return value.is_finite().then_some(Raw::F64(value));
         }
         if negative && integer == 0 {
@@ -202,6 +219,25 @@ impl<'t> Cursor<'t> {
         }
         Some(Raw::I64(if negative { -integer } else { integer }))
     }
+}
+
+/// `mantissa * 10^exponent` when one IEEE operation on exact operands gives it, hence correctly
+/// rounded (Clinger's fast path: mantissa below 2^53, |exponent| at most 22); `None` otherwise,
+/// for the full parser.
+fn exact_float(mantissa: u64, digits: usize, exponent: i64) -> Option<f64> {
+    const POWERS: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+        1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+    if digits > 19 || mantissa >= 1 << 53 {
+        return None;
+    }
+    let power = *POWERS.get(exponent.unsigned_abs() as usize)?;
+    Some(if exponent < 0 {
+        mantissa as f64 / power
+    } else {
+        mantissa as f64 * power
+    })
 }
 
 #[cfg(test)]
@@ -340,6 +376,58 @@ mod tests {
             "the general walk took too few lines"
         );
         assert_eq!(fast.finish(), general.finish());
+    }
+
+    #[test]
+    fn numbers_read_exactly_as_the_standard_parser_reads_them() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut texts: Vec<String> = [
+            "0.1",
+            "0.2",
+            "0.3",
+            "1092.596",
+            "0.0045000000000000005",
+            "7.5e-6",
+            "-1.5e3",
+            "1E+2",
+            "2.0",
+            "-0.0",
+            "9007199254740993.0",
+            "123456789012345678.5",
+            "1e22",
+            "1e23",
+            "1e-22",
+            "4.35e-05",
+            "0.000000000000000000001",
+            "17976931348623157e292",
+        ]
+        .map(String::from)
+        .to_vec();
+        for _ in 0..20_000 {
+            let digits = rng.random_range(1..20);
+            let integer: String = (0..rng.random_range(1..=digits.min(18)))
+                .map(|_| char::from(b'0' + rng.random_range(0..10)))
+                .collect();
+            let integer = integer.trim_start_matches('0');
+            let integer = if integer.is_empty() { "0" } else { integer };
+            let fraction: String = (0..rng.random_range(1..12))
+                .map(|_| char::from(b'0' + rng.random_range(0..10)))
+                .collect();
+            let mut text = format!("{integer}.{fraction}");
+            if rng.random_bool(0.3) {
+                text.push_str(&format!("e{}", rng.random_range(-30..30)));
+            }
+            texts.push(text);
+        }
+        for text in texts {
+            let mut cursor = Cursor { text: &text, i: 0 };
+            let Some(Raw::F64(value)) = cursor.number() else {
+                panic!("{text} not read as a float");
+            };
+            let expected: f64 = text.parse().unwrap();
+            assert_eq!(value.to_bits(), expected.to_bits(), "{text}");
+        }
     }
 
     #[test]
