@@ -303,6 +303,19 @@ pub struct EventDecoder {
     /// Whether plain flat lines take the fast path ([`flat`]); off only to test it against the
     /// general walk.
     fast_path: bool,
+    /// The fast path's vectors between lines (empty).
+    spare_values: Vec<Option<Raw<'static>>>,
+    spare_cells: Vec<Cell<'static>>,
+}
+
+/// An empty vector of another lifetime in the same memory: collecting from a vector's iterator
+/// into one of the same element layout reuses its allocation.
+fn recycle<T, U>(mut vector: Vec<T>) -> Vec<U> {
+    vector.clear();
+    vector
+        .into_iter()
+        .map(|_| unreachable!("cleared"))
+        .collect()
 }
 
 /// What one line holds, borrowed from its text.
@@ -349,6 +362,8 @@ impl EventDecoder {
             scratch: Vec::new(),
             buffers: simd_json::Buffers::new(1024),
             fast_path: true,
+            spare_values: Vec::new(),
+            spare_cells: Vec::new(),
         }
     }
 
@@ -383,14 +398,23 @@ impl EventDecoder {
             }
         };
         if self.fast_path {
-            let mut values: Vec<Option<Raw>> = (0..self.layout.fields).map(|_| None).collect();
+            // The previous line's vectors, hot in cache, serve this one.
+            let mut values: Vec<Option<Raw>> = recycle(std::mem::take(&mut self.spare_values));
+            values.resize_with(self.layout.fields, || None);
             if flat::scan(&self.layout, text, &mut values).is_some() {
-                let cells = self.layout.check(Parsed {
+                let mut parsed = Parsed {
                     values,
                     metadata: None,
                     unknown: Vec::new(),
-                })?;
-                self.push_cells(cells);
+                };
+                let mut cells = recycle(std::mem::take(&mut self.spare_cells));
+                self.layout.check_into(&mut parsed, &mut cells)?;
+                self.spare_values = recycle(parsed.values);
+                for (column, cell) in self.columns.iter_mut().zip(cells.drain(..)) {
+                    column.push(cell);
+                }
+                self.rows += 1;
+                self.spare_cells = recycle(cells);
                 return Ok(());
             }
         }
@@ -567,20 +591,29 @@ impl Layout {
     }
 
     /// Check every field against its type, fill envelope defaults, and assemble `metadata`.
-    fn check<'de>(&self, parsed: Parsed<'de>) -> Result<Vec<Cell<'de>>, Rejection> {
+    fn check<'de>(&self, mut parsed: Parsed<'de>) -> Result<Vec<Cell<'de>>, Rejection> {
+        let mut cells = Vec::with_capacity(self.fields);
+        self.check_into(&mut parsed, &mut cells)?;
+        Ok(cells)
+    }
+
+    /// [`check`](Self::check) into `cells` (empty), taking the values out of `parsed`: both
+    /// vectors' memory can serve the next line.
+    fn check_into<'de>(
+        &self,
+        parsed: &mut Parsed<'de>,
+        cells: &mut Vec<Cell<'de>>,
+    ) -> Result<(), Rejection> {
         let spec = self.topic.spec();
-        let mut cells = Vec::with_capacity(spec.fields.len());
         let mut event_id: Option<uuid::Uuid> = None;
         let Parsed {
             values,
-            mut metadata,
-            mut unknown,
+            metadata,
+            unknown,
         } = parsed;
-        for ((field, role), value) in spec.fields.iter().zip(&self.roles).zip(values) {
+        for ((field, role), value) in spec.fields.iter().zip(&self.roles).zip(values.drain(..)) {
             let cell = match (role, value) {
-                (Role::Metadata, _) => {
-                    metadata_cell(metadata.take(), std::mem::take(&mut unknown))?
-                }
+                (Role::Metadata, _) => metadata_cell(metadata.take(), std::mem::take(unknown))?,
                 (Role::EventId, None) => {
                     let id = uuid::Uuid::now_v7();
                     event_id = Some(id);
@@ -653,7 +686,7 @@ impl Layout {
             };
             cells.push(cell);
         }
-        Ok(cells)
+        Ok(())
     }
 }
 
@@ -1115,6 +1148,18 @@ mod tests {
     use super::*;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
+
+    #[test]
+    fn recycled_vectors_keep_their_memory() {
+        // The fast path relies on this to not allocate per line; a std change would show here.
+        let cells: Vec<Cell<'static>> = Vec::with_capacity(32);
+        let at = cells.as_ptr() as usize;
+        let line = String::from("x");
+        let mut reused: Vec<Cell<'_>> = recycle(cells);
+        reused.push(Cell::Str(Cow::Borrowed(&line)));
+        assert_eq!(reused.as_ptr() as usize, at);
+        assert!(reused.capacity() >= 32);
+    }
 
     fn decoder(topic: Topic) -> EventDecoder {
         EventDecoder::new(topic, EnvelopeDefaults::default())
