@@ -410,13 +410,11 @@ impl EventDecoder {
                 let mut cells = recycle(std::mem::take(&mut self.spare_cells));
                 self.layout.check_into(&mut parsed, &mut cells)?;
                 self.spare_values = recycle(parsed.values);
-                for (column, cell) in self.columns.iter_mut().zip(cells.drain(..)) {
-                    column.push(cell);
-                }
-                self.rows += 1;
+                self.push_cells(&mut cells);
                 self.spare_cells = recycle(cells);
                 return Ok(());
             }
+            self.spare_values = recycle(values);
         }
         let mut scratch = std::mem::take(&mut self.scratch);
         scratch.clear();
@@ -424,14 +422,14 @@ impl EventDecoder {
         let result = self
             .layout
             .decode(&mut scratch, text, &mut self.buffers)
-            .map(|cells| self.push_cells(cells));
+            .map(|mut cells| self.push_cells(&mut cells));
         self.scratch = scratch;
         result
     }
 
-    /// Append one checked line.
-    fn push_cells(&mut self, cells: Vec<Cell>) {
-        for (column, cell) in self.columns.iter_mut().zip(cells) {
+    /// Append one checked line (leaving `cells` empty).
+    fn push_cells(&mut self, cells: &mut Vec<Cell>) {
+        for (column, cell) in self.columns.iter_mut().zip(cells.drain(..)) {
             column.push(cell);
         }
         self.rows += 1;

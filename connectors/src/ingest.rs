@@ -2,8 +2,9 @@
 //! sent to the dead-letter topic with the reason, the source and the line number; nothing stops
 //! the rest, nothing is lost.
 //!
-//! Decoding runs on its own thread while the caller's thread appends (and syncs) the previous
-//! batch, so parsing and disk I/O overlap.
+//! Decoding runs on its own threads while the caller's thread appends (and syncs) the previous
+//! batch, so parsing and disk I/O overlap. A regular file is mapped and its lines decoded where
+//! they lie; other input is read into chunk buffers that are reused.
 
 use std::collections::BTreeMap;
 use std::fs::File;

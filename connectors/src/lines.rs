@@ -1,7 +1,8 @@
 //! Newline-delimited input with a bound on memory: a line longer than the keep limit is kept only
 //! up to the limit (its full length is still counted), so a 5 GB line cannot exhaust memory.
-//! Input is read straight into the caller's chunk buffer and split where it lies: a chunk of lines
-//! costs one copy of its bytes (the kernel's) and no allocation when the buffer is reused.
+//! A stream is read straight into the caller's chunk buffer and split where it lies: a chunk of
+//! lines costs one copy of its bytes (the kernel's) and no allocation when the buffer is reused.
+//! Input already in memory (a mapped file) is split where it lies, with no copy at all.
 
 use std::io::{self, Read};
 /// Where a line sits in a chunk buffer.

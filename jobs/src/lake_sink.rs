@@ -141,8 +141,9 @@ struct Round {
 }
 
 /// What a round prepared ahead must treat as landed: the round being written before it.
+#[derive(Default)]
 struct Pending<'a> {
-    ids: &'a HashMap<(String, String), IdSet>,
+    ids: Option<&'a HashMap<(String, String), IdSet>>,
     defined: BTreeSet<String>,
 }
 
@@ -224,7 +225,6 @@ impl<'a> LakeSink<'a> {
         let committed = self.committed(&snapshot)?;
         // A round prepared while the previous one was written is good if it starts where the
         // lake says this round starts.
-        let no_pending = HashMap::new();
         let round = match self.ahead.take() {
             Some(mut ahead) if ahead.from == committed => {
                 ahead.report.prepared_ahead = true;
@@ -236,10 +236,7 @@ impl<'a> LakeSink<'a> {
                 lake,
                 &snapshot,
                 &committed,
-                &Pending {
-                    ids: &no_pending,
-                    defined: BTreeSet::new(),
-                },
+                &Pending::default(),
                 &self.options,
             )?,
         };
@@ -261,7 +258,7 @@ impl<'a> LakeSink<'a> {
         // kept only once this one is.
         let next_from = next_offsets(&committed, &actions);
         let pending = Pending {
-            ids: &new_ids,
+            ids: Some(&new_ids),
             defined: actions
                 .iter()
                 .filter_map(|a| match a {
@@ -508,7 +505,7 @@ fn prepare(
         for (date, parts) in by_date {
             let partition = (def.name.clone(), date.clone());
             let seen = dedup.partition(lake, snapshot, &def.name, &date)?;
-            let landing = pending.ids.get(&partition);
+            let landing = pending.ids.and_then(|ids| ids.get(&partition));
             let rows: usize = parts.iter().map(RecordBatch::num_rows).sum();
             let mut in_round = IdSet::with_capacity_and_hasher(rows, Default::default());
             let mut unique = Vec::new();
