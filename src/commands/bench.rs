@@ -79,17 +79,20 @@ fn ingest_bench(config: &Config, args: BenchIngestArgs) -> Result<()> {
 
     // Runs alternate between omnistream and the peer, so both see the same machine conditions.
     let (mut ingest, mut sink, mut total, mut peer) = (vec![], vec![], vec![], vec![]);
+    let (mut cpu, mut peer_cpu) = (vec![], vec![]);
     let mut peer_version = String::new();
     for run in 1..=args.runs.max(1) {
         eprintln!("bench: run {run} of {}", args.runs.max(1));
-        let (i, s) = omnistream_run(config, &dir, &input, args.events)?;
-        ingest.push(i);
-        sink.push(s);
-        total.push(i + s);
+        let ours = omnistream_run(config, &dir, &input, args.events)?;
+        ingest.push(ours.ingest);
+        sink.push(ours.sink);
+        total.push(ours.ingest + ours.sink);
+        cpu.push(ours.cpu);
         if !args.no_peer {
-            let (seconds, version) = duckdb_run(&args.python, &dir, &input, args.events)?;
-            peer.push(seconds);
-            peer_version = version;
+            let run = duckdb_run(&args.python, &dir, &input, args.events)?;
+            peer.push(run.seconds);
+            peer_cpu.push(run.cpu);
+            peer_version = run.version;
         }
     }
     let rate = |s: f64| thousands((args.events as f64 / s) as u64);
@@ -117,8 +120,42 @@ fn ingest_bench(config: &Config, args: BenchIngestArgs) -> Result<()> {
             median(&peer) / median(&total),
             min(&peer) / min(&total)
         );
+        // CPU time (user + system, all threads) moves less than wall time when the host is
+        // shared: both sides are CPU-bound, so this ratio says how much work each does.
+        println!(
+            "  CPU time: omnistream {:.3} s, DuckDB {:.3} s (medians): omnistream uses {:.2}x DuckDB's CPU",
+            median(&cpu),
+            median(&peer_cpu),
+            median(&cpu) / median(&peer_cpu)
+        );
     }
     Ok(())
+}
+
+/// CPU time this process has used so far (user and system, every thread), in seconds.
+pub fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// One omnistream run: wall seconds of each step, and the CPU seconds of both.
+struct OmnistreamRun {
+    ingest: f64,
+    sink: f64,
+    cpu: f64,
+}
+
+/// One DuckDB run.
+struct PeerRun {
+    seconds: f64,
+    cpu: f64,
+    version: String,
 }
 
 pub fn median(v: &[f64]) -> f64 {
@@ -137,7 +174,7 @@ pub fn min(v: &[f64]) -> f64 {
 }
 
 /// One durable ingest into a fresh data directory, then the sink: seconds of each.
-fn omnistream_run(config: &Config, dir: &Path, input: &Path, events: u64) -> Result<(f64, f64)> {
+fn omnistream_run(config: &Config, dir: &Path, input: &Path, events: u64) -> Result<OmnistreamRun> {
     let data = dir.join("omnistream-data");
     let _ = fs::remove_dir_all(&data);
     let mut bench_config = config.clone();
@@ -145,6 +182,7 @@ fn omnistream_run(config: &Config, dir: &Path, input: &Path, events: u64) -> Res
     let log = EmbeddedLog::open(bench_config.log_config())?;
     let lake = omnistream_lake::Lake::open(bench_config.lake_dir())?;
 
+    let cpu = process_cpu_seconds();
     let t = Instant::now();
     // Opened as `omnistream ingest` opens a file.
     let reader =
@@ -168,23 +206,30 @@ fn omnistream_run(config: &Config, dir: &Path, input: &Path, events: u64) -> Res
     let t = Instant::now();
     let totals = LakeSink::new(&log, &lake, bench_config.sink_options())?.drain(|_, _| {})?;
     let sink_s = t.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu;
     if totals.rows_written != events {
         return Err(CliError::Usage(format!(
             "sink wrote {} of {events} rows",
             totals.rows_written
         )));
     }
-    Ok((ingest_s, sink_s))
+    Ok(OmnistreamRun {
+        ingest: ingest_s,
+        sink: sink_s,
+        cpu,
+    })
 }
 
-/// DuckDB converting the same file, timed inside Python (interpreter start excluded).
-fn duckdb_run(python: &str, dir: &Path, input: &Path, events: u64) -> Result<(f64, String)> {
+/// DuckDB converting the same file, timed inside Python (interpreter start excluded), with the
+/// CPU time of the conversion (every DuckDB thread is in the Python process).
+fn duckdb_run(python: &str, dir: &Path, input: &Path, events: u64) -> Result<PeerRun> {
     let out = dir.join("duckdb.parquet");
     let script = format!(
-        "import duckdb, time\ncon = duckdb.connect()\ncon.execute('SET enable_progress_bar = false')\nt = time.perf_counter()\n\
+        "import duckdb, resource, time\ncon = duckdb.connect()\ncon.execute('SET enable_progress_bar = false')\n\
+         cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])\nc = cpu()\nt = time.perf_counter()\n\
          con.execute(\"COPY (SELECT * FROM read_json('{src}')) TO '{out}' (FORMAT parquet)\")\n\
-         s = time.perf_counter() - t\nn = con.execute(\"SELECT count(*) FROM '{out}'\").fetchall()[0][0]\n\
-         print(s, n, duckdb.__version__)\n",
+         s = time.perf_counter() - t\nc = cpu() - c\nn = con.execute(\"SELECT count(*) FROM '{out}'\").fetchall()[0][0]\n\
+         print(s, n, duckdb.__version__, c)\n",
         src = input.display(),
         out = out.display()
     );
@@ -214,7 +259,16 @@ fn duckdb_run(python: &str, dir: &Path, input: &Path, events: u64) -> Result<(f6
             "DuckDB wrote {rows} of {events} rows"
         )));
     }
-    Ok((seconds, parts.next().unwrap_or("?").to_string()))
+    let version = parts.next().unwrap_or("?").to_string();
+    let cpu: f64 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN);
+    Ok(PeerRun {
+        seconds,
+        cpu,
+        version,
+    })
 }
 
 /// A temporary directory removed on drop.

@@ -58,3 +58,42 @@ print(d[0], d[1], d[2], p[0], p[1], t.num_rows, ts)
         "pyarrow time type: {text}"
     );
 }
+
+/// `bench ingest` end to end at a small size: the same events landed by omnistream and converted
+/// by DuckDB (the bench fails unless both hold every event), with wall and CPU time for each side.
+#[test]
+fn bench_ingest_lands_the_events_and_reports_time_and_cpu_for_both_sides() {
+    let env = Env::new();
+    let dir = env.path("bench");
+    let out = env.ok(&[
+        "bench",
+        "ingest",
+        "--events",
+        "3000",
+        "--runs",
+        "1",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    let line = |label: &str| {
+        out.lines()
+            .map(str::trim_start)
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no '{label}' line in:\n{out}"))
+            .to_string()
+    };
+    // Every number on a line, in order.
+    let numbers = |line: &str| -> Vec<f64> {
+        line.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .filter_map(|w| w.parse().ok())
+            .collect()
+    };
+    let total = numbers(&line("omnistream total"));
+    let ratio = numbers(&line("ratio:"));
+    let cpu = numbers(&line("CPU time:"));
+    assert!(total[0] > 0.0, "{out}");
+    assert!(ratio[0] > 0.0, "{out}");
+    // omnistream's CPU, DuckDB's, and their ratio, which must agree.
+    assert!(cpu.len() == 3 && cpu[0] > 0.0 && cpu[1] > 0.0, "{out}");
+    assert!((cpu[0] / cpu[1] - cpu[2]).abs() < 0.01, "{out}");
+}
