@@ -1148,6 +1148,13 @@ mod tests {
     use arrow::datatypes::{Float64Type, Int64Type, TimestampMicrosecondType};
 
     #[test]
+    fn a_line_s_values_and_cells_are_small_to_move() {
+        // Every line moves a few dozen of each: a variant that grows them costs every line.
+        assert!(std::mem::size_of::<Option<Raw>>() <= 32);
+        assert!(std::mem::size_of::<Cell>() <= 32);
+    }
+
+    #[test]
     fn recycled_vectors_keep_their_memory() {
         // The fast path relies on this to not allocate per line; a std change would show here.
         let cells: Vec<Cell<'static>> = Vec::with_capacity(32);
