@@ -93,7 +93,8 @@ fn bench_ingest_lands_the_events_and_reports_time_and_cpu_for_both_sides() {
     let cpu = numbers(&line("CPU time:"));
     assert!(total[0] > 0.0, "{out}");
     assert!(ratio[0] > 0.0, "{out}");
-    // omnistream's CPU, DuckDB's, and their ratio, which must agree.
+    // omnistream's CPU, DuckDB's, and their ratio, which must agree (up to the rounding of the
+    // printed seconds, a few percent at this size).
     assert!(cpu.len() == 3 && cpu[0] > 0.0 && cpu[1] > 0.0, "{out}");
-    assert!((cpu[0] / cpu[1] - cpu[2]).abs() < 0.01, "{out}");
+    assert!((cpu[0] / cpu[1] / cpu[2] - 1.0).abs() < 0.05, "{out}");
 }
