@@ -306,6 +306,7 @@ pub struct EventDecoder {
     /// The fast path's vectors between lines (empty).
     spare_values: Vec<Option<Raw<'static>>>,
     spare_cells: Vec<Cell<'static>>,
+    spare_times: Vec<i64>,
 }
 
 /// An empty vector of another lifetime in the same memory: collecting from a vector's iterator
@@ -364,6 +365,7 @@ impl EventDecoder {
             fast_path: true,
             spare_values: Vec::new(),
             spare_cells: Vec::new(),
+            spare_times: Vec::new(),
         }
     }
 
@@ -402,6 +404,16 @@ impl EventDecoder {
             let mut values: Vec<Option<Raw>> = recycle(std::mem::take(&mut self.spare_values));
             values.resize_with(self.layout.fields, || None);
             if flat::scan(&self.layout, text, &mut values).is_some() {
+                // A line whose every value is plainly of its column's type goes straight into
+                // the builders; any other is checked into cells, which also explains rejections.
+                let mut times = std::mem::take(&mut self.spare_times);
+                if self.layout.plain(&values, &mut times) {
+                    self.append_plain(&values, &times);
+                    self.spare_times = times;
+                    self.spare_values = recycle(values);
+                    return Ok(());
+                }
+                self.spare_times = times;
                 let mut parsed = Parsed {
                     values,
                     metadata: None,
@@ -425,6 +437,33 @@ impl EventDecoder {
             .map(|mut cells| self.push_cells(&mut cells));
         self.scratch = scratch;
         result
+    }
+
+    /// Append a line that [`Layout::plain`] accepted, straight from its values: what
+    /// [`Layout::check`] would make of them, without the cells in between.
+    fn append_plain(&mut self, values: &[Option<Raw>], times: &[i64]) {
+        let spec = self.layout.topic.spec();
+        let lines = self.columns.iter_mut().zip(&self.layout.roles).zip(values);
+        for (i, ((column, role), value)) in lines.enumerate() {
+            match (column, role, value) {
+                (Column::Utf8(b), _, Some(Raw::Str(s))) => b.append_value(s),
+                (Column::Int64(b), _, Some(Raw::I64(v))) => b.append_value(*v),
+                (Column::Float64(b), _, Some(Raw::F64(v))) => b.append_value(*v),
+                (Column::Float64(b), _, Some(Raw::I64(v))) => b.append_value(*v as f64),
+                (Column::Boolean(b), _, Some(Raw::Bool(v))) => b.append_value(*v),
+                (Column::Timestamp(b), _, Some(Raw::Str(_))) => b.append_value(times[i]),
+                (Column::Utf8(b), Role::EventType, None) => b.append_value(spec.event_type),
+                (Column::Utf8(b), Role::Source, None) => {
+                    b.append_value(&self.layout.defaults.source)
+                }
+                (Column::Int64(b), Role::SchemaVersion, None) => b.append_value(spec.version),
+                (column, _, None) => column.push(Cell::Null),
+                (_, _, Some(value)) => {
+                    unreachable!("{value:?} passed Layout::plain: a decoder bug")
+                }
+            }
+        }
+        self.rows += 1;
     }
 
     /// Append one checked line (leaving `cells` empty).
@@ -593,6 +632,47 @@ impl Layout {
         let mut cells = Vec::with_capacity(self.fields);
         self.check_into(&mut parsed, &mut cells)?;
         Ok(cells)
+    }
+
+    /// Whether a flat line's values (no metadata, no unknown keys) are each plainly of their
+    /// column's type, with nothing to assign but constants: then [`check`](Self::check) would
+    /// accept the line and take every value as it is. Timestamps are parsed into `times`, by
+    /// field index. Anything else (a default to assign afresh, a conversion that can fail, an id
+    /// to canonicalize) is `false`, for `check` to decide.
+    fn plain(&self, values: &[Option<Raw>], times: &mut Vec<i64>) -> bool {
+        let spec = self.topic.spec();
+        times.clear();
+        times.resize(values.len(), 0);
+        let fields = spec.fields.iter().zip(&self.roles).zip(values);
+        for (i, ((field, role), value)) in fields.enumerate() {
+            let plain = match (role, value) {
+                // A new UUID, the time now, or the new id: assigned by `check`.
+                (Role::EventId | Role::CorrelationId | Role::EmittedAt, None) => false,
+                (Role::EventId, Some(Raw::Str(id))) => envelope::canonical_uuid(id).is_some(),
+                (Role::EventType | Role::Source | Role::SchemaVersion, None) => true,
+                (Role::SchemaVersion, Some(Raw::I64(version))) => *version == spec.version,
+                (_, None) => !field.required,
+                (_, Some(raw)) => match (field.ty, raw) {
+                    (FieldType::Utf8, Raw::Str(_)) | (FieldType::Int64, Raw::I64(_)) => true,
+                    (FieldType::Float64, Raw::F64(_) | Raw::I64(_)) => true,
+                    (FieldType::Boolean, Raw::Bool(_)) => true,
+                    (FieldType::Timestamp, Raw::Str(text)) => {
+                        match chrono::DateTime::parse_from_rfc3339(text) {
+                            Ok(time) => {
+                                times[i] = time.timestamp_micros();
+                                true
+                            }
+                            Err(_) => false,
+                        }
+                    }
+                    _ => false,
+                },
+            };
+            if !plain {
+                return false;
+            }
+        }
+        true
     }
 
     /// [`check`](Self::check) into `cells` (empty), taking the values out of `parsed`: both
