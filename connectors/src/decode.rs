@@ -305,7 +305,6 @@ pub struct EventDecoder {
     fast_path: bool,
     /// The fast path's vectors between lines (empty).
     spare_values: Vec<Option<Raw<'static>>>,
-    spare_cells: Vec<Cell<'static>>,
     spare_times: Vec<i64>,
 }
 
@@ -364,7 +363,6 @@ impl EventDecoder {
             buffers: simd_json::Buffers::new(1024),
             fast_path: true,
             spare_values: Vec::new(),
-            spare_cells: Vec::new(),
             spare_times: Vec::new(),
         }
     }
@@ -414,16 +412,12 @@ impl EventDecoder {
                     return Ok(());
                 }
                 self.spare_times = times;
-                let mut parsed = Parsed {
+                let cells = self.layout.check(Parsed {
                     values,
                     metadata: None,
                     unknown: Vec::new(),
-                };
-                let mut cells = recycle(std::mem::take(&mut self.spare_cells));
-                self.layout.check_into(&mut parsed, &mut cells)?;
-                self.spare_values = recycle(parsed.values);
-                self.push_cells(&mut cells);
-                self.spare_cells = recycle(cells);
+                })?;
+                self.push_cells(cells);
                 return Ok(());
             }
             self.spare_values = recycle(values);
@@ -434,7 +428,7 @@ impl EventDecoder {
         let result = self
             .layout
             .decode(&mut scratch, text, &mut self.buffers)
-            .map(|mut cells| self.push_cells(&mut cells));
+            .map(|cells| self.push_cells(cells));
         self.scratch = scratch;
         result
     }
@@ -466,9 +460,9 @@ impl EventDecoder {
         self.rows += 1;
     }
 
-    /// Append one checked line (leaving `cells` empty).
-    fn push_cells(&mut self, cells: &mut Vec<Cell>) {
-        for (column, cell) in self.columns.iter_mut().zip(cells.drain(..)) {
+    /// Append one checked line.
+    fn push_cells(&mut self, cells: Vec<Cell>) {
+        for (column, cell) in self.columns.iter_mut().zip(cells) {
             column.push(cell);
         }
         self.rows += 1;
@@ -627,13 +621,6 @@ impl Layout {
         Ok(())
     }
 
-    /// Check every field against its type, fill envelope defaults, and assemble `metadata`.
-    fn check<'de>(&self, mut parsed: Parsed<'de>) -> Result<Vec<Cell<'de>>, Rejection> {
-        let mut cells = Vec::with_capacity(self.fields);
-        self.check_into(&mut parsed, &mut cells)?;
-        Ok(cells)
-    }
-
     /// Whether a flat line's values (no metadata, no unknown keys) are each plainly of their
     /// column's type, with nothing to assign but constants: then [`check`](Self::check) would
     /// accept the line and take every value as it is. Timestamps are parsed into `times`, by
@@ -656,15 +643,13 @@ impl Layout {
                     (FieldType::Utf8, Raw::Str(_)) | (FieldType::Int64, Raw::I64(_)) => true,
                     (FieldType::Float64, Raw::F64(_) | Raw::I64(_)) => true,
                     (FieldType::Boolean, Raw::Bool(_)) => true,
-                    (FieldType::Timestamp, Raw::Str(text)) => {
-                        match chrono::DateTime::parse_from_rfc3339(text) {
-                            Ok(time) => {
-                                times[i] = time.timestamp_micros();
-                                true
-                            }
-                            Err(_) => false,
+                    (FieldType::Timestamp, Raw::Str(text)) => match rfc3339_micros(text) {
+                        Ok(micros) => {
+                            times[i] = micros;
+                            true
                         }
-                    }
+                        Err(_) => false,
+                    },
                     _ => false,
                 },
             };
@@ -675,23 +660,21 @@ impl Layout {
         true
     }
 
-    /// [`check`](Self::check) into `cells` (empty), taking the values out of `parsed`: both
-    /// vectors' memory can serve the next line.
-    fn check_into<'de>(
-        &self,
-        parsed: &mut Parsed<'de>,
-        cells: &mut Vec<Cell<'de>>,
-    ) -> Result<(), Rejection> {
+    /// Check every field against its type, fill envelope defaults, and assemble `metadata`.
+    fn check<'de>(&self, parsed: Parsed<'de>) -> Result<Vec<Cell<'de>>, Rejection> {
         let spec = self.topic.spec();
         let mut event_id: Option<uuid::Uuid> = None;
+        let mut cells = Vec::with_capacity(self.fields);
         let Parsed {
             values,
-            metadata,
-            unknown,
+            mut metadata,
+            mut unknown,
         } = parsed;
-        for ((field, role), value) in spec.fields.iter().zip(&self.roles).zip(values.drain(..)) {
+        for ((field, role), value) in spec.fields.iter().zip(&self.roles).zip(values) {
             let cell = match (role, value) {
-                (Role::Metadata, _) => metadata_cell(metadata.take(), std::mem::take(unknown))?,
+                (Role::Metadata, _) => {
+                    metadata_cell(metadata.take(), std::mem::take(&mut unknown))?
+                }
                 (Role::EventId, None) => {
                     let id = uuid::Uuid::now_v7();
                     event_id = Some(id);
@@ -764,7 +747,7 @@ impl Layout {
             };
             cells.push(cell);
         }
-        Ok(())
+        Ok(cells)
     }
 }
 
@@ -1149,6 +1132,11 @@ fn expect_str<'de>(field: &FieldSpec, v: Raw<'de>) -> Result<Cow<'de, str>, Reje
     }
 }
 
+/// An RFC 3339 timestamp as microseconds since the epoch: how every timestamp field is read.
+fn rfc3339_micros(text: &str) -> Result<i64, chrono::ParseError> {
+    chrono::DateTime::parse_from_rfc3339(text).map(|time| time.timestamp_micros())
+}
+
 fn convert<'de>(field: &FieldSpec, v: Raw<'de>) -> Result<Cell<'de>, Rejection> {
     Ok(match field.ty {
         FieldType::Utf8 => Cell::Str(expect_str(field, v)?),
@@ -1190,7 +1178,7 @@ fn convert<'de>(field: &FieldSpec, v: Raw<'de>) -> Result<Cell<'de>, Rejection> 
         },
         FieldType::Timestamp => {
             let s = expect_str(field, v)?;
-            let ts = chrono::DateTime::parse_from_rfc3339(&s).map_err(|e| {
+            let micros = rfc3339_micros(&s).map_err(|e| {
                 Rejection::new(
                     RejectKind::InvalidValue,
                     Some(field.name),
@@ -1201,7 +1189,7 @@ fn convert<'de>(field: &FieldSpec, v: Raw<'de>) -> Result<Cell<'de>, Rejection> 
                     ),
                 )
             })?;
-            Cell::Ts(ts.timestamp_micros())
+            Cell::Ts(micros)
         }
         FieldType::Utf8List => match v {
             Raw::List(items) => Cell::List(items),
@@ -1237,11 +1225,11 @@ mod tests {
     #[test]
     fn recycled_vectors_keep_their_memory() {
         // The fast path relies on this to not allocate per line; a std change would show here.
-        let cells: Vec<Cell<'static>> = Vec::with_capacity(32);
-        let at = cells.as_ptr() as usize;
+        let values: Vec<Option<Raw<'static>>> = Vec::with_capacity(32);
+        let at = values.as_ptr() as usize;
         let line = String::from("x");
-        let mut reused: Vec<Cell<'_>> = recycle(cells);
-        reused.push(Cell::Str(Cow::Borrowed(&line)));
+        let mut reused: Vec<Option<Raw<'_>>> = recycle(values);
+        reused.push(Some(Raw::Str(Cow::Borrowed(&line))));
         assert_eq!(reused.as_ptr() as usize, at);
         assert!(reused.capacity() >= 32);
     }

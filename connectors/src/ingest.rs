@@ -112,6 +112,14 @@ impl<'a> Input<'a> {
         Input::Stream(Box::new(reader))
     }
 
+    /// How many bytes there are to read, when that is known (a mapped file).
+    pub fn size(&self) -> Option<u64> {
+        match self {
+            Input::Mapped(map) => Some(map.len() as u64),
+            Input::Stream(_) => None,
+        }
+    }
+
     /// The file at `path`: mapped when it is a regular, non-empty file, streamed otherwise (a
     /// FIFO, a device, an empty file). A mapped file is read as it was when opened: lines
     /// appended later are not read, and it must not be truncated meanwhile (the process would

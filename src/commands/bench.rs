@@ -133,7 +133,7 @@ fn ingest_bench(config: &Config, args: BenchIngestArgs) -> Result<()> {
 }
 
 /// CPU time this process has used so far (user and system, every thread), in seconds.
-pub fn process_cpu_seconds() -> f64 {
+fn process_cpu_seconds() -> f64 {
     // SAFETY: getrusage only writes the struct it is given.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();

@@ -24,9 +24,10 @@ fn run_blocking(config: &Config, args: IngestArgs) -> Result<()> {
     let (input, size) = if args.file == "-" {
         (Input::stream(std::io::stdin()), None)
     } else {
-        let path = std::path::Path::new(&args.file);
-        let input = Input::file(path).map_err(CliError::io(format!("opening {}", args.file)))?;
-        (input, std::fs::metadata(path).ok().map(|m| m.len()))
+        let input = Input::file(std::path::Path::new(&args.file))
+            .map_err(CliError::io(format!("opening {}", args.file)))?;
+        let size = input.size();
+        (input, size)
     };
     let show_bar = match args.progress {
         ProgressMode::Bar => true,

@@ -535,6 +535,34 @@ mod tests {
     use std::collections::HashSet;
 
     #[test]
+    fn canonical_uuids_read_as_their_number_and_nothing_else_does() {
+        for text in [
+            "01a19467-ee34-7d7b-a0ec-ba6f595c81d3",
+            "00000000-0000-0000-0000-000000000000",
+            "ffffffff-ffff-ffff-ffff-ffffffffffff",
+            "0192f0a0-0000-7000-8000-000000000001",
+        ] {
+            let uuid = uuid::Uuid::parse_str(text).unwrap().as_u128();
+            assert_eq!(envelope::canonical_uuid(text), Some(uuid), "{text}");
+        }
+        for not_canonical in [
+            "01A19467-EE34-7D7B-A0EC-BA6F595C81D3",
+            "01a19467ee347d7ba0ecba6f595c81d3",
+            "01a19467-ee34-7d7b-a0ec-ba6f595c81d",
+            "01a19467-ee34-7d7b-a0ec-ba6f595c81dg",
+            "01a19467xee34-7d7b-a0ec-ba6f595c81d3",
+            "01a19467-ee34-7d7b-a0ec-ba6f595c81d3 ",
+            "not an id at all, but 36 chars long!",
+        ] {
+            assert_eq!(
+                envelope::canonical_uuid(not_canonical),
+                None,
+                "{not_canonical}"
+            );
+        }
+    }
+
+    #[test]
     fn names_follow_the_convention_and_are_unique() {
         let mut names = HashSet::new();
         let mut tables = HashSet::new();
