@@ -163,6 +163,38 @@ fn a_reader_does_not_serve_a_frame_still_being_written() {
     assert_eq!(ids(&reader.read(t, 0, 1, 10).unwrap()), ["b"]);
 }
 
+#[test]
+fn a_segment_cut_short_under_a_reader_is_reported_not_mapped() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Topic::DeadLetter;
+    let log = open(dir.path());
+    log.append(t, &batch(t, &["a"])).unwrap();
+    log.append(t, &batch(t, &["b"])).unwrap();
+    // The reader has both frames indexed; then something cuts the second one off the file.
+    let reader = open(dir.path());
+    assert_eq!(ids(&reader.read(t, 0, 0, 10).unwrap()), ["a", "b"]);
+    let path = segment_path(dir.path(), t);
+    let len = fs::metadata(&path).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(len - 8)
+        .unwrap();
+    match reader.read(t, 0, 1, 10) {
+        Err(StreamsError::Corrupt {
+            base_offset,
+            detail,
+            ..
+        }) => {
+            assert_eq!(base_offset, 1);
+            assert!(detail.contains("cut short"), "{detail}");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    assert_eq!(ids(&reader.read(t, 0, 0, 1).unwrap()), ["a"]);
+}
+
 /// A view of the log while another process holds the writer lock (so no recovery runs).
 fn open_without_recovery(dir: &std::path::Path) -> EmbeddedLog {
     let lock_path = dir
