@@ -478,6 +478,11 @@ impl EventDecoder {
 }
 
 impl Layout {
+    /// The key seen at `position` of the last top-level object that had one there, and what it means.
+    fn predicted(&self, position: usize) -> Option<(&'static str, Key)> {
+        self.order.borrow().get(position).copied().flatten()
+    }
+
     /// What `key` means. `position` (top-level keys only) is the key's place in its object, for
     /// the prediction from the previous line's order.
     fn lookup(&self, key: &str, position: Option<usize>) -> Option<Key> {

@@ -4,6 +4,12 @@
 //! A retried event carries the same `emitted_at`, so it falls in the same date partition: the index
 //! only has to know the partitions that a batch touches. Each is loaded from the committed files
 //! (the `event_id` column only) on first use and kept, least recently used first out.
+//!
+//! The sink inserts a round's ids as it prepares the round, before they are committed: one probe
+//! per event decides and records it (the ids of the round being written while the next is
+//! prepared are in the set already). Whoever drops a prepared round without committing it must
+//! [`clear`](DedupIndex::clear) the index, and a partition touched by the last two rounds is never
+//! evicted, since the round before may still be landing.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -43,12 +49,14 @@ pub type IdSet = HashSet<u128, BuildHasherDefault<IdHasher>>;
 pub struct DedupIndex {
     partitions: HashMap<(String, String), Partition>,
     max_partitions: usize,
-    clock: u64,
+    /// The round being prepared ([`begin_round`](Self::begin_round) counts them).
+    round: u64,
 }
 
 struct Partition {
     ids: IdSet,
-    last_used: u64,
+    /// The last round that used it.
+    round: u64,
 }
 
 /// The key of an event id: its UUID as a number (ids are validated UUIDs on ingest).
@@ -73,8 +81,14 @@ impl DedupIndex {
         DedupIndex {
             partitions: HashMap::new(),
             max_partitions: max_partitions.max(1),
-            clock: 0,
+            round: 0,
         }
+    }
+
+    /// A round starts being prepared: the partitions it uses and those of the round before (which
+    /// may be being written meanwhile) are kept, whatever the bound.
+    pub fn begin_round(&mut self) {
+        self.round += 1;
     }
 
     /// The ids of a partition, loaded from the lake when not in memory.
@@ -85,14 +99,15 @@ impl DedupIndex {
         table: &str,
         date: &str,
     ) -> Result<&mut IdSet> {
-        self.clock += 1;
         let key = (table.to_string(), date.to_string());
         if !self.partitions.contains_key(&key) {
+            let round = self.round;
             if self.partitions.len() >= self.max_partitions
                 && let Some(oldest) = self
                     .partitions
                     .iter()
-                    .min_by_key(|(_, p)| p.last_used)
+                    .filter(|(_, p)| p.round + 1 < round)
+                    .min_by_key(|(_, p)| p.round)
                     .map(|(k, _)| k.clone())
             {
                 self.partitions.remove(&oldest);
@@ -116,14 +131,15 @@ impl DedupIndex {
             );
             let ids: IdSet = ids.iter().map(|s| id_key(s)).collect();
             self.partitions
-                .insert(key.clone(), Partition { ids, last_used: 0 });
+                .insert(key.clone(), Partition { ids, round: 0 });
         }
         let partition = self.partitions.get_mut(&key).unwrap();
-        partition.last_used = self.clock;
+        partition.round = self.round;
         Ok(&mut partition.ids)
     }
 
-    /// Forget everything (after a failed commit, the in-memory sets may hold ids that never landed).
+    /// Forget everything: the sets hold ids of a round that will not land (it failed, or was
+    /// prepared ahead and dropped). Each partition is read from the lake again when next used.
     pub fn clear(&mut self) {
         self.partitions.clear();
     }

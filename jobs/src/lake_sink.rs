@@ -6,7 +6,7 @@
 //! leaves either the whole round committed or none of it; the next start re-reads from the
 //! committed offsets.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +19,7 @@ use omnistream_lake::{
 };
 use omnistream_streams::{EventLog, GroupOffsets, Topic, envelope};
 
-use crate::dedup::{DedupIndex, IdSet, id_key};
+use crate::dedup::{DedupIndex, id_key};
 use crate::error::Result;
 
 /// The name the sink commits under, in the lake and as the log's consumer group.
@@ -133,17 +133,15 @@ struct Round {
     /// Table definitions and source offsets to commit with the files.
     actions: Vec<Action>,
     touched: BTreeSet<(String, String)>,
-    /// The event ids it lands, per (table, date).
-    new_ids: HashMap<(String, String), IdSet>,
     writes: Vec<(TableDef, String, Vec<RecordBatch>)>,
     /// Whether some partition holds more than it read.
     more: bool,
 }
 
-/// What a round prepared ahead must treat as landed: the round being written before it.
+/// What a round prepared ahead must treat as done: the round being written before it. (Its
+/// event ids are in the dedup index already.)
 #[derive(Default)]
-struct Pending<'a> {
-    ids: Option<&'a HashMap<(String, String), IdSet>>,
+struct Pending {
     defined: BTreeSet<String>,
 }
 
@@ -209,12 +207,10 @@ impl<'a> LakeSink<'a> {
     pub fn round(&mut self) -> Result<RoundReport> {
         let seq = self.writer.lake().snapshot()?.seq;
         self.round_inner().map_err(|e| {
-            let e = crate::reducer::stale_or(e, self.writer.lake(), seq);
-            if matches!(e, crate::JobError::Stale(_)) {
-                self.dedup.clear();
-            }
+            // The index holds the ids of the rounds that failed to land.
+            self.dedup.clear();
             self.ahead = None;
-            e
+            crate::reducer::stale_or(e, self.writer.lake(), seq)
         })
     }
 
@@ -230,21 +226,26 @@ impl<'a> LakeSink<'a> {
                 ahead.report.prepared_ahead = true;
                 ahead
             }
-            _ => prepare(
-                self.log,
-                &mut self.dedup,
-                lake,
-                &snapshot,
-                &committed,
-                &Pending::default(),
-                &self.options,
-            )?,
+            dropped => {
+                if dropped.is_some() {
+                    // Its ids are in the index but will not land from it.
+                    self.dedup.clear();
+                }
+                prepare(
+                    self.log,
+                    &mut self.dedup,
+                    lake,
+                    &snapshot,
+                    &committed,
+                    &Pending::default(),
+                    &self.options,
+                )?
+            }
         };
         let Round {
             mut report,
             actions,
             touched,
-            new_ids,
             writes,
             more,
             ..
@@ -258,7 +259,6 @@ impl<'a> LakeSink<'a> {
         // kept only once this one is.
         let next_from = next_offsets(&committed, &actions);
         let pending = Pending {
-            ids: Some(&new_ids),
             defined: actions
                 .iter()
                 .filter_map(|a| match a {
@@ -286,8 +286,13 @@ impl<'a> LakeSink<'a> {
         let written = written?;
         let ahead = match ahead {
             Some(Ok(round)) if !round.actions.is_empty() => Some(round),
-            // Whatever failed ahead is met again, and reported, when the next round runs.
-            _ => None,
+            Some(Ok(_)) | None => None,
+            // Whatever failed ahead is met again, and reported, when the next round runs; the
+            // ids it recorded before failing will not land from it.
+            Some(Err(_)) => {
+                self.dedup.clear();
+                None
+            }
         };
         report.rows_written = written.iter().map(|f| f.rows).sum();
         report.files_written = written.len();
@@ -321,20 +326,10 @@ impl<'a> LakeSink<'a> {
                     })
                     .collect();
                 self.writer.discard(&files);
-                self.dedup.clear();
                 return Err(e.into());
             }
         };
         report.committed = true;
-        for ((table, date), ids) in new_ids {
-            let known = self.dedup.partition(lake, &snapshot, &table, &date)?;
-            // A partition this round started holds nothing yet: take the set whole.
-            if known.is_empty() {
-                *known = ids;
-            } else {
-                known.extend(ids);
-            }
-        }
         // The log's consumer group mirrors the lake's offsets, for lag reporting (`omnistream topics`).
         for action in &actions {
             if let Action::SourceOffsets { topic, offsets, .. } = action {
@@ -466,12 +461,12 @@ fn prepare(
     pending: &Pending,
     options: &LakeSinkOptions,
 ) -> Result<Round> {
+    dedup.begin_round();
     let mut round = Round {
         from: from.clone(),
         report: RoundReport::default(),
         actions: Vec::new(),
         touched: BTreeSet::new(),
-        new_ids: HashMap::new(),
         writes: Vec::new(),
         more: false,
     };
@@ -504,18 +499,13 @@ fn prepare(
         }
         for (date, parts) in by_date {
             let partition = (def.name.clone(), date.clone());
+            // Landed, landing, or earlier in this round: one probe decides and records.
             let seen = dedup.partition(lake, snapshot, &def.name, &date)?;
-            let landing = pending.ids.and_then(|ids| ids.get(&partition));
             let rows: usize = parts.iter().map(RecordBatch::num_rows).sum();
-            let mut in_round = IdSet::with_capacity_and_hasher(rows, Default::default());
+            seen.reserve(rows);
             let mut unique = Vec::new();
             for rows in parts {
-                let kept = filter_rows(&rows, envelope::EVENT_ID, |id| {
-                    let key = id_key(id);
-                    !seen.contains(&key)
-                        && !landing.is_some_and(|ids| ids.contains(&key))
-                        && in_round.insert(key)
-                })?;
+                let kept = filter_rows(&rows, envelope::EVENT_ID, |id| seen.insert(id_key(id)))?;
                 if kept.num_rows() > 0 {
                     unique.push(kept);
                 }
@@ -525,16 +515,7 @@ fn prepare(
             if unique_rows == 0 {
                 continue;
             }
-            round.touched.insert(partition.clone());
-            // Moved, not re-inserted, when the partition is new to the round (the usual case).
-            match round.new_ids.entry(partition) {
-                std::collections::hash_map::Entry::Occupied(mut ids) => {
-                    ids.get_mut().extend(in_round)
-                }
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(in_round);
-                }
-            }
+            round.touched.insert(partition);
             // Many rows are cut into files of equal size so that both cores encode Parquet
             // at once.
             let pieces = (unique_rows / SPLIT_ROWS).clamp(1, options.parallelism.max(1));
@@ -631,6 +612,7 @@ fn cut_evenly(batches: Vec<RecordBatch>, rows_per_group: usize) -> Vec<Vec<Recor
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
     use std::sync::Arc;
 
     use arrow::array::{Int64Array, RecordBatch};
@@ -670,6 +652,11 @@ mod tests {
     /// A filler row of `topic` for each id (every required column set, the rest null), all on
     /// 1970-01-01.
     fn events(topic: Topic, ids: &[String]) -> RecordBatch {
+        events_on(topic, ids, &vec![0; ids.len()])
+    }
+
+    /// As [`events`], each row on its day after 1970-01-01.
+    fn events_on(topic: Topic, ids: &[String], days: &[i64]) -> RecordBatch {
         use arrow::array::{StringArray, TimestampMicrosecondArray, new_null_array};
         let schema = topic.schema();
         let columns = schema
@@ -684,14 +671,105 @@ mod tests {
                     }
                     (_, DataType::Int64) => Arc::new(Int64Array::from(vec![1; ids.len()])),
                     (_, DataType::Timestamp(_, tz)) => Arc::new(
-                        TimestampMicrosecondArray::from(vec![0; ids.len()])
-                            .with_timezone_opt(tz.clone()),
+                        TimestampMicrosecondArray::from_iter_values(
+                            days.iter().map(|d| d * 86_400_000_000),
+                        )
+                        .with_timezone_opt(tz.clone()),
                     ),
                     (_, other) => panic!("no filler for {other}"),
                 }
             })
             .collect();
         RecordBatch::try_new(schema, columns).unwrap()
+    }
+
+    /// Every event id of the dead-letter table in the lake, sorted.
+    fn landed_ids(lake: &Lake) -> Vec<String> {
+        let snapshot = lake.snapshot().unwrap();
+        let table = snapshot.table("dead_letter").unwrap();
+        let files: Vec<&DataFile> = table.files.values().collect();
+        let mut landed: Vec<String> = lake
+            .read_files(&files)
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                let ids =
+                    arrow::array::AsArray::as_string::<i32>(b.column_by_name("event_id").unwrap())
+                        .clone();
+                (0..ids.len()).map(move |i| ids.value(i).to_string())
+            })
+            .collect();
+        landed.sort();
+        landed
+    }
+
+    #[test]
+    fn the_partition_of_a_round_being_written_is_not_evicted_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = omnistream_streams::EmbeddedLog::open(
+            omnistream_streams::EmbeddedLogConfig::new(dir.path().join("log")),
+        )
+        .unwrap();
+        let lake = Lake::open(dir.path().join("lake")).unwrap();
+        let id = |i: usize| format!("01000000-0000-7000-8000-{i:012}");
+        // The first round lands day 1. The second, prepared while the first is written, reads
+        // day 0 first (dates go in order), then retries of the first round's ids on day 1: with
+        // room for one partition, day 1 must survive day 0's loading, since the lake does not
+        // hold the first round yet.
+        let first: Vec<String> = (0..50).map(id).collect();
+        log.append(
+            Topic::DeadLetter,
+            &events_on(Topic::DeadLetter, &first, &[1; 50]),
+        )
+        .unwrap();
+        let second: Vec<String> = (100..150).chain(0..10).map(id).collect();
+        let days: Vec<i64> = (0..60).map(|i| i64::from(i >= 50)).collect();
+        log.append(
+            Topic::DeadLetter,
+            &events_on(Topic::DeadLetter, &second, &days),
+        )
+        .unwrap();
+        let options = LakeSinkOptions {
+            max_batch_rows: 50,
+            dedup_partitions: 1,
+            ..Default::default()
+        };
+        let mut sink = LakeSink::new(&log, &lake, options).unwrap();
+        let (first_round, second_round) = (sink.round().unwrap(), sink.round().unwrap());
+        assert!(second_round.prepared_ahead);
+        assert_eq!((first_round.duplicates, second_round.duplicates), (0, 10));
+        let mut expected: Vec<String> = (0..50).chain(100..150).map(id).collect();
+        expected.sort();
+        assert_eq!(landed_ids(&lake), expected);
+    }
+
+    #[test]
+    fn a_round_that_fails_to_land_is_landed_whole_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = omnistream_streams::EmbeddedLog::open(
+            omnistream_streams::EmbeddedLogConfig::new(dir.path().join("log")),
+        )
+        .unwrap();
+        let lake = Lake::open(dir.path().join("lake")).unwrap();
+        let ids: Vec<String> = (0..30)
+            .map(|i| format!("01000000-0000-7000-8000-{i:012}"))
+            .collect();
+        log.append(Topic::DeadLetter, &events(Topic::DeadLetter, &ids))
+            .unwrap();
+        let mut sink = LakeSink::new(&log, &lake, LakeSinkOptions::default()).unwrap();
+        // The sink's staging directory becomes a file: writing fails after the round was read
+        // and its ids recorded.
+        let staging = dir.path().join("lake/_omnistream/staging/lake-sink");
+        fs::remove_dir_all(&staging).unwrap();
+        fs::write(&staging, b"in the way").unwrap();
+        assert!(sink.round().is_err());
+        fs::remove_file(&staging).unwrap();
+        fs::create_dir(&staging).unwrap();
+        let report = sink.round().unwrap();
+        assert_eq!((report.rows_written, report.duplicates), (30, 0));
+        let mut expected = ids;
+        expected.sort();
+        assert_eq!(landed_ids(&lake), expected);
     }
 
     #[test]
@@ -734,22 +812,7 @@ mod tests {
             "every round after the first is prepared ahead"
         );
         assert_eq!(duplicates, 500 - unique as u64);
-        let snapshot = lake.snapshot().unwrap();
-        let table = snapshot.table("dead_letter").unwrap();
-        let files: Vec<&DataFile> = table.files.values().collect();
-        let mut landed: Vec<String> = lake
-            .read_files(&files)
-            .unwrap()
-            .iter()
-            .flat_map(|b| {
-                let ids =
-                    arrow::array::AsArray::as_string::<i32>(b.column_by_name("event_id").unwrap())
-                        .clone();
-                (0..ids.len()).map(move |i| ids.value(i).to_string())
-            })
-            .collect();
-        landed.sort();
         let expected: Vec<String> = (0..unique).map(id).collect();
-        assert_eq!(landed, expected);
+        assert_eq!(landed_ids(&lake), expected);
     }
 }

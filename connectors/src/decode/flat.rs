@@ -34,13 +34,21 @@ pub(super) fn scan<'t>(
     let mut position = 0;
     loop {
         at.expect(b'"')?;
-        let key = at.string_body()?;
+        // Producers write their keys in the same order line after line: the key the last line
+        // had here is checked in place, without scanning for its end first or hashing it.
+        let index = match layout.predicted(position) {
+            Some((name, Key::Field(index))) if at.skip_key(name) => index,
+            _ => {
+                let key = at.string_body()?;
+                let Some(Key::Field(index)) = layout.lookup(key, Some(position)) else {
+                    return None;
+                };
+                index
+            }
+        };
         at.skip_ws();
         at.expect(b':')?;
         at.skip_ws();
-        let Some(Key::Field(index)) = layout.lookup(key, Some(position)) else {
-            return None;
-        };
         position += 1;
         if seen & (1 << index) != 0
             || matches!(
@@ -104,6 +112,30 @@ fn string_stop(bytes: &[u8]) -> Option<usize> {
         .map(|i| at + i)
 }
 
+/// `a == b` for two slices of the same length, eight bytes at a time and inline: keys are a few
+/// dozen bytes, for which a call to `memcmp` costs more than the comparison.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    debug_assert_eq!(a.len(), b.len());
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let half = |s: &[u8], i: usize| u32::from_le_bytes(s[i..i + 4].try_into().expect("4 bytes"));
+    let n = a.len();
+    if n < 4 {
+        return a == b;
+    }
+    if n < 8 {
+        return half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4);
+    }
+    let mut i = 0;
+    while i + 8 < n {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last eight bytes, overlapping the previous word when `n` is not a multiple of eight.
+    word(a, n - 8) == word(b, n - 8)
+}
+
 struct Cursor<'t> {
     text: &'t str,
     i: usize,
@@ -131,6 +163,18 @@ impl<'t> Cursor<'t> {
     fn literal(&mut self, word: &str) -> Option<()> {
         let end = self.i + word.len();
         (self.bytes().get(self.i..end)? == word.as_bytes()).then(|| self.i = end)
+    }
+
+    /// Step over a key's contents and closing quote when they are exactly `name`.
+    fn skip_key(&mut self, name: &str) -> bool {
+        let n = name.len();
+        match self.bytes().get(self.i..self.i + n + 1) {
+            Some(found) if found[n] == b'"' && same_bytes(&found[..n], name.as_bytes()) => {
+                self.i += n + 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// A string's contents after its opening quote, up to and past its closing quote. Escapes and
@@ -322,6 +366,27 @@ mod tests {
                 lines.push(render(&dropped));
             }
         }
+        // Keys that differ from the ones the last line had at their place: the order reversed, a
+        // key spelt with an escape, a key one byte longer or shorter than the predicted one.
+        let mut reversed = pairs.clone();
+        reversed.reverse();
+        lines.push(render(&reversed));
+        lines.push(render(&pairs));
+        let unassigned =
+            |i: &usize| !["event_id", "correlation_id", "emitted_at"].contains(&&*pairs[*i].0);
+        for i in (0..pairs.len()).filter(unassigned).step_by(5) {
+            let key = &pairs[i].0;
+            let escaped = format!("\\u{:04x}{}", key.as_bytes()[0], &key[1..]);
+            for changed_key in [escaped, format!("{key}x"), key[..key.len() - 1].to_string()] {
+                let mut changed = pairs.clone();
+                changed[i].0 = changed_key;
+                lines.push(render(&changed));
+                lines.push(render(&pairs));
+            }
+            // The key's closing quote replaced: no longer JSON.
+            lines.push(render(&pairs).replacen(&format!("\"{key}\":"), &format!("\"{key}x:"), 1));
+            lines.push(render(&pairs));
+        }
         let base = MODEL_CALL.trim_end_matches('}');
         for extra in [
             r#""model":"gpt-4o""#,
@@ -348,6 +413,19 @@ mod tests {
         }
         lines.extend(["", "{}", "[1]", "\"s\"", "3", "null"].map(String::from));
         lines
+    }
+
+    #[test]
+    fn same_bytes_finds_a_difference_at_every_position_of_every_length() {
+        for n in 0..40 {
+            let a: Vec<u8> = (0..n as u8).map(|i| b'a' + i % 26).collect();
+            assert!(same_bytes(&a, &a.clone()), "length {n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!same_bytes(&a, &b), "length {n}, difference at {at}");
+            }
+        }
     }
 
     #[test]
