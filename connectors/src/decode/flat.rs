@@ -8,19 +8,13 @@
 //! yields exactly the values the general walk yields (a test compares the two on every shape of
 //! line it knows), so which path a line took never shows in the data.
 
-use std::borrow::Cow;
-
 use omnistream_streams::FieldType;
 
-use super::{Key, Layout, Raw};
+use super::{Key, Layout, Plain};
 
-/// The values of `text`'s keys by field index (all `None` on entry), or `None` when the line is
+/// The values of `text`'s keys by field index (all `Null` on entry), or `None` when the line is
 /// not a plain flat object (see the module docs).
-pub(super) fn scan<'t>(
-    layout: &Layout,
-    text: &'t str,
-    values: &mut [Option<Raw<'t>>],
-) -> Option<()> {
+pub(super) fn scan<'t>(layout: &Layout, text: &'t str, values: &mut [Plain<'t>]) -> Option<()> {
     let fields = &layout.topic.spec().fields;
     // A field given twice (or by its name and an alias) is the general walk's to settle.
     if fields.len() > 128 {
@@ -62,12 +56,12 @@ pub(super) fn scan<'t>(
         values[index] = match at.peek()? {
             b'"' => {
                 at.i += 1;
-                Some(Raw::Str(Cow::Borrowed(at.string_body()?)))
+                Plain::Str(at.string_body()?)
             }
-            b't' => at.literal("true").map(|_| Some(Raw::Bool(true)))?,
-            b'f' => at.literal("false").map(|_| Some(Raw::Bool(false)))?,
-            b'n' => at.literal("null").map(|_| None)?,
-            b'-' | b'0'..=b'9' => Some(at.number()?),
+            b't' => at.literal("true").map(|_| Plain::Bool(true))?,
+            b'f' => at.literal("false").map(|_| Plain::Bool(false))?,
+            b'n' => at.literal("null").map(|_| Plain::Null)?,
+            b'-' | b'0'..=b'9' => at.number()?,
             _ => return None,
         };
         at.skip_ws();
@@ -194,7 +188,7 @@ impl<'t> Cursor<'t> {
     /// A JSON number: an integer of up to 18 digits as `I64` (no overflow possible), anything with
     /// a fraction or an exponent as a correctly rounded, finite `F64`, as the general walk reads
     /// them. Longer integers and `-0` are left to it.
-    fn number(&mut self) -> Option<Raw<'t>> {
+    fn number(&mut self) -> Option<Plain<'t>> {
         let bytes = self.bytes();
         let start = self.i;
         let negative = bytes[start] == b'-';
@@ -256,12 +250,12 @@ impl<'t> Cursor<'t> {
             )
             .map(|v| if negative { -v } else { v })
             .or_else(|| self.text[start..i].parse().ok())?;
-            return value.is_finite().then_some(Raw::F64(value));
+            return value.is_finite().then_some(Plain::F64(value));
         }
         if negative && integer == 0 {
             return None;
         }
-        Some(Raw::I64(if negative { -integer } else { integer }))
+        Some(Plain::I64(if negative { -integer } else { integer }))
     }
 }
 
@@ -437,7 +431,7 @@ mod tests {
         let lines = corpus();
         let (mut taken, mut accepted) = (0, 0);
         for line in &lines {
-            let mut values: Vec<Option<Raw>> = (0..fast.layout.fields).map(|_| None).collect();
+            let mut values = vec![Plain::Null; fast.layout.fields];
             taken += usize::from(scan(&fast.layout, line, &mut values).is_some());
             let result = fast.push_line(line.as_bytes());
             assert_eq!(result, general.push_line(line.as_bytes()), "line {line}");
@@ -500,7 +494,7 @@ mod tests {
         }
         for text in texts {
             let mut cursor = Cursor { text: &text, i: 0 };
-            let Some(Raw::F64(value)) = cursor.number() else {
+            let Some(Plain::F64(value)) = cursor.number() else {
                 panic!("{text} not read as a float");
             };
             let expected: f64 = text.parse().unwrap();
@@ -535,7 +529,7 @@ mod tests {
     fn plain_lines_take_the_fast_path_and_escapes_do_not() {
         let decoder = EventDecoder::new(Topic::ModelCall, EnvelopeDefaults::default());
         let taken = |line: &str| {
-            let mut values: Vec<Option<Raw>> = (0..decoder.layout.fields).map(|_| None).collect();
+            let mut values = vec![Plain::Null; decoder.layout.fields];
             scan(&decoder.layout, line, &mut values).is_some()
         };
         assert!(taken(MODEL_CALL));
