@@ -62,6 +62,10 @@ pub fn retry_stale<T>(mut step: impl FnMut() -> Result<T>) -> Result<T> {
 /// A batch larger than this is cut into pieces written in parallel.
 const SPLIT_ROWS: usize = 64 * 1024;
 
+/// Records read from the log at a time: a few frames, a few megabytes, so that they are still in
+/// the CPU's cache when their ids are looked up.
+const READ_CHUNK_ROWS: usize = 16 * 1024;
+
 impl Default for LakeSinkOptions {
     fn default() -> Self {
         LakeSinkOptions {
@@ -471,51 +475,59 @@ fn prepare(
         more: false,
     };
     for (topic, offsets) in from {
-        let mut batches: Vec<RecordBatch> = Vec::new();
+        let def = raw_table_def(*topic);
         let mut next_offsets = GroupOffsets::new();
+        // Per date: the rows read, and those left once duplicates are dropped. The log's batches
+        // are split and filtered where they are (slices where possible), never concatenated:
+        // the rows are copied once, by the Parquet encoder.
+        let mut by_date: BTreeMap<String, (usize, Vec<RecordBatch>)> = BTreeMap::new();
         for (&partition, &from) in offsets {
-            let read = log.read(*topic, partition, from, options.max_batch_rows)?;
-            if let Some(last) = read.last() {
-                next_offsets.insert(partition, last.next_offset());
-                round.more |= log.offsets(*topic, partition)?.end > last.next_offset();
+            let mut at = from;
+            let mut read_rows = 0;
+            // A few frames at a time, each deduplicated while its ids are still in the CPU's
+            // cache: read whole rounds first, the ids came back from memory one miss at a time.
+            while read_rows < options.max_batch_rows {
+                let chunk = READ_CHUNK_ROWS.min(options.max_batch_rows - read_rows);
+                let read = log.read(*topic, partition, at, chunk)?;
+                let Some(last) = read.last() else {
+                    break;
+                };
+                at = last.next_offset();
+                for batch in read {
+                    read_rows += batch.batch.num_rows();
+                    for (date, rows) in split_by_date(&batch.batch, envelope::EMITTED_AT)? {
+                        // Landed, landing, or earlier in this round: one probe decides and records.
+                        let seen = dedup.partition(lake, snapshot, &def.name, &date)?;
+                        seen.reserve(rows.num_rows());
+                        let kept =
+                            filter_rows(&rows, envelope::EVENT_ID, |id| seen.insert(id_key(id)))?;
+                        let (read, unique) = by_date.entry(date).or_default();
+                        *read += rows.num_rows();
+                        if kept.num_rows() > 0 {
+                            unique.push(kept);
+                        }
+                    }
+                }
             }
-            batches.extend(read.into_iter().map(|b| b.batch));
+            if at > from {
+                next_offsets.insert(partition, at);
+                round.more |= log.offsets(*topic, partition)?.end > at;
+            }
         }
         if next_offsets.is_empty() {
             continue;
         }
-        let def = raw_table_def(*topic);
         if !snapshot.tables.contains_key(&def.name) && !pending.defined.contains(&def.name) {
             round.actions.push(Action::DefineTable(def.clone()));
         }
-        // The log's batches are split and filtered where they are (slices where possible),
-        // never concatenated: the rows are copied once, by the Parquet encoder.
-        let mut by_date: BTreeMap<String, Vec<RecordBatch>> = BTreeMap::new();
-        for batch in &batches {
-            round.report.records_read += batch.num_rows() as u64;
-            for (date, rows) in split_by_date(batch, envelope::EMITTED_AT)? {
-                by_date.entry(date).or_default().push(rows);
-            }
-        }
-        for (date, parts) in by_date {
-            let partition = (def.name.clone(), date.clone());
-            // Landed, landing, or earlier in this round: one probe decides and records.
-            let seen = dedup.partition(lake, snapshot, &def.name, &date)?;
-            let rows: usize = parts.iter().map(RecordBatch::num_rows).sum();
-            seen.reserve(rows);
-            let mut unique = Vec::new();
-            for rows in parts {
-                let kept = filter_rows(&rows, envelope::EVENT_ID, |id| seen.insert(id_key(id)))?;
-                if kept.num_rows() > 0 {
-                    unique.push(kept);
-                }
-            }
+        for (date, (rows, unique)) in by_date {
+            round.report.records_read += rows as u64;
             let unique_rows: usize = unique.iter().map(RecordBatch::num_rows).sum();
             round.report.duplicates += (rows - unique_rows) as u64;
             if unique_rows == 0 {
                 continue;
             }
-            round.touched.insert(partition);
+            round.touched.insert((def.name.clone(), date.clone()));
             // Many rows are cut into files of equal size so that both cores encode Parquet
             // at once.
             let pieces = (unique_rows / SPLIT_ROWS).clamp(1, options.parallelism.max(1));
