@@ -485,7 +485,8 @@ fn prepare(
             let mut at = from;
             let mut read_rows = 0;
             // A few frames at a time, each deduplicated while its ids are still in the CPU's
-            // cache: read whole rounds first, the ids came back from memory one miss at a time.
+            // cache (when a whole round was read first, its ids came back from memory a miss at
+            // a time).
             while read_rows < options.max_batch_rows {
                 let chunk = READ_CHUNK_ROWS.min(options.max_batch_rows - read_rows);
                 let read = log.read(*topic, partition, at, chunk)?;
@@ -501,8 +502,8 @@ fn prepare(
                         seen.reserve(rows.num_rows());
                         let kept =
                             filter_rows(&rows, envelope::EVENT_ID, |id| seen.insert(id_key(id)))?;
-                        let (read, unique) = by_date.entry(date).or_default();
-                        *read += rows.num_rows();
+                        let (rows_read, unique) = by_date.entry(date).or_default();
+                        *rows_read += rows.num_rows();
                         if kept.num_rows() > 0 {
                             unique.push(kept);
                         }
