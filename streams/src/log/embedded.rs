@@ -473,11 +473,13 @@ fn map_frame(file: &File, entry: &FrameEntry) -> std::io::Result<Option<Buffer>>
     if file.metadata()?.len() < entry.position + len as u64 {
         return Ok(None);
     }
-    // SAFETY: segments are append-only; the bytes of an indexed frame never change. A file is cut
-    // shorter only by `recover_tail`, past the last frame that checks out, which a reader has no
-    // reason to hold: a frame whose CRC failed at the end of a segment after a power loss. A
-    // mapping touched after such a cut would fault (SIGBUS); the length check above keeps the
-    // window to the time between it and the CRC pass, which reads every page at once.
+    // SAFETY: segments are append-only: the bytes of an indexed frame never change. The log cuts
+    // a file shorter only in `recover_tail`, and only past the last frame whose CRC passes, so a
+    // frame served (its CRC checked by the caller) is never cut while mapped. A mapping touched
+    // after a cut faults (SIGBUS): the length check above turns a cut made before this read into
+    // an error; what remains is a writer recovering from a power loss that cuts the bad last
+    // frame between this check and the caller's CRC pass, or something outside omnistream
+    // truncating a segment, as with any mapped file.
     let map = unsafe {
         memmap2::MmapOptions::new()
             .offset(entry.position)
