@@ -1250,7 +1250,8 @@ mod tests {
 
     #[test]
     fn a_line_s_values_and_cells_are_small_to_move() {
-        // Every line moves a few dozen of each: a variant that grows them costs every line.
+        // Every line the general walk reads or `check` converts moves a few dozen of each: a
+        // variant that grows them costs every such line.
         assert!(std::mem::size_of::<Option<Raw>>() <= 32);
         assert!(std::mem::size_of::<Cell>() <= 32);
     }

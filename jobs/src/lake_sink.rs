@@ -142,13 +142,6 @@ struct Round {
     more: bool,
 }
 
-/// What a round prepared ahead must treat as done: the round being written before it. (Its
-/// event ids are in the dedup index already.)
-#[derive(Default)]
-struct Pending {
-    defined: BTreeSet<String>,
-}
-
 impl<'a> LakeSink<'a> {
     /// Start the sink: takes the lake's `lake-sink` writer lock (one sink per lake at a time).
     pub fn new(log: &'a dyn EventLog, lake: &'a Lake, options: LakeSinkOptions) -> Result<Self> {
@@ -241,7 +234,7 @@ impl<'a> LakeSink<'a> {
                     lake,
                     &snapshot,
                     &committed,
-                    &Pending::default(),
+                    &BTreeSet::new(),
                     &self.options,
                 )?
             }
@@ -262,15 +255,15 @@ impl<'a> LakeSink<'a> {
         // round is read and deduplicated from where this one ends, as if it were committed: it is
         // kept only once this one is.
         let next_from = next_offsets(&committed, &actions);
-        let pending = Pending {
-            defined: actions
-                .iter()
-                .filter_map(|a| match a {
-                    Action::DefineTable(def) => Some(def.name.clone()),
-                    _ => None,
-                })
-                .collect(),
-        };
+        // Tables this round defines: the next round must not define them again. (Its event ids
+        // are in the dedup index already.)
+        let defining: BTreeSet<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::DefineTable(def) => Some(def.name.clone()),
+                _ => None,
+            })
+            .collect();
         let (written, ahead) = std::thread::scope(|scope| {
             let writing =
                 scope.spawn(|| write_files(&self.writer, &writes, self.options.parallelism));
@@ -281,7 +274,7 @@ impl<'a> LakeSink<'a> {
                     lake,
                     &snapshot,
                     &next_from,
-                    &pending,
+                    &defining,
                     &self.options,
                 )
             });
@@ -454,15 +447,16 @@ impl<'a> LakeSink<'a> {
     }
 }
 
-/// Read each partition from `from`, split by date, drop the ids already in the lake or in
-/// `pending`, and cut what is left into files to write.
+/// Read each partition from `from`, split by date, drop the ids already landed or landing (the
+/// dedup index holds both), and cut what is left into files to write. Tables in `defining` are
+/// being defined by the round before, still being written.
 fn prepare(
     log: &dyn EventLog,
     dedup: &mut DedupIndex,
     lake: &Lake,
     snapshot: &Snapshot,
     from: &BTreeMap<Topic, GroupOffsets>,
-    pending: &Pending,
+    defining: &BTreeSet<String>,
     options: &LakeSinkOptions,
 ) -> Result<Round> {
     dedup.begin_round();
@@ -482,8 +476,7 @@ fn prepare(
         // the rows are copied once, by the Parquet encoder.
         let mut by_date: BTreeMap<String, (usize, Vec<RecordBatch>)> = BTreeMap::new();
         for (&partition, &from) in offsets {
-            let mut at = from;
-            let mut read_rows = 0;
+            let (mut at, mut read_rows, mut caught_up) = (from, 0, false);
             // A few frames at a time, each deduplicated while its ids are still in the CPU's
             // cache (when a whole round was read first, its ids came back from memory a miss at
             // a time).
@@ -491,6 +484,8 @@ fn prepare(
                 let chunk = READ_CHUNK_ROWS.min(options.max_batch_rows - read_rows);
                 let read = log.read(*topic, partition, at, chunk)?;
                 let Some(last) = read.last() else {
+                    // The read looked at the files for more: there is none.
+                    caught_up = true;
                     break;
                 };
                 at = last.next_offset();
@@ -512,13 +507,13 @@ fn prepare(
             }
             if at > from {
                 next_offsets.insert(partition, at);
-                round.more |= log.offsets(*topic, partition)?.end > at;
+                round.more |= !caught_up && log.offsets(*topic, partition)?.end > at;
             }
         }
         if next_offsets.is_empty() {
             continue;
         }
-        if !snapshot.tables.contains_key(&def.name) && !pending.defined.contains(&def.name) {
+        if !snapshot.tables.contains_key(&def.name) && !defining.contains(&def.name) {
             round.actions.push(Action::DefineTable(def.clone()));
         }
         for (date, (rows, unique)) in by_date {
@@ -696,6 +691,22 @@ mod tests {
         RecordBatch::try_new(schema, columns).unwrap()
     }
 
+    /// An embedded log and a lake in a temporary directory (kept while the first is alive).
+    fn log_and_lake() -> (tempfile::TempDir, omnistream_streams::EmbeddedLog, Lake) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = omnistream_streams::EmbeddedLog::open(
+            omnistream_streams::EmbeddedLogConfig::new(dir.path().join("log")),
+        )
+        .unwrap();
+        let lake = Lake::open(dir.path().join("lake")).unwrap();
+        (dir, log, lake)
+    }
+
+    /// The `i`th event id of a test, a canonical UUIDv7 (ids sort as their numbers).
+    fn id(i: usize) -> String {
+        format!("01000000-0000-7000-8000-{i:012}")
+    }
+
     /// Every event id of the dead-letter table in the lake, sorted.
     fn landed_ids(lake: &Lake) -> Vec<String> {
         let snapshot = lake.snapshot().unwrap();
@@ -718,13 +729,7 @@ mod tests {
 
     #[test]
     fn the_partition_of_a_round_being_written_is_not_evicted_by_the_next() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = omnistream_streams::EmbeddedLog::open(
-            omnistream_streams::EmbeddedLogConfig::new(dir.path().join("log")),
-        )
-        .unwrap();
-        let lake = Lake::open(dir.path().join("lake")).unwrap();
-        let id = |i: usize| format!("01000000-0000-7000-8000-{i:012}");
+        let (_dir, log, lake) = log_and_lake();
         // The first round lands day 1. The second, prepared while the first is written, reads
         // day 0 first (dates go in order), then retries of the first round's ids on day 1: with
         // room for one partition, day 1 must survive day 0's loading, since the lake does not
@@ -758,15 +763,8 @@ mod tests {
 
     #[test]
     fn a_round_that_fails_to_land_is_landed_whole_by_the_next() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = omnistream_streams::EmbeddedLog::open(
-            omnistream_streams::EmbeddedLogConfig::new(dir.path().join("log")),
-        )
-        .unwrap();
-        let lake = Lake::open(dir.path().join("lake")).unwrap();
-        let ids: Vec<String> = (0..30)
-            .map(|i| format!("01000000-0000-7000-8000-{i:012}"))
-            .collect();
+        let (dir, log, lake) = log_and_lake();
+        let ids: Vec<String> = (0..30).map(id).collect();
         log.append(Topic::DeadLetter, &events(Topic::DeadLetter, &ids))
             .unwrap();
         let mut sink = LakeSink::new(&log, &lake, LakeSinkOptions::default()).unwrap();
@@ -787,13 +785,7 @@ mod tests {
 
     #[test]
     fn rounds_prepared_ahead_land_every_event_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = omnistream_streams::EmbeddedLog::open(
-            omnistream_streams::EmbeddedLogConfig::new(dir.path().join("log")),
-        )
-        .unwrap();
-        let lake = Lake::open(dir.path().join("lake")).unwrap();
-        let id = |i: usize| format!("01000000-0000-7000-8000-{i:012}");
+        let (_dir, log, lake) = log_and_lake();
         // Ten appends of 50 events; each repeats the last 10 ids of the one before (a producer's
         // retry), so duplicates straddle every pair of rounds.
         for batch in 0..10 {

@@ -249,7 +249,9 @@ fn writer_properties(sample: Option<&RecordBatch>) -> WriterProperties {
         .set_max_row_group_row_count(Some(256 * 1024));
     // Ids and free-form JSON are (nearly) unique per row: a dictionary only costs time there.
     let mut plain: BTreeSet<String> = UNIQUE_COLUMNS.iter().map(|c| c.to_string()).collect();
-    plain.extend(sample.map(mostly_distinct_columns).unwrap_or_default());
+    if let Some(sample) = sample {
+        plain.extend(mostly_distinct_columns(sample, &plain));
+    }
     for column in plain {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(column), false);
     }
@@ -262,8 +264,9 @@ fn writer_properties(sample: Option<&RecordBatch>) -> WriterProperties {
 }
 
 /// Columns whose values are more than half distinct in the first rows of `sample` (none when it
-/// is too short to tell). Booleans and nested types are never counted.
-fn mostly_distinct_columns(sample: &RecordBatch) -> Vec<String> {
+/// is too short to tell), other than those `known` already. Booleans and nested types are never
+/// counted.
+fn mostly_distinct_columns(sample: &RecordBatch, known: &BTreeSet<String>) -> Vec<String> {
     const SAMPLE_ROWS: usize = 4096;
     let rows = sample.num_rows().min(SAMPLE_ROWS);
     if rows < 256 {
@@ -274,6 +277,7 @@ fn mostly_distinct_columns(sample: &RecordBatch) -> Vec<String> {
         .fields()
         .iter()
         .zip(sample.columns())
+        .filter(|(field, _)| !known.contains(field.name()))
         .filter_map(|(field, column)| {
             let column = column.slice(0, rows);
             let values = rows - column.null_count();

@@ -247,27 +247,33 @@ fn duckdb_run(python: &str, dir: &Path, input: &Path, events: u64) -> Result<Pee
                 .unwrap_or("")
         )));
     }
+    // One line: seconds, rows, version, CPU seconds.
     let text = String::from_utf8_lossy(&result.stdout);
-    let mut parts = text.split_whitespace();
-    let seconds: f64 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(f64::NAN);
-    let rows: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let parsed = match fields[..] {
+        [seconds, rows, version, cpu] => seconds
+            .parse::<f64>()
+            .ok()
+            .zip(rows.parse::<u64>().ok())
+            .zip(cpu.parse::<f64>().ok())
+            .map(|((seconds, rows), cpu)| (seconds, rows, version, cpu)),
+        _ => None,
+    };
+    let Some((seconds, rows, version, cpu)) = parsed else {
+        return Err(CliError::Usage(format!(
+            "unexpected output from the DuckDB run: {}",
+            text.trim()
+        )));
+    };
     if rows != events {
         return Err(CliError::Usage(format!(
             "DuckDB wrote {rows} of {events} rows"
         )));
     }
-    let version = parts.next().unwrap_or("?").to_string();
-    let cpu: f64 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(f64::NAN);
     Ok(PeerRun {
         seconds,
         cpu,
-        version,
+        version: version.to_string(),
     })
 }
 

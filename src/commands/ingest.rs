@@ -21,14 +21,13 @@ pub async fn run(config: &Config, args: IngestArgs) -> Result<()> {
 
 fn run_blocking(config: &Config, args: IngestArgs) -> Result<()> {
     let log = open_log(config)?;
-    let (input, size) = if args.file == "-" {
-        (Input::stream(std::io::stdin()), None)
+    let input = if args.file == "-" {
+        Input::stream(std::io::stdin())
     } else {
-        let input = Input::file(std::path::Path::new(&args.file))
-            .map_err(CliError::io(format!("opening {}", args.file)))?;
-        let size = input.size();
-        (input, size)
+        Input::file(std::path::Path::new(&args.file))
+            .map_err(CliError::io(format!("opening {}", args.file)))?
     };
+    let size = input.size();
     let show_bar = match args.progress {
         ProgressMode::Bar => true,
         ProgressMode::Auto => std::io::stderr().is_terminal(),

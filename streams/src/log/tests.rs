@@ -181,18 +181,23 @@ fn a_segment_cut_short_under_a_reader_is_reported_not_mapped() {
         .unwrap()
         .set_len(len - 8)
         .unwrap();
-    match reader.read(t, 0, 1, 10) {
+    let (_, base_offset, detail) = corruption(reader.read(t, 0, 1, 10));
+    assert_eq!(base_offset, 1);
+    assert!(detail.contains("cut short"), "{detail}");
+    assert_eq!(ids(&reader.read(t, 0, 0, 1).unwrap()), ["a"]);
+}
+
+/// The position, base offset and detail of the corruption a read reports (any other outcome fails).
+fn corruption(read: crate::error::Result<Vec<LogBatch>>) -> (u64, u64, String) {
+    match read {
         Err(StreamsError::Corrupt {
+            position,
             base_offset,
             detail,
             ..
-        }) => {
-            assert_eq!(base_offset, 1);
-            assert!(detail.contains("cut short"), "{detail}");
-        }
+        }) => (position, base_offset, detail),
         other => panic!("expected corruption, got {other:?}"),
     }
-    assert_eq!(ids(&reader.read(t, 0, 0, 1).unwrap()), ["a"]);
 }
 
 /// A view of the log while another process holds the writer lock (so no recovery runs).
@@ -226,18 +231,9 @@ fn a_crc_mismatch_in_the_middle_is_reported_not_served() {
     bytes[frame::HEADER_LEN + 40] ^= 0xff; // inside the first frame's payload
     fs::write(&path, &bytes).unwrap();
     let log = open(dir.path());
-    match log.read(t, 0, 0, 10) {
-        Err(StreamsError::Corrupt {
-            position,
-            base_offset,
-            detail,
-            ..
-        }) => {
-            assert_eq!((position, base_offset), (0, 0));
-            assert!(detail.contains("CRC"), "{detail}");
-        }
-        other => panic!("expected corruption, got {other:?}"),
-    }
+    let (position, base_offset, detail) = corruption(log.read(t, 0, 0, 10));
+    assert_eq!((position, base_offset), (0, 0));
+    assert!(detail.contains("CRC"), "{detail}");
     // The frame after it is intact and still served.
     assert_eq!(ids(&log.read(t, 0, 1, 10).unwrap()), ["b"]);
 }
