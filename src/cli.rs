@@ -21,24 +21,24 @@ omnistream models                         # which model passes most, for what co
 omnistream sql \"SELECT model, count(*) FROM model_call GROUP BY model\"\n  \
 omnistream lake tables                    # what the lake holds"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
-    pub global: GlobalArgs,
+    pub(crate) global: GlobalArgs,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Global options")]
-pub struct GlobalArgs {
+pub(crate) struct GlobalArgs {
     /// Data directory (event log under log/, lake under lake/). Overrides `data_dir` of the config.
     #[arg(long, global = true, env = "OMNISTREAM_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
 
     /// Config file (TOML). Default: ./omnistream.toml when it exists.
     #[arg(long, global = true, env = "OMNISTREAM_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 
     /// Log filter for diagnostics on stderr, e.g. `info` or `omnistream_jobs=debug`.
     #[arg(
@@ -48,11 +48,11 @@ pub struct GlobalArgs {
         default_value = "warn",
         value_name = "FILTER"
     )]
-    pub log_level: String,
+    pub(crate) log_level: String,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Generate an ONEX node from a request in plain words, and show every stage.
     #[command(
         long_about = "Publish a generation request and (by default) wait for its end, showing each \
@@ -128,45 +128,45 @@ The same seed gives the same events (ids included)."
 }
 
 #[derive(Debug, Args)]
-pub struct GenerateArgs {
+pub(crate) struct GenerateArgs {
     /// What to generate, in plain words, e.g. "Create PostgreSQL writer Effect node".
-    pub prompt: String,
+    pub(crate) prompt: String,
 
     /// Directory the node directory goes into (default: `codegen.output_dir`, ./generated).
     #[arg(long, env = "OMNISTREAM_GENERATE_OUT", value_name = "DIR")]
-    pub out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
 
     /// Model: `template` or a name under [models] (default: `codegen.model`).
     #[arg(long, env = "OMNISTREAM_GENERATE_MODEL", value_name = "NAME")]
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
 
     /// Node type, when the prompt does not say: effect, compute, reducer or orchestrator.
     #[arg(long, value_name = "TYPE")]
-    pub node_type: Option<String>,
+    pub(crate) node_type: Option<String>,
 
     /// Publish the request and exit; prints its correlation id.
     #[arg(long)]
-    pub no_wait: bool,
+    pub(crate) no_wait: bool,
 
     /// Skip the judge-model quorum even when judges are configured.
     #[arg(long)]
-    pub no_quorum: bool,
+    pub(crate) no_quorum: bool,
 
     /// Do not retrieve patterns for the request.
     #[arg(long)]
-    pub no_intelligence: bool,
+    pub(crate) no_intelligence: bool,
 
     /// Give up waiting after this many seconds (the generation itself goes on).
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
-    pub timeout: u64,
+    pub(crate) timeout: u64,
 
     /// How to print the result.
     #[arg(long, value_enum, default_value = "table")]
-    pub format: GenerateFormat,
+    pub(crate) format: GenerateFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GenerateFormat {
+pub(crate) enum GenerateFormat {
     /// Stage lines as they complete, then a summary.
     Table,
     /// One JSON object: the end event, the stages, the model calls and the gates.
@@ -174,12 +174,12 @@ pub enum GenerateFormat {
 }
 
 #[derive(Debug, Args)]
-pub struct IngestArgs {
+pub(crate) struct IngestArgs {
     /// Topic: full name (onex.evt.codegen.model-call.v1), short name (model-call) or table (model_call).
-    pub topic: String,
+    pub(crate) topic: String,
 
     /// Input file of newline-delimited JSON, or `-` for standard input.
-    pub file: String,
+    pub(crate) file: String,
 
     /// `source` recorded on events that do not name one.
     #[arg(
@@ -187,15 +187,20 @@ pub struct IngestArgs {
         env = "OMNISTREAM_INGEST_SOURCE",
         default_value = "omnistream-ingest"
     )]
-    pub source: String,
+    pub(crate) source: String,
 
     /// Progress display: a bar on a terminal, JSON lines on stdout (one per durable batch), or none.
     #[arg(long, value_enum, default_value = "auto")]
-    pub progress: ProgressMode,
+    pub(crate) progress: ProgressMode,
+
+    /// Start at this line (1-based), skipping the ones before: resumes an ingest that stopped
+    /// after acknowledging them (it prints the line to resume from).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) from_line: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressMode {
+pub(crate) enum ProgressMode {
     /// A progress bar when stderr is a terminal, nothing otherwise.
     Auto,
     /// A progress bar.
@@ -207,7 +212,7 @@ pub enum ProgressMode {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum JobsCommand {
+pub(crate) enum JobsCommand {
     /// The jobs of this deployment: built in, plus those of `jobs_dir`.
     List {
         #[command(flatten)]
@@ -225,59 +230,59 @@ pub enum JobsCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct JobRunArgs {
+pub(crate) struct JobRunArgs {
     /// Job name (see `omnistream jobs list`), or `all`.
-    pub name: String,
+    pub(crate) name: String,
 
     /// Take in what is there now, commit, and exit (`all`: the sink first, then each reducer).
     #[arg(long, conflicts_with = "follow")]
-    pub once: bool,
+    pub(crate) once: bool,
 
     /// Follow new events until Ctrl-C or SIGTERM (the default); the batch in flight is committed.
     #[arg(long)]
-    pub follow: bool,
+    pub(crate) follow: bool,
 
     /// First recompute the reducer's windows from this date (YYYY-MM-DD or RFC 3339) on.
     #[arg(long, value_name = "DATE")]
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct BackfillArgs {
+pub(crate) struct BackfillArgs {
     /// Reducer job name (see `omnistream jobs list`).
-    pub name: String,
+    pub(crate) name: String,
 
     /// First day (YYYY-MM-DD) or instant (RFC 3339) to recompute; everything when absent.
     #[arg(long, value_name = "DATE")]
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct ModelsArgs {
+pub(crate) struct ModelsArgs {
     /// Only generations and calls of this node type (effect, compute, reducer, orchestrator).
     #[arg(long, value_name = "TYPE")]
-    pub node_type: Option<String>,
+    pub(crate) node_type: Option<String>,
 
     /// Only the last DUR, e.g. 24h or 7d (of wall-clock time); all of history when absent.
     #[arg(long, value_name = "DUR")]
-    pub since: Option<String>,
+    pub(crate) since: Option<String>,
 
     #[command(flatten)]
-    pub output: OutputArgs,
+    pub(crate) output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct NodesArgs {
+pub(crate) struct NodesArgs {
     /// Judge liveness at this time (RFC 3339) instead of now, e.g. at the end of a replayed workload.
     #[arg(long, value_name = "TIME")]
-    pub at: Option<String>,
+    pub(crate) at: Option<String>,
 
     #[command(flatten)]
-    pub output: OutputArgs,
+    pub(crate) output: OutputArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     /// A table for people (at most --max-rows rows).
     Table,
     Csv,
@@ -290,16 +295,16 @@ pub enum OutputFormat {
 }
 
 #[derive(Debug, Args)]
-pub struct SqlArgs {
+pub(crate) struct SqlArgs {
     /// The query, e.g. "SELECT model, avg(latency_ms) FROM model_call GROUP BY model".
-    pub query: String,
+    pub(crate) query: String,
 
     #[command(flatten)]
-    pub output: OutputArgs,
+    pub(crate) output: OutputArgs,
 }
 
 #[derive(Debug, Args, Clone)]
-pub struct OutputArgs {
+pub(crate) struct OutputArgs {
     /// Output format.
     #[arg(
         long,
@@ -308,19 +313,19 @@ pub struct OutputArgs {
         default_value = "table",
         env = "OMNISTREAM_FORMAT"
     )]
-    pub format: OutputFormat,
+    pub(crate) format: OutputFormat,
 
     /// Write to this file instead of stdout.
     #[arg(long, short = 'o', value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
 
     /// Rows shown in table format (the rest is counted); other formats write every row.
     #[arg(long, default_value_t = 1000)]
-    pub max_rows: usize,
+    pub(crate) max_rows: usize,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum LakeCommand {
+pub(crate) enum LakeCommand {
     /// Each table with rows, files, bytes and the first and last event time.
     Tables {
         #[command(flatten)]
@@ -331,66 +336,66 @@ pub enum LakeCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct CompactArgs {
+pub(crate) struct CompactArgs {
     /// Table to compact; every table when absent.
-    pub table: Option<String>,
+    pub(crate) table: Option<String>,
 
     /// Target file size, e.g. 128MiB; files at or above it are left alone.
     #[arg(long, value_name = "SIZE")]
-    pub target_file_size: Option<bytesize::ByteSize>,
+    pub(crate) target_file_size: Option<bytesize::ByteSize>,
 }
 
 #[derive(Debug, Args)]
-pub struct TopicsArgs {
+pub(crate) struct TopicsArgs {
     /// Print the Arrow schema of this topic instead of the list.
     #[arg(long, value_name = "TOPIC", conflicts_with = "markdown")]
-    pub schema: Option<String>,
+    pub(crate) schema: Option<String>,
 
     /// Print the schema reference of every topic as Markdown (docs/schemas.md).
     #[arg(long)]
-    pub markdown: bool,
+    pub(crate) markdown: bool,
 
     #[command(flatten)]
-    pub output: OutputArgs,
+    pub(crate) output: OutputArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct SimulateArgs {
+pub(crate) struct SimulateArgs {
     /// Number of generations (each brings its stages, model calls and validation results).
     #[arg(long, short = 'n', default_value_t = 100)]
-    pub generations: u64,
+    pub(crate) generations: u64,
 
     /// Random seed: the same seed gives the same events.
     #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    pub(crate) seed: u64,
 
     /// Simulated time of the first event (RFC 3339), or `now` for the current time minus the span.
     #[arg(long, default_value = "2026-11-01T00:00:00Z")]
-    pub start: String,
+    pub(crate) start: String,
 
     /// Nodes that send introspection and heartbeats.
     #[arg(long, default_value_t = 40)]
-    pub nodes: u32,
+    pub(crate) nodes: u32,
 
     /// Generations per simulated minute.
     #[arg(long, default_value_t = 30.0)]
-    pub rate: f64,
+    pub(crate) rate: f64,
 
     /// Fraction of events delivered late (after events that happened after them).
     #[arg(long, default_value_t = 0.01)]
-    pub late_fraction: f64,
+    pub(crate) late_fraction: f64,
 
     /// Fraction of events sent twice with the same event_id (a producer's retry).
     #[arg(long, default_value_t = 0.005)]
-    pub duplicate_fraction: f64,
+    pub(crate) duplicate_fraction: f64,
 
     /// Write one JSONL file per topic into this directory instead of ingesting.
     #[arg(long, value_name = "DIR")]
-    pub jsonl_dir: Option<PathBuf>,
+    pub(crate) jsonl_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum BenchCommand {
+pub(crate) enum BenchCommand {
     /// Land N simulated model-call events from JSONL into the lake (ingest, then sink), side by
     /// side with DuckDB converting the same file to Parquet.
     Ingest(BenchIngestArgs),
@@ -407,97 +412,97 @@ pub enum BenchCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct BenchCodegenArgs {
+pub(crate) struct BenchCodegenArgs {
     /// Generations to run.
     #[arg(long, short = 'n', default_value_t = 1000)]
-    pub generations: u64,
+    pub(crate) generations: u64,
     /// Generations at once (and processes of the Python peer). The template model is CPU work,
     /// so the default is one per core; `codegen.concurrency` (4) suits models over HTTP.
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(2, |n| n.get()))]
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Skip the compile check (G13) on both sides.
     #[arg(long)]
-    pub no_compile: bool,
+    pub(crate) no_compile: bool,
     /// Compile every generated file on both sides (`codegen.compile_scope = "all"`), not only
     /// what a model wrote or a patch changed (the default scope: the Effect and Orchestrator
     /// node modules, patched for the event bus; the peer compiles the same modules).
     #[arg(long, conflicts_with = "no_compile")]
-    pub compile_all: bool,
+    pub(crate) compile_all: bool,
     /// Also run every generated node's tests with pytest (G14; dominated by Python start-up).
     #[arg(long)]
-    pub tests: bool,
+    pub(crate) tests: bool,
     /// Work directory (emptied first).
     #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
     /// Python interpreter of the compile check and the peer (needs jinja2).
     #[arg(long, env = "OMNISTREAM_PYTHON", default_value = "python3")]
-    pub python: String,
+    pub(crate) python: String,
 }
 
 #[derive(Debug, Args)]
-pub struct BenchQueryArgs {
+pub(crate) struct BenchQueryArgs {
     /// Model-call rows in the lake.
     #[arg(long, default_value_t = 10_000_000)]
-    pub events: u64,
+    pub(crate) events: u64,
     /// Work directory (kept, and reused when it already holds the rows).
     #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
     /// Python interpreter with duckdb and polars (scripts/setup.sh installs them).
     #[arg(long, env = "OMNISTREAM_PYTHON", default_value = "python3")]
-    pub python: String,
+    pub(crate) python: String,
     /// Runs of each engine (alternating); medians are reported.
     #[arg(long, default_value_t = 3)]
-    pub runs: usize,
+    pub(crate) runs: usize,
 }
 
 #[derive(Debug, Args)]
-pub struct BenchBatchArgs {
+pub(crate) struct BenchBatchArgs {
     /// History sizes (model-call rows already reduced), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
-    pub history: Vec<u64>,
+    pub(crate) history: Vec<u64>,
     /// New events per measured batch.
     #[arg(long, default_value_t = 20_000)]
-    pub batch: u64,
+    pub(crate) batch: u64,
     /// Measured batches per history size; the median is reported.
     #[arg(long, default_value_t = 5)]
-    pub runs: usize,
+    pub(crate) runs: usize,
     /// Work directory (a temporary one when absent).
     #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
-pub struct BenchFreshnessArgs {
+pub(crate) struct BenchFreshnessArgs {
     /// Events appended per second.
     #[arg(long, default_value_t = 20_000)]
-    pub rate: u64,
+    pub(crate) rate: u64,
     /// How long to append.
     #[arg(long, default_value_t = 30)]
-    pub seconds: u64,
+    pub(crate) seconds: u64,
     /// Work directory (a temporary one when absent).
     #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
-pub struct BenchIngestArgs {
+pub(crate) struct BenchIngestArgs {
     /// Events in the JSONL file.
     #[arg(long, default_value_t = 1_000_000)]
-    pub events: u64,
+    pub(crate) events: u64,
 
     /// Work directory (a temporary one when absent; kept when given).
     #[arg(long, value_name = "DIR")]
-    pub dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
 
     /// Python interpreter with the duckdb package (scripts/setup.sh installs it).
     #[arg(long, env = "OMNISTREAM_PYTHON", default_value = "python3")]
-    pub python: String,
+    pub(crate) python: String,
 
     /// Skip the DuckDB side.
     #[arg(long)]
-    pub no_peer: bool,
+    pub(crate) no_peer: bool,
 
     /// Runs of each side (alternating); medians are reported, so one noisy run does not decide.
     #[arg(long, default_value_t = 3)]
-    pub runs: usize,
+    pub(crate) runs: usize,
 }

@@ -15,61 +15,61 @@ use serde::{Deserialize, Serialize};
 /// The whole configuration tree.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub(crate) struct Config {
     /// Root of everything omnistream keeps: `log/` (the event log) and `lake/` (Parquet tables).
-    pub data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// A directory of job files (`*.toml`) added to the built-in jobs (same name: replaces it).
-    pub jobs_dir: Option<PathBuf>,
-    pub log: LogConfig,
-    pub ingest: IngestConfig,
-    pub sink: SinkConfig,
-    pub reducer: ReducerConfig,
-    pub codegen: CodegenConfig,
+    pub(crate) jobs_dir: Option<PathBuf>,
+    pub(crate) log: LogConfig,
+    pub(crate) ingest: IngestConfig,
+    pub(crate) sink: SinkConfig,
+    pub(crate) reducer: ReducerConfig,
+    pub(crate) codegen: CodegenConfig,
     /// Model provider endpoints by name: `[providers.NAME]`.
-    pub providers: BTreeMap<String, ProviderSettings>,
+    pub(crate) providers: BTreeMap<String, ProviderSettings>,
     /// Models by the name requests use: `[models.NAME]`, served by a provider, with prices.
-    pub models: BTreeMap<String, ModelSettings>,
+    pub(crate) models: BTreeMap<String, ModelSettings>,
 }
 
 /// The codegen job (`omnistream generate`, `jobs run codegen`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CodegenConfig {
+pub(crate) struct CodegenConfig {
     /// Generations run at once.
-    pub concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Requests taken per batch (committed together).
-    pub max_batch: usize,
+    pub(crate) max_batch: usize,
     /// Where generated nodes go (requests may name another directory).
-    pub output_dir: PathBuf,
+    pub(crate) output_dir: PathBuf,
     /// Absolute directories (besides `output_dir`) requests may name as their output directory.
     /// Default: the directory the job runs in, so `generate --out DIR` works under it.
-    pub allowed_output_roots: Option<Vec<PathBuf>>,
+    pub(crate) allowed_output_roots: Option<Vec<PathBuf>>,
     /// Model of requests that name none: `template` (built in, no network) or a `[models]` name.
-    pub model: String,
+    pub(crate) model: String,
     /// Judge models of the quorum (none: no quorum).
-    pub judges: Vec<omnistream_jobs::codegen::Judge>,
-    pub quorum: omnistream_jobs::codegen::QuorumRules,
+    pub(crate) judges: Vec<omnistream_codegen::Judge>,
+    pub(crate) quorum: omnistream_codegen::QuorumRules,
     /// Refinement rounds when gates warn or the judges ask for changes.
-    pub max_refinements: u32,
+    pub(crate) max_refinements: u32,
     /// Compile generated Python files with Python itself (gate G13).
-    pub compile_check: bool,
+    pub(crate) compile_check: bool,
     /// `all` files, or only those a model wrote or a patch `changed` (template output is checked
     /// by the syntax gate and the project's template tests).
-    pub compile_scope: omnistream_jobs::codegen::CompileScope,
+    pub(crate) compile_scope: omnistream_codegen::CompileScope,
     /// Run the generated tests with pytest (gate G14).
-    pub run_tests: bool,
-    pub test_timeout_secs: u64,
+    pub(crate) run_tests: bool,
+    pub(crate) test_timeout_secs: u64,
     /// The Python interpreter of the compile check and the tests.
-    pub python: String,
-    pub max_tokens: u32,
-    pub temperature: f32,
+    pub(crate) python: String,
+    pub(crate) max_tokens: u32,
+    pub(crate) temperature: f32,
     /// Requests older than this many seconds are skipped (imported history, abandoned requests).
-    pub request_ttl_secs: u64,
+    pub(crate) request_ttl_secs: u64,
 }
 
 impl Default for CodegenConfig {
     fn default() -> Self {
-        let d = omnistream_jobs::codegen::CodegenOptions::default();
+        let d = omnistream_codegen::CodegenOptions::default();
         CodegenConfig {
             concurrency: d.concurrency,
             max_batch: d.max_batch,
@@ -94,33 +94,33 @@ impl Default for CodegenConfig {
 /// A model provider endpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProviderSettings {
+pub(crate) struct ProviderSettings {
     /// `openai` (any OpenAI-compatible chat completions endpoint) or `anthropic`.
-    pub format: omnistream_connectors::models::WireFormat,
+    pub(crate) format: omnistream_connectors::models::WireFormat,
     /// e.g. `http://127.0.0.1:8088/v1` or `https://api.anthropic.com/v1`.
-    pub base_url: String,
+    pub(crate) base_url: String,
     /// Name of the environment variable holding the API key (keeps keys out of files).
     #[serde(default)]
-    pub api_key_env: Option<String>,
+    pub(crate) api_key_env: Option<String>,
     /// The key itself, when it must be in the file.
     #[serde(default)]
-    pub api_key: Option<String>,
+    pub(crate) api_key: Option<String>,
     #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: f64,
+    pub(crate) timeout_secs: f64,
     #[serde(default = "default_max_retries")]
-    pub max_retries: u32,
+    pub(crate) max_retries: u32,
     #[serde(default = "default_backoff_initial_ms")]
-    pub backoff_initial_ms: u64,
+    pub(crate) backoff_initial_ms: u64,
     #[serde(default = "default_backoff_max_ms")]
-    pub backoff_max_ms: u64,
+    pub(crate) backoff_max_ms: u64,
     /// Circuit breaker: this many failures within `breaker_window_secs` open it for
     /// `breaker_cooldown_secs`.
     #[serde(default = "default_breaker_failures")]
-    pub breaker_failures: u32,
+    pub(crate) breaker_failures: u32,
     #[serde(default = "default_breaker_window_secs")]
-    pub breaker_window_secs: u64,
+    pub(crate) breaker_window_secs: u64,
     #[serde(default = "default_breaker_cooldown_secs")]
-    pub breaker_cooldown_secs: u64,
+    pub(crate) breaker_cooldown_secs: u64,
 }
 
 fn default_timeout_secs() -> f64 {
@@ -148,25 +148,25 @@ fn default_breaker_cooldown_secs() -> u64 {
 /// A model requests can name.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModelSettings {
+pub(crate) struct ModelSettings {
     /// A `[providers]` name.
-    pub provider: String,
+    pub(crate) provider: String,
     /// The model's name on the wire (default: this entry's name).
     #[serde(default)]
-    pub model: Option<String>,
+    pub(crate) model: Option<String>,
     /// USD per million input tokens (unset: cost unknown, recorded as null).
     #[serde(default)]
-    pub input_per_mtok: Option<f64>,
+    pub(crate) input_per_mtok: Option<f64>,
     #[serde(default)]
-    pub output_per_mtok: Option<f64>,
+    pub(crate) output_per_mtok: Option<f64>,
 }
 
 /// The SQL reducers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ReducerConfig {
+pub(crate) struct ReducerConfig {
     /// At most this many new events per input partition per batch (one commit per batch).
-    pub max_batch_rows: usize,
+    pub(crate) max_batch_rows: usize,
 }
 
 impl Default for ReducerConfig {
@@ -180,43 +180,43 @@ impl Default for ReducerConfig {
 /// The embedded event log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
+pub(crate) struct LogConfig {
     /// A segment file is closed and a new one started at this size.
-    pub segment_bytes: u64,
+    pub(crate) segment_bytes: u64,
     /// Partitions of topics created from now on.
-    pub default_partitions: u32,
+    pub(crate) default_partitions: u32,
     /// Delete closed segments older than this many hours (unset: keep everything).
-    pub retention_hours: Option<u64>,
+    pub(crate) retention_hours: Option<u64>,
     /// Sync every append to disk before acknowledging it. Off trades power-loss durability for speed.
-    pub fsync: bool,
+    pub(crate) fsync: bool,
 }
 
 /// `omnistream ingest` and every other producer path.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct IngestConfig {
+pub(crate) struct IngestConfig {
     /// Events per appended batch (one synced frame per partition).
-    pub batch_rows: usize,
+    pub(crate) batch_rows: usize,
     /// Lines longer than this are sent to the dead-letter topic as `too_large`.
-    pub max_event_bytes: usize,
+    pub(crate) max_event_bytes: usize,
     /// At most this much of a rejected line is kept in the dead-letter topic.
-    pub dead_letter_max_raw_bytes: usize,
+    pub(crate) dead_letter_max_raw_bytes: usize,
     /// Threads decoding JSON in parallel (default: the number of cores, at most 4).
-    pub decode_threads: usize,
+    pub(crate) decode_threads: usize,
 }
 
 /// The lake-sink job.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct SinkConfig {
+pub(crate) struct SinkConfig {
     /// Records per partition per round (one commit per round).
-    pub max_batch_rows: usize,
+    pub(crate) max_batch_rows: usize,
     /// How often follow mode polls the log when caught up, in milliseconds.
-    pub poll_interval_ms: u64,
+    pub(crate) poll_interval_ms: u64,
     /// Rolling policy: merge a date partition's files of one size tier once there are this many.
-    pub roll_files: usize,
+    pub(crate) roll_files: usize,
     /// Compaction target: files at or above this size are left alone.
-    pub target_file_bytes: u64,
+    pub(crate) target_file_bytes: u64,
 }
 
 impl Default for Config {
@@ -271,14 +271,14 @@ impl Default for SinkConfig {
 }
 
 /// The default config file, used when it exists and no other file is named.
-pub const DEFAULT_CONFIG_FILE: &str = "omnistream.toml";
+pub(crate) const DEFAULT_CONFIG_FILE: &str = "omnistream.toml";
 
 /// Environment variables that belong to the CLI itself, not to the config tree.
 const CLI_ONLY_ENV: &[&str] = &["config", "log_level"];
 
 impl Config {
     /// Load defaults, then `file` (or `./omnistream.toml` when it exists), then the environment.
-    pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
+    pub(crate) fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) => {
@@ -303,20 +303,20 @@ impl Config {
         figment.extract().map_err(Box::new)
     }
 
-    pub fn log_dir(&self) -> PathBuf {
+    pub(crate) fn log_dir(&self) -> PathBuf {
         self.data_dir.join("log")
     }
 
-    pub fn lake_dir(&self) -> PathBuf {
+    pub(crate) fn lake_dir(&self) -> PathBuf {
         self.data_dir.join("lake")
     }
 
     /// Where job status files live.
-    pub fn status_dir(&self) -> PathBuf {
+    pub(crate) fn status_dir(&self) -> PathBuf {
         self.data_dir.join("jobs")
     }
 
-    pub fn log_config(&self) -> omnistream_streams::EmbeddedLogConfig {
+    pub(crate) fn log_config(&self) -> omnistream_streams::EmbeddedLogConfig {
         let mut c = omnistream_streams::EmbeddedLogConfig::new(self.log_dir());
         c.segment_bytes = self.log.segment_bytes;
         c.default_partitions = self.log.default_partitions;
@@ -328,7 +328,7 @@ impl Config {
         c
     }
 
-    pub fn ingest_options(&self, source: &str) -> omnistream_connectors::IngestOptions {
+    pub(crate) fn ingest_options(&self, source: &str) -> omnistream_connectors::IngestOptions {
         omnistream_connectors::IngestOptions {
             batch_rows: self.ingest.batch_rows.max(1),
             batch_bytes: omnistream_connectors::IngestOptions::default().batch_bytes,
@@ -338,10 +338,11 @@ impl Config {
             defaults: omnistream_connectors::EnvelopeDefaults {
                 source: source.to_string(),
             },
+            from_line: 1,
         }
     }
 
-    pub fn reducer_options(&self) -> omnistream_jobs::ReducerOptions {
+    pub(crate) fn reducer_options(&self) -> omnistream_jobs::ReducerOptions {
         omnistream_jobs::ReducerOptions {
             max_batch_rows: self.reducer.max_batch_rows.max(1),
         }
@@ -349,11 +350,14 @@ impl Config {
 
     /// The codegen job's options: providers connected, models routed, prices tabled. Errors name
     /// the model or provider that is misconfigured.
-    pub fn codegen_options(&self) -> Result<omnistream_jobs::codegen::CodegenOptions, String> {
+    pub(crate) fn codegen_options(
+        &self,
+    ) -> crate::error::Result<omnistream_codegen::CodegenOptions> {
+        let bad = crate::error::CliError::Config;
+        use omnistream_codegen::{CodegenOptions, ModelRoute, TEMPLATE_MODEL};
         use omnistream_connectors::models::{
             BreakerConfig, HttpProvider, Price, PriceTable, ProviderConfig,
         };
-        use omnistream_jobs::codegen::{CodegenOptions, ModelRoute, TEMPLATE_MODEL};
         use std::time::Duration;
         let mut providers: BTreeMap<String, Arc<HttpProvider>> = BTreeMap::new();
         for (name, p) in &self.providers {
@@ -364,7 +368,9 @@ impl Config {
                 (None, None) => None,
             };
             if !(p.timeout_secs.is_finite() && p.timeout_secs > 0.0) {
-                return Err(format!("providers.{name}.timeout_secs must be positive"));
+                return Err(bad(format!(
+                    "providers.{name}.timeout_secs must be positive"
+                )));
             }
             c.timeout = Duration::from_secs_f64(p.timeout_secs);
             c.max_retries = p.max_retries;
@@ -375,19 +381,20 @@ impl Config {
                 window: Duration::from_secs(p.breaker_window_secs),
                 cooldown: Duration::from_secs(p.breaker_cooldown_secs),
             };
-            let provider = HttpProvider::new(c).map_err(|e| format!("providers.{name}: {e}"))?;
+            let provider =
+                HttpProvider::new(c).map_err(|e| bad(format!("providers.{name}: {e}")))?;
             providers.insert(name.clone(), Arc::new(provider));
         }
         let mut models = BTreeMap::new();
         let mut prices = PriceTable::default();
         for (name, m) in &self.models {
             if name == TEMPLATE_MODEL {
-                return Err(format!(
+                return Err(bad(format!(
                     "models.{name}: '{TEMPLATE_MODEL}' is the built-in model"
-                ));
+                )));
             }
             let provider = providers.get(&m.provider).ok_or_else(|| {
-                format!(
+                bad(format!(
                     "models.{name}.provider: no provider '{}' (providers: {})",
                     m.provider,
                     self.providers
@@ -395,7 +402,7 @@ impl Config {
                         .cloned()
                         .collect::<Vec<_>>()
                         .join(", ")
-                )
+                ))
             })?;
             models.insert(
                 name.clone(),
@@ -416,17 +423,17 @@ impl Config {
         }
         let c = &self.codegen;
         if c.model != TEMPLATE_MODEL && !models.contains_key(&c.model) {
-            return Err(format!(
+            return Err(bad(format!(
                 "codegen.model: '{}' is neither '{TEMPLATE_MODEL}' nor a [models] entry",
                 c.model
-            ));
+            )));
         }
         for j in &c.judges {
             if !models.contains_key(&j.model) {
-                return Err(format!(
+                return Err(bad(format!(
                     "codegen.judges: '{}' is not a [models] entry",
                     j.model
-                ));
+                )));
             }
         }
         Ok(CodegenOptions {
@@ -459,7 +466,7 @@ impl Config {
         })
     }
 
-    pub fn sink_options(&self) -> omnistream_jobs::LakeSinkOptions {
+    pub(crate) fn sink_options(&self) -> omnistream_jobs::LakeSinkOptions {
         let mut o = omnistream_jobs::LakeSinkOptions {
             max_batch_rows: self.sink.max_batch_rows.max(1),
             poll_interval: std::time::Duration::from_millis(self.sink.poll_interval_ms.max(1)),

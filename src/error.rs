@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// The configuration (file or environment) is invalid.
     #[error("configuration: {0}")]
     Config(String),
@@ -24,6 +24,9 @@ pub enum CliError {
     #[error(transparent)]
     Jobs(#[from] omnistream_jobs::JobError),
 
+    #[error(transparent)]
+    Codegen(#[from] omnistream_codegen::CodegenError),
+
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 
@@ -40,6 +43,18 @@ pub enum CliError {
     #[error("{0}")]
     Generation(String),
 
+    /// Work that stopped part way, saying what was done and how to resume.
+    #[error("{summary}")]
+    Interrupted {
+        summary: String,
+        #[source]
+        source: Box<CliError>,
+    },
+
+    /// A panic or a broken invariant: a bug, not the user's doing.
+    #[error("internal error (a bug, please report): {0}")]
+    Internal(String),
+
     /// The command finished, but not everything succeeded (for example, ingest rejected lines).
     /// Its report has already been printed.
     #[error("{0}")]
@@ -47,13 +62,13 @@ pub enum CliError {
 }
 
 impl CliError {
-    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
         let context = context.into();
         move |source| CliError::Io { context, source }
     }
 
     /// Exit codes: 1 for an error, 2 for a command that completed with rejected input.
-    pub fn exit_code(&self) -> ExitCode {
+    pub(crate) fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Partial(_) => ExitCode::from(2),
             _ => ExitCode::from(1),
@@ -61,10 +76,10 @@ impl CliError {
     }
 }
 
-pub type Result<T, E = CliError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = CliError> = std::result::Result<T, E>;
 
 /// The error and its causes, one per line after the first, as `error: ...` / `  caused by: ...`.
-pub fn render(error: &CliError) -> String {
+pub(crate) fn render(error: &CliError) -> String {
     let mut out = format!("error: {error}");
     let mut source = std::error::Error::source(error);
     let mut last = error.to_string();

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use omnistream_streams::Topic;
+use omnistream_streams::{Event, Topic};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, LogNormal, Normal};
@@ -15,15 +15,15 @@ use serde_json::{Value, json};
 
 /// What to simulate.
 #[derive(Debug, Clone)]
-pub struct WorkloadConfig {
-    pub generations: u64,
-    pub seed: u64,
-    pub start: DateTime<Utc>,
-    pub nodes: u32,
+pub(crate) struct WorkloadConfig {
+    pub(crate) generations: u64,
+    pub(crate) seed: u64,
+    pub(crate) start: DateTime<Utc>,
+    pub(crate) nodes: u32,
     /// Generations per simulated minute.
-    pub rate_per_minute: f64,
-    pub late_fraction: f64,
-    pub duplicate_fraction: f64,
+    pub(crate) rate_per_minute: f64,
+    pub(crate) late_fraction: f64,
+    pub(crate) duplicate_fraction: f64,
 }
 
 /// A model's behaviour: latency, tokens, price, quality and failure profile.
@@ -155,8 +155,8 @@ const SERVICES: &[(&str, &str, &str)] = &[
 ];
 
 // The codegen job's own stage and gate names, so simulated history reads like real history.
-use omnistream_jobs::codegen::gates::POST_GATES as GATES;
-use omnistream_jobs::codegen::pipeline::STAGES;
+use omnistream_codegen::gates::POST_GATES as GATES;
+use omnistream_codegen::stage::Stage;
 
 struct SimNode {
     node_id: String,
@@ -177,9 +177,9 @@ struct SimNode {
 }
 
 /// Events of one chunk, as JSON lines per topic.
-pub type Chunk = BTreeMap<Topic, Vec<String>>;
+pub(crate) type Chunk = BTreeMap<Topic, Vec<String>>;
 
-pub struct Workload {
+pub(crate) struct Workload {
     config: WorkloadConfig,
     rng: ChaCha8Rng,
     now_us: i64,
@@ -192,7 +192,7 @@ pub struct Workload {
 const SECOND: i64 = 1_000_000;
 
 impl Workload {
-    pub fn new(config: WorkloadConfig) -> Self {
+    pub(crate) fn new(config: WorkloadConfig) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
         let start = config.start.timestamp_micros();
         let span_us = (config.generations as f64 / config.rate_per_minute.max(1e-6)
@@ -237,13 +237,13 @@ impl Workload {
     }
 
     /// Generations still to emit.
-    pub fn remaining(&self) -> u64 {
+    pub(crate) fn remaining(&self) -> u64 {
         self.config.generations - self.emitted
     }
 
     /// The next `generations` generations, with the node events up to the time they reach.
     /// Late events of the previous chunk are delivered in this one. Empty when done.
-    pub fn next_chunk(&mut self, generations: u64) -> Chunk {
+    pub(crate) fn next_chunk(&mut self, generations: u64) -> Chunk {
         let mut chunk = Chunk::new();
         for (topic, line) in std::mem::take(&mut self.late) {
             chunk.entry(topic).or_default().push(line);
@@ -282,38 +282,22 @@ impl Workload {
         }
     }
 
-    fn envelope(
-        &mut self,
-        at_us: i64,
-        correlation_id: &str,
-        causation_id: Option<&str>,
-        source: &str,
-    ) -> serde_json::Map<String, Value> {
-        let mut m = serde_json::Map::new();
-        m.insert("event_id".into(), json!(event_uuid(&mut self.rng, at_us)));
-        m.insert("correlation_id".into(), json!(correlation_id));
-        if let Some(c) = causation_id {
-            m.insert("causation_id".into(), json!(c));
-        }
-        m.insert("source".into(), json!(source));
-        m.insert("emitted_at".into(), json!(rfc3339(at_us)));
-        m
-    }
-
+    /// An event of `topic` emitted at `at_us`, with a seeded id; returns its id too.
     fn event(
         &mut self,
+        topic: Topic,
         at_us: i64,
         correlation_id: &str,
         causation: Option<&str>,
         source: &str,
         payload: Value,
     ) -> (Value, String) {
-        let mut m = self.envelope(at_us, correlation_id, causation, source);
-        let id = m["event_id"].as_str().unwrap().to_string();
-        if let Value::Object(p) = payload {
-            m.extend(p);
-        }
-        (Value::Object(m), id)
+        let id = event_uuid(&mut self.rng, at_us);
+        let event = Event::with_id(topic, id.clone(), correlation_id, causation, source)
+            .emitted_at(&rfc3339(at_us))
+            .payload(payload)
+            .expect("the simulator's payloads use the registry's fields");
+        (event.into_json(), id)
     }
 
     fn pick_model(&mut self) -> usize {
@@ -391,7 +375,14 @@ impl Workload {
                 "quality_score": if failed { Value::Null } else { quality.map(round3).map_or(Value::Null, |q| json!(q)) },
             });
             t += (latency * 1000.0) as i64;
-            let (event, _) = self.event(t, correlation_id, None, "codegen", payload);
+            let (event, _) = self.event(
+                Topic::ModelCall,
+                t,
+                correlation_id,
+                None,
+                "codegen",
+                payload,
+            );
             self.emit(chunk, Topic::ModelCall, event);
             tokens += input_tokens + output_tokens;
             cost += input_cost + output_cost;
@@ -420,14 +411,20 @@ impl Workload {
             "enable_quorum": quorum, "user_id": format!("user-{}", self.rng.random_range(1..25)),
             "session_id": format!("session-{}", self.rng.random_range(1..400)),
         });
-        let (requested, requested_id) =
-            self.event(t0, &correlation_id, None, "omnistream-cli", payload);
+        let (requested, requested_id) = self.event(
+            Topic::GenerationRequested,
+            t0,
+            &correlation_id,
+            None,
+            "omnistream-cli",
+            payload,
+        );
         self.emit(chunk, Topic::GenerationRequested, requested);
         let mut t = t0 + self.rng.random_range(20_000..200_000);
         let worker = format!("codegen-worker-{}", self.rng.random_range(1..4));
-        let planned: Vec<&str> = STAGES
+        let planned: Vec<&str> = Stage::ALL
             .iter()
-            .map(|(s, _)| *s)
+            .map(|s| s.name())
             .filter(|s| {
                 *s != "event_bus_integration" || matches!(node_type, "effect" | "orchestrator")
             })
@@ -436,8 +433,14 @@ impl Workload {
             "workflow_id": random_uuid(&mut self.rng), "orchestrator_node_id": worker,
             "pipeline_stages": planned, "estimated_duration_seconds": 25.0,
         });
-        let (started, started_id) =
-            self.event(t, &correlation_id, Some(&requested_id), "codegen", payload);
+        let (started, started_id) = self.event(
+            Topic::GenerationStarted,
+            t,
+            &correlation_id,
+            Some(&requested_id),
+            "codegen",
+            payload,
+        );
         self.emit(chunk, Topic::GenerationStarted, started);
 
         // Quality of what this model writes for this request, with its dimensions.
@@ -457,7 +460,8 @@ impl Workload {
         let mut patterns_applied: Vec<String> = vec![];
         let mut failure: Option<(&str, &str, String)> = None;
         let mut stage_cause = started_id.clone();
-        for (stage, number) in STAGES {
+        let stages: Vec<(&str, f64)> = Stage::ALL.iter().map(|s| (s.name(), s.number())).collect();
+        for (stage, number) in &stages {
             if !planned.contains(stage) || (*stage == "refinement" && !warnings_seen) {
                 continue;
             }
@@ -560,7 +564,14 @@ impl Workload {
                             "gate_id": gate_id, "gate_name": gate_name, "stage_name": stage, "status": status,
                             "score": score, "message": message, "duration_ms": round3(duration),
                         });
-                        let (v, _) = self.event(t, &correlation_id, None, "codegen", payload);
+                        let (v, _) = self.event(
+                            Topic::ValidationResult,
+                            t,
+                            &correlation_id,
+                            None,
+                            "codegen",
+                            payload,
+                        );
                         self.emit(chunk, Topic::ValidationResult, v);
                         t += (duration * 1000.0) as i64;
                     }
@@ -601,7 +612,14 @@ impl Workload {
                                 "score": round3(alignment / 100.0), "voter_model": MODELS[judge].name, "weight": weight,
                                 "recommendation": rec, "message": format!("alignment {alignment:.0}"),
                             });
-                            let (v, _) = self.event(end, &correlation_id, None, "codegen", payload);
+                            let (v, _) = self.event(
+                                Topic::ValidationResult,
+                                end,
+                                &correlation_id,
+                                None,
+                                "codegen",
+                                payload,
+                            );
                             self.emit(chunk, Topic::ValidationResult, v);
                         }
                         t += 50_000;
@@ -652,7 +670,14 @@ impl Workload {
                 "memory_mb": round3(self.rng.random_range(40.0..220.0)), "success": ok, "warnings": warnings,
                 "error_message": failure.as_ref().filter(|_| !ok).map(|f| f.2.clone()),
             });
-            let (v, id) = self.event(t, &correlation_id, Some(&stage_cause), "codegen", payload);
+            let (v, id) = self.event(
+                Topic::StageCompleted,
+                t,
+                &correlation_id,
+                Some(&stage_cause),
+                "codegen",
+                payload,
+            );
             stage_cause = id;
             self.emit(chunk, Topic::StageCompleted, v);
             if !ok {
@@ -670,7 +695,14 @@ impl Workload {
                 "is_retryable": code != "VALIDATION_FAILED", "retry_after_seconds": if code == "MODEL_UNAVAILABLE" { json!(30.0) } else { Value::Null },
                 "primary_model": m.name, "node_type": node_type, "total_tokens": tokens, "total_cost_usd": cost,
             });
-            let (v, _) = self.event(t, &correlation_id, Some(&stage_cause), "codegen", payload);
+            let (v, _) = self.event(
+                Topic::GenerationFailed,
+                t,
+                &correlation_id,
+                Some(&stage_cause),
+                "codegen",
+                payload,
+            );
             self.emit(chunk, Topic::GenerationFailed, v);
         } else {
             let base = format!("node_{}_{svc}_{node_type}/v1_0_0", domain);
@@ -693,7 +725,14 @@ impl Workload {
                 "output_directory": format!("./generated/{svc}"), "node_module": format!("{base}/node.py"),
                 "models": ["models/input.py", "models/output.py"], "enums": [], "tests": ["tests/test_node.py"],
             });
-            let (v, _) = self.event(t, &correlation_id, Some(&stage_cause), "codegen", payload);
+            let (v, _) = self.event(
+                Topic::GenerationCompleted,
+                t,
+                &correlation_id,
+                Some(&stage_cause),
+                "codegen",
+                payload,
+            );
             self.emit(chunk, Topic::GenerationCompleted, v);
             if quality >= 0.95 {
                 let pattern_id = hex(&mut self.rng, 16);
@@ -701,7 +740,14 @@ impl Workload {
                     "pattern_id": pattern_id, "node_type": node_type, "domain": domain, "quality_score": round3(quality),
                     "scorer_version": "quality-v1", "lifecycle": "candidate", "pattern_version": "1.0.0", "parent_ids": [],
                 });
-                let (v, _) = self.event(t + 1_000, &correlation_id, None, "intelligence", payload);
+                let (v, _) = self.event(
+                    Topic::PatternStored,
+                    t + 1_000,
+                    &correlation_id,
+                    None,
+                    "intelligence",
+                    payload,
+                );
                 self.emit(chunk, Topic::PatternStored, v);
                 self.patterns.push(pattern_id);
             }
@@ -739,7 +785,14 @@ impl Workload {
                         "tags": [n.node_type, n.domain], "health_endpoint": format!("http://127.0.0.1:{}/health", 8000 + i),
                         "contract_hash": n.contract_hash,
                     });
-                    let (v, _) = self.event(at, &node_id, None, &source, payload);
+                    let (v, _) = self.event(
+                        Topic::NodeIntrospection,
+                        at,
+                        &node_id,
+                        None,
+                        &source,
+                        payload,
+                    );
                     self.emit(chunk, Topic::NodeIntrospection, v);
                     self.nodes[i].introspected = true;
                 }
@@ -757,7 +810,7 @@ impl Workload {
                 });
                 n.next_heartbeat_us += 60 * SECOND + jitter;
                 let (node_id, source) = (n.node_id.clone(), n.node_name.clone());
-                let (v, _) = self.event(at, &node_id, None, &source, payload);
+                let (v, _) = self.event(Topic::NodeHeartbeat, at, &node_id, None, &source, payload);
                 self.emit(chunk, Topic::NodeHeartbeat, v);
             }
         }

@@ -12,6 +12,16 @@ pub enum ConnectorError {
         source: std::io::Error,
     },
 
+    /// Ingest stopped part way: the lines up to `acked_lines` are durable (their `accepted`
+    /// events and dead letters), the rest of the input was not taken.
+    #[error("ingest stopped after line {acked_lines} ({accepted} events acknowledged)")]
+    Interrupted {
+        acked_lines: u64,
+        accepted: u64,
+        #[source]
+        source: Box<ConnectorError>,
+    },
+
     /// The event log refused or failed an operation.
     #[error(transparent)]
     Log(#[from] omnistream_streams::StreamsError),

@@ -39,6 +39,8 @@ pub struct IngestOptions {
     /// Threads decoding JSON in parallel (the reading and appending threads come on top).
     pub decode_threads: usize,
     pub defaults: EnvelopeDefaults,
+    /// Lines before this one (1-based) are skipped: resuming an ingest that stopped after them.
+    pub from_line: u64,
 }
 
 impl Default for IngestOptions {
@@ -55,6 +57,7 @@ impl Default for IngestOptions {
                 .map(|n| n.get().min(4))
                 .unwrap_or(1),
             defaults: EnvelopeDefaults::default(),
+            from_line: 1,
         }
     }
 }
@@ -80,6 +83,8 @@ pub struct IngestReport {
     pub rejected: u64,
     /// Whitespace-only lines, skipped.
     pub blank: u64,
+    /// Lines before `from_line`, skipped.
+    pub skipped: u64,
     pub rejected_by_kind: BTreeMap<&'static str, u64>,
     /// The first rejections (up to 20), for the summary.
     pub samples: Vec<RejectedLine>,
@@ -95,6 +100,7 @@ struct Chunk {
     last_line: u64,
     bytes: u64,
     blank: u64,
+    skipped: u64,
     rejected: Vec<RejectedLine>,
 }
 
@@ -179,7 +185,8 @@ pub fn ingest(
     options: &IngestOptions,
     mut on_progress: impl FnMut(&IngestReport),
 ) -> Result<IngestReport> {
-    let topic = Topic::lookup(topic_name).ok();
+    // An unknown topic is a mistake of the whole command: refused before anything is read.
+    let topic = Topic::lookup(topic_name)?;
     let workers = options.decode_threads.max(1);
     let mut report = IngestReport::default();
     std::thread::scope(|scope| -> Result<()> {
@@ -232,7 +239,7 @@ pub fn ingest(
             let (raw_rx, done_tx, spent_tx) = (raw_rx.clone(), done_tx.clone(), spent_tx.clone());
             scope.spawn(move || {
                 let mut decoder = Decoder {
-                    events: topic.map(|t| EventDecoder::new(t, options.defaults.clone())),
+                    events: EventDecoder::new(topic, options.defaults.clone()),
                     dead: DeadLetterBuilder::new(topic_name, source_name, &options.defaults),
                     options,
                 };
@@ -261,21 +268,37 @@ pub fn ingest(
             pending.insert(seq, chunk);
             while let Some(chunk) = pending.remove(&next) {
                 next += 1;
-                let chunk = chunk.map_err(|source| ConnectorError::Input {
-                    source_name: source_name.to_string(),
-                    source,
+                let interrupted = |source, report: &IngestReport| ConnectorError::Interrupted {
+                    acked_lines: report.acked_lines,
+                    accepted: report.accepted,
+                    source: Box::new(source),
+                };
+                let chunk = chunk.map_err(|source| {
+                    let input = ConnectorError::Input {
+                        source_name: source_name.to_string(),
+                        source,
+                    };
+                    interrupted(input, &report)
                 })?;
-                if let (Some(batch), Some(topic)) = (&chunk.accepted, topic) {
-                    log.append(topic, batch)?;
-                    report.accepted += batch.num_rows() as u64;
+                // Both appends before the chunk counts as acknowledged: a resume from the line
+                // after `acked_lines` repeats at most this chunk's events (deduplicated by
+                // event_id when they carry one).
+                if let Some(batch) = &chunk.accepted {
+                    log.append(topic, batch)
+                        .map_err(|e| interrupted(e.into(), &report))?;
                 }
                 if let Some(batch) = &chunk.dead_letters {
-                    log.append(Topic::DeadLetter, batch)?;
+                    log.append(Topic::DeadLetter, batch)
+                        .map_err(|e| interrupted(e.into(), &report))?;
+                }
+                if let Some(batch) = &chunk.accepted {
+                    report.accepted += batch.num_rows() as u64;
                 }
                 report.lines += chunk.lines;
                 report.acked_lines = chunk.last_line;
                 report.bytes += chunk.bytes;
                 report.blank += chunk.blank;
+                report.skipped += chunk.skipped;
                 report.rejected += chunk.rejected.len() as u64;
                 for r in chunk.rejected {
                     *report.rejected_by_kind.entry(r.kind.as_str()).or_default() += 1;
@@ -292,7 +315,7 @@ pub fn ingest(
 }
 
 struct Decoder<'a> {
-    events: Option<EventDecoder>,
+    events: EventDecoder,
     dead: DeadLetterBuilder,
     options: &'a IngestOptions,
 }
@@ -307,34 +330,31 @@ impl Decoder<'_> {
             last_line: raw.lines.last().map(|l| l.number).unwrap_or(0),
             bytes: 0,
             blank: 0,
+            skipped: 0,
             rejected: vec![],
         };
         for span in &raw.lines {
             let line = span.line(&raw.data);
             chunk.bytes += line.total_len + 1;
+            if line.number < self.options.from_line {
+                chunk.skipped += 1;
+                continue;
+            }
             if line.is_blank() {
                 chunk.blank += 1;
                 continue;
             }
-            let outcome = match &mut self.events {
-                None => Err(Rejection::new(
-                    RejectKind::UnknownTopic,
+            let outcome = if line.total_len > self.options.max_event_bytes as u64 {
+                Err(Rejection::new(
+                    RejectKind::TooLarge,
                     None,
-                    Topic::lookup(self.dead.original_topic.as_str())
-                        .unwrap_err()
-                        .to_string(),
-                )),
-                Some(_) if line.total_len > self.options.max_event_bytes as u64 => {
-                    Err(Rejection::new(
-                        RejectKind::TooLarge,
-                        None,
-                        format!(
-                            "line is {} bytes; events are limited to {} bytes (ingest.max_event_bytes)",
-                            line.total_len, self.options.max_event_bytes
-                        ),
-                    ))
-                }
-                Some(events) => events.push_line(line.bytes),
+                    format!(
+                        "line is {} bytes; events are limited to {} bytes (ingest.max_event_bytes)",
+                        line.total_len, self.options.max_event_bytes
+                    ),
+                ))
+            } else {
+                self.events.push_line(line.bytes)
             };
             if let Err(rejection) = outcome {
                 chunk.rejected.push(RejectedLine {
@@ -346,10 +366,8 @@ impl Decoder<'_> {
                 self.dead.push(&line, &rejection);
             }
         }
-        if let Some(events) = &mut self.events
-            && !events.is_empty()
-        {
-            chunk.accepted = Some(events.finish());
+        if !self.events.is_empty() {
+            chunk.accepted = Some(self.events.finish());
         }
         if !self.dead.is_empty() {
             chunk.dead_letters = Some(self.dead.finish());

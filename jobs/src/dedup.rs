@@ -71,7 +71,7 @@ pub fn id_key(event_id: &str) -> u128 {
             let h1 = crc32fast::hash(event_id.as_bytes()) as u128;
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
             std::hash::Hash::hash(event_id, &mut hasher);
-            (std::hash::Hasher::finish(&hasher) as u128) << 32 | h1
+            (Hasher::finish(&hasher) as u128) << 32 | h1
         }
     }
 }

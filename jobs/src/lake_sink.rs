@@ -21,6 +21,7 @@ use omnistream_streams::{EventLog, GroupOffsets, Topic, envelope};
 
 use crate::dedup::{DedupIndex, id_key};
 use crate::error::Result;
+use crate::stale::retry_stale;
 
 /// The name the sink commits under, in the lake and as the log's consumer group.
 pub const LAKE_SINK: &str = "lake-sink";
@@ -39,24 +40,6 @@ pub struct LakeSinkOptions {
     pub compact: CompactOptions,
     /// Files written at once (Parquet encoding is CPU-bound: one per core).
     pub parallelism: usize,
-}
-
-/// Run a step again while it fails only because the lake changed under it. A stale step committed
-/// nothing, so running it again is always safe; a manual `lake compact` commits once per partition
-/// and can outpace a few quick retries, so they back off (up to 250 ms) for about ten seconds.
-pub fn retry_stale<T>(mut step: impl FnMut() -> Result<T>) -> Result<T> {
-    const ATTEMPTS: u64 = 50;
-    let mut attempts = 0;
-    loop {
-        match step() {
-            Err(crate::JobError::Stale(why)) if attempts < ATTEMPTS => {
-                attempts += 1;
-                tracing::debug!(attempt = attempts, %why, "lake changed under the batch; running it again");
-                std::thread::sleep(Duration::from_millis((10 * attempts).min(250)));
-            }
-            other => return other,
-        }
-    }
 }
 
 /// A batch larger than this is cut into pieces written in parallel.
@@ -162,7 +145,12 @@ impl<'a> LakeSink<'a> {
             let committed = snapshot.source_offsets(LAKE_SINK, topic.name());
             let mut offsets = GroupOffsets::new();
             for p in 0..self.log.partitions(topic)? {
-                offsets.insert(p, committed.get(&p).copied().unwrap_or(0));
+                let at = committed.get(&p).copied().unwrap_or(0);
+                if at > 0 {
+                    let end = self.log.offsets(topic, p)?.end;
+                    omnistream_streams::log::check_position(LAKE_SINK, topic, p, at, end)?;
+                }
+                offsets.insert(p, at);
             }
             out.insert(topic, offsets);
         }
@@ -207,7 +195,7 @@ impl<'a> LakeSink<'a> {
             // The index holds the ids of the rounds that failed to land.
             self.dedup.clear();
             self.ahead = None;
-            crate::reducer::stale_or(e, self.writer.lake(), seq)
+            crate::stale::stale_or(e, self.writer.lake(), seq)
         })
     }
 
@@ -349,7 +337,7 @@ impl<'a> LakeSink<'a> {
             let Some(state) = snapshot.table(table) else {
                 continue;
             };
-            let mut tiers: BTreeMap<u32, Vec<omnistream_lake::DataFile>> = BTreeMap::new();
+            let mut tiers: BTreeMap<u32, Vec<DataFile>> = BTreeMap::new();
             for f in state.files.values() {
                 if f.date.as_deref() == Some(date.as_str())
                     && f.bytes < self.options.compact.target_file_bytes

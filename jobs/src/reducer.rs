@@ -19,7 +19,8 @@ use omnistream_streams::{EventLog, GroupOffsets, Topic, envelope};
 
 use crate::error::{JobError, Result};
 use crate::lake_sink::LAKE_SINK;
-use crate::spec::{JobKind, JobSpec, Window};
+use crate::spec::{JobSpec, ReducerSpec, Window};
+use crate::stale;
 
 /// Column holding the window a derived row belongs to; the output is partitioned by its date.
 pub const WINDOW_START: &str = "window_start";
@@ -55,8 +56,8 @@ pub struct BatchReport {
 /// A reducer job bound to a log and a lake. Holds the lake writer lock named after the job.
 pub struct Reducer<'a> {
     spec: JobSpec,
-    sql: String,
-    output: String,
+    /// The reducer's part of the spec.
+    def: ReducerSpec,
     log: &'a dyn EventLog,
     writer: LakeWriter<'a>,
     runtime: tokio::runtime::Handle,
@@ -75,19 +76,16 @@ impl<'a> Reducer<'a> {
         runtime: tokio::runtime::Handle,
         options: ReducerOptions,
     ) -> Result<Self> {
-        if spec.kind != JobKind::Reducer {
+        let Some(def) = spec.reducer().cloned() else {
             return Err(JobError::Internal(format!(
                 "{} is not a reducer",
                 spec.name
             )));
-        }
-        let sql = spec.sql.as_ref().expect("checked by the spec").text.clone();
-        let output = spec.output.clone().expect("checked by the spec");
+        };
         let writer = lake.writer(&spec.name)?;
         Ok(Reducer {
             spec,
-            sql,
-            output,
+            def,
             log,
             writer,
             runtime,
@@ -129,8 +127,8 @@ impl<'a> Reducer<'a> {
 
     /// The windows an event at `t` touches (with the spec's lookback).
     fn touch(&self, touched: &mut Touched, t: i64) {
-        let lookback = self.spec.lookback.as_micros() as i64;
-        for (i, window) in self.spec.windows.iter().enumerate() {
+        let lookback = self.def.lookback.as_micros() as i64;
+        for (i, window) in self.def.windows.iter().enumerate() {
             let width = window.micros();
             let last = t.div_euclid(width) * width;
             let mut start = (t - lookback).div_euclid(width) * width;
@@ -147,7 +145,7 @@ impl<'a> Reducer<'a> {
     pub fn batch(&mut self) -> Result<BatchReport> {
         let seq = self.writer.lake().snapshot()?.seq;
         self.batch_inner()
-            .map_err(|e| stale_or(e, self.writer.lake(), seq))
+            .map_err(|e| stale::stale_or(e, self.writer.lake(), seq))
     }
 
     fn batch_inner(&mut self) -> Result<BatchReport> {
@@ -209,7 +207,7 @@ impl<'a> Reducer<'a> {
     pub fn backfill(&mut self, from: Option<i64>) -> Result<BatchReport> {
         let seq = self.writer.lake().snapshot()?.seq;
         self.backfill_inner(from)
-            .map_err(|e| stale_or(e, self.writer.lake(), seq))
+            .map_err(|e| stale::stale_or(e, self.writer.lake(), seq))
     }
 
     fn backfill_inner(&mut self, from: Option<i64>) -> Result<BatchReport> {
@@ -264,7 +262,7 @@ impl<'a> Reducer<'a> {
             return touched;
         }
         let lo = from.map_or(lo, |f| f.max(lo));
-        for (i, window) in self.spec.windows.iter().enumerate() {
+        for (i, window) in self.def.windows.iter().enumerate() {
             let width = window.micros();
             let set = touched.entry(i).or_default();
             let mut start = lo.div_euclid(width) * width;
@@ -297,12 +295,12 @@ impl<'a> Reducer<'a> {
     ) -> Result<()> {
         let (result_schema, fresh) = self.recompute(snapshot, touched)?;
         report.windows = touched.values().map(BTreeSet::len).sum();
-        let existing = snapshot.table(&self.output);
+        let existing = snapshot.table(&self.def.output);
         let mut actions = Vec::new();
         // The output table is defined by the SQL's result schema (timestamps in µs, every column
         // nullable), even before it has rows, so it can be queried as soon as the job has run.
         let wanted = TableDef {
-            name: self.output.clone(),
+            name: self.def.output.clone(),
             schema: result_schema.as_ref().clone(),
             partitioned_by_date: true,
             time_column: Some(WINDOW_START.to_string()),
@@ -310,13 +308,9 @@ impl<'a> Reducer<'a> {
         let def = match existing {
             Some(t) if t.def == wanted => t.def.clone(),
             Some(_) if !replace_all => {
-                return Err(JobError::Reducer {
+                return Err(JobError::SchemaChanged {
                     job: self.spec.name.clone(),
-                    detail: format!(
-                        "the SQL's result no longer matches table '{}' (its columns changed); rebuild it with \
-                         `omnistream backfill {}`",
-                        self.output, self.spec.name
-                    ),
+                    table: self.def.output.clone(),
                 });
             }
             _ => {
@@ -335,7 +329,7 @@ impl<'a> Reducer<'a> {
         let recomputed: BTreeSet<(String, i64)> = touched
             .iter()
             .flat_map(|(i, starts)| {
-                let label = &self.spec.windows[*i].label;
+                let label = &self.def.windows[*i].label;
                 starts.iter().map(move |s| (label.clone(), *s))
             })
             .collect();
@@ -404,20 +398,14 @@ impl<'a> Reducer<'a> {
         let lake = self.writer.lake();
         // The job's parallelism bounds DataFusion's partitions: small incremental batches gain
         // nothing from fanning out, a backfill or a catch-up does.
-        let ctx = omnistream_lake::session_with(lake, snapshot, Some(self.spec.parallelism))?;
-        let failed = |e: omnistream_lake::LakeError| JobError::Reducer {
+        let ctx = omnistream_lake::session_with(lake, snapshot, Some(self.def.parallelism))?;
+        let failed = |source| JobError::Sql {
             job: self.spec.name.clone(),
-            detail: format!(
-                "{} failed: {e}",
-                self.spec
-                    .sql
-                    .as_ref()
-                    .map(|s| s.name.as_str())
-                    .unwrap_or("SQL")
-            ),
+            file: self.def.sql.name.clone(),
+            source,
         };
         // The result schema, from planning the SQL (no data needed).
-        let first = &self.spec.windows[0];
+        let first = &self.def.windows[0];
         let plan = self.runtime.block_on(omnistream_lake::session::plan_query(
             &ctx,
             &self.render(first, 0, first.micros())?,
@@ -425,7 +413,7 @@ impl<'a> Reducer<'a> {
         let schema = derived_schema(plan.map_err(failed)?.schema().as_arrow());
         let mut out = Vec::new();
         for (i, starts) in touched {
-            let window = &self.spec.windows[*i];
+            let window = &self.def.windows[*i];
             for (a, b) in runs(starts, window.micros()) {
                 let sql = self.render(window, a, b)?;
                 let (_, batches) = self
@@ -449,25 +437,10 @@ impl<'a> Reducer<'a> {
         params.insert("window_end", timestamp_literal(end));
         params.insert("interval", format!("'{}'", window.sql_interval()));
         params.insert("granularity", format!("'{}'", window.label));
-        for (k, v) in &self.spec.params {
+        for (k, v) in &self.def.params {
             params.insert(k.as_str(), v.clone());
         }
-        substitute(&self.sql, &params).map_err(|detail| JobError::Reducer {
-            job: self.spec.name.clone(),
-            detail,
-        })
-    }
-}
-
-/// An error of a batch that read snapshot `seq`: when the lake has moved on since (files it
-/// planned to read may have been compacted away), the batch is stale rather than failed.
-pub(crate) fn stale_or(e: JobError, lake: &Lake, seq: u64) -> JobError {
-    if matches!(e, JobError::Stale(_)) {
-        return e;
-    }
-    match lake.snapshot() {
-        Ok(now) if now.seq != seq => JobError::Stale(e.to_string()),
-        _ => e,
+        substitute(&self.spec.name, &self.def.sql.text, &params)
     }
 }
 
@@ -481,10 +454,7 @@ pub fn timestamp_literal(micros: i64) -> String {
 }
 
 /// Replace `$name` parameters; a name with no value is an error naming it.
-pub fn substitute(
-    sql: &str,
-    params: &BTreeMap<&str, String>,
-) -> std::result::Result<String, String> {
+pub fn substitute(job: &str, sql: &str, params: &BTreeMap<&str, String>) -> Result<String> {
     let mut out = String::with_capacity(sql.len() + 64);
     let mut chars = sql.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
@@ -506,14 +476,15 @@ pub fn substitute(
             Some(v) => out.push_str(v),
             None if name.is_empty() => out.push('$'),
             None => {
-                return Err(format!(
-                    "the SQL uses ${name}, which has no value (known: {})",
-                    params
+                return Err(JobError::UnknownParameter {
+                    job: job.to_string(),
+                    name: name.to_string(),
+                    known: params
                         .keys()
                         .map(|k| format!("${k}"))
                         .collect::<Vec<_>>()
-                        .join(", ")
-                ));
+                        .join(", "),
+                });
             }
         }
     }
@@ -639,13 +610,13 @@ mod tests {
             ("interval", "'60 seconds'".to_string()),
         ]);
         assert_eq!(
-            substitute("x >= $window_start AND i = $interval, $", &params).unwrap(),
+            substitute("r", "x >= $window_start AND i = $interval, $", &params).unwrap(),
             "x >= A AND i = '60 seconds', $"
         );
-        let err = substitute("y = $treshold", &params).unwrap_err();
-        assert!(
-            err.contains("$treshold") && err.contains("$window_start"),
-            "{err}"
+        let err = substitute("r", "y = $treshold", &params).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "r: the SQL uses $treshold, which has no value (known: $interval, $window_start)"
         );
     }
 

@@ -1,17 +1,19 @@
 //! Running jobs: one job, once (drain what is there) or following new input until told to stop,
 //! and every job of the deployment in one process.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use omnistream_lake::Lake;
 use omnistream_streams::EventLog;
 
-use crate::codegen::{Codegen, CodegenOptions};
 use crate::error::{JobError, Result};
+use crate::job::{Job, JobEnv, JobFactory, StepReport};
 use crate::lake_sink::{LakeSink, LakeSinkOptions};
 use crate::reducer::{Reducer, ReducerOptions};
 use crate::spec::{JobKind, JobSpec};
+use crate::stale::retry_stale;
 use crate::status::{JobStatus, StatusStore, now};
 
 /// Everything a job needs from its surroundings.
@@ -22,7 +24,31 @@ pub struct JobContext<'a> {
     pub runtime: tokio::runtime::Handle,
     pub sink: LakeSinkOptions,
     pub reducer: ReducerOptions,
-    pub codegen: CodegenOptions,
+    /// Builds the jobs of kinds implemented outside this crate (codegen).
+    pub factory: &'a dyn JobFactory,
+}
+
+impl<'a> JobContext<'a> {
+    fn env(&'a self) -> JobEnv<'a> {
+        JobEnv {
+            log: self.log,
+            lake: self.lake,
+            runtime: &self.runtime,
+            state_dir: self.status.dir(),
+        }
+    }
+}
+
+/// A factory for deployments without external jobs: it builds none.
+pub struct NoExternalJobs;
+
+impl JobFactory for NoExternalJobs {
+    fn build<'a>(&self, spec: &JobSpec, _: JobEnv<'a>) -> Result<Box<dyn Job + 'a>> {
+        Err(JobError::Spec {
+            origin: spec.origin.clone(),
+            detail: format!("no {} job can run here", spec.kind.name()),
+        })
+    }
 }
 
 /// How long a job runs.
@@ -43,44 +69,50 @@ pub struct RunTotals {
     pub elapsed: Duration,
 }
 
-/// One step of a job: what came in and what went out.
-struct Step {
-    events: u64,
-    rows: u64,
-}
-
-enum Runner<'a> {
-    Sink(Box<LakeSink<'a>>),
-    Reducer(Box<Reducer<'a>>),
-    Codegen(Box<Codegen<'a>>),
-}
-
-impl Runner<'_> {
-    fn step(&mut self) -> Result<Step> {
-        match self {
-            Runner::Sink(sink) => {
-                let r = sink.round()?;
-                Ok(Step {
-                    events: r.records_read,
-                    rows: r.rows_written,
-                })
-            }
-            Runner::Reducer(reducer) => {
-                let r = reducer.batch()?;
-                Ok(Step {
-                    events: r.events,
-                    rows: r.rows_written,
-                })
-            }
-            Runner::Codegen(codegen) => {
-                let r = codegen.step()?;
-                Ok(Step {
-                    events: r.requests,
-                    rows: r.completed,
-                })
-            }
-        }
+impl Job for LakeSink<'_> {
+    fn step(&mut self) -> Result<StepReport> {
+        let r = self.round()?;
+        Ok(StepReport {
+            events: r.records_read,
+            rows: r.rows_written,
+        })
     }
+}
+
+impl Job for Reducer<'_> {
+    fn step(&mut self) -> Result<StepReport> {
+        let r = self.batch()?;
+        Ok(StepReport {
+            events: r.events,
+            rows: r.rows_written,
+        })
+    }
+}
+
+/// The job that runs `spec`; `from` (µs) first recomputes a reducer's windows from then on.
+fn build<'a>(
+    ctx: &'a JobContext<'a>,
+    spec: &JobSpec,
+    from: Option<i64>,
+) -> Result<Box<dyn Job + 'a>> {
+    Ok(match &spec.kind {
+        JobKind::Sink => Box::new(LakeSink::new(ctx.log, ctx.lake, ctx.sink.clone())?),
+        JobKind::Reducer(_) => {
+            let mut reducer = Reducer::new(
+                spec.clone(),
+                ctx.log,
+                ctx.lake,
+                ctx.runtime.clone(),
+                ctx.reducer.clone(),
+            )?;
+            if let Some(from) = from {
+                let r = retry_stale(|| reducer.backfill(Some(from)))?;
+                tracing::info!(job = %spec.name, windows = r.windows, rows = r.rows_written, "recomputed from --from");
+            }
+            Box::new(reducer)
+        }
+        JobKind::Codegen => ctx.factory.build(spec, ctx.env())?,
+    })
 }
 
 /// Run one job. `from` (µs) first recomputes a reducer's windows from that time on.
@@ -92,16 +124,9 @@ pub fn run(
     mut on_batch: impl FnMut(&RunTotals),
 ) -> Result<RunTotals> {
     let started = Instant::now();
-    // The codegen job's lock first: a second instance must not overwrite the running one's status.
-    let mut codegen = match spec.kind {
-        JobKind::Codegen => Some(Codegen::new(
-            ctx.log,
-            ctx.codegen.clone(),
-            ctx.runtime.clone(),
-            ctx.status.dir(),
-        )?),
-        _ => None,
-    };
+    // Built before the status is written: a job held by another process (codegen's lock) must
+    // not overwrite the running one's status.
+    let mut job = build(ctx, spec, from)?;
     // Totals and the last batch carry over from earlier runs; the rest describes this run.
     let previous = ctx.status.read(&spec.name).unwrap_or_default();
     let mut status = JobStatus {
@@ -114,30 +139,6 @@ pub fn run(
     };
     ctx.status.write(&status);
     let result = (|| -> Result<RunTotals> {
-        let mut runner = match spec.kind {
-            JobKind::Sink => Runner::Sink(Box::new(LakeSink::new(
-                ctx.log,
-                ctx.lake,
-                ctx.sink.clone(),
-            )?)),
-            JobKind::Codegen => Runner::Codegen(Box::new(
-                codegen.take().expect("taken before the status was written"),
-            )),
-            JobKind::Reducer => {
-                let mut reducer = Reducer::new(
-                    spec.clone(),
-                    ctx.log,
-                    ctx.lake,
-                    ctx.runtime.clone(),
-                    ctx.reducer.clone(),
-                )?;
-                if let Some(from) = from {
-                    let r = crate::lake_sink::retry_stale(|| reducer.backfill(Some(from)))?;
-                    tracing::info!(job = %spec.name, windows = r.windows, rows = r.rows_written, "recomputed from --from");
-                }
-                Runner::Reducer(Box::new(reducer))
-            }
-        };
         let mut totals = RunTotals::default();
         loop {
             if let Mode::Follow(stop) = mode
@@ -146,7 +147,7 @@ pub fn run(
                 break;
             }
             let batch_started = Instant::now();
-            let step = crate::lake_sink::retry_stale(|| runner.step())?;
+            let step = retry_stale(|| job.step())?;
             if step.events > 0 {
                 totals.batches += 1;
                 totals.events_in += step.events;
@@ -194,20 +195,20 @@ pub fn run_all(
     on_batch: &(dyn Fn(&JobSpec, &RunTotals) + Sync),
 ) -> Result<Vec<(String, RunTotals)>> {
     // Once: generations first, so the sink lands their events and the reducers see them.
-    let mut ordered: Vec<&JobSpec> = specs
-        .iter()
-        .filter(|s| s.kind == JobKind::Codegen)
-        .collect();
-    ordered.extend(specs.iter().filter(|s| s.kind == JobKind::Sink));
-    ordered.extend(specs.iter().filter(|s| s.kind == JobKind::Reducer));
+    let rank = |s: &JobSpec| match s.kind {
+        JobKind::Codegen => 0,
+        JobKind::Sink => 1,
+        JobKind::Reducer(_) => 2,
+    };
+    let mut ordered: Vec<&JobSpec> = specs.iter().collect();
+    ordered.sort_by_key(|s| rank(s));
     match mode {
         Mode::Once => ordered
             .into_iter()
             .map(|spec| {
-                Ok((
-                    spec.name.clone(),
-                    run(ctx, spec, Mode::Once, None, |t| on_batch(spec, t))?,
-                ))
+                let totals = run(ctx, spec, Mode::Once, None, |t| on_batch(spec, t))
+                    .map_err(|e| e.context(format!("job {}", spec.name)))?;
+                Ok((spec.name.clone(), totals))
             })
             .collect(),
         Mode::Follow(stop) => std::thread::scope(|scope| {
@@ -215,8 +216,11 @@ pub fn run_all(
                 .into_iter()
                 .map(|spec| {
                     scope.spawn(move || {
-                        let result =
-                            run(ctx, spec, Mode::Follow(stop), None, |t| on_batch(spec, t));
+                        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                            run(ctx, spec, Mode::Follow(stop), None, |t| on_batch(spec, t))
+                        }))
+                        .unwrap_or_else(|panic| Err(JobError::Internal(panic_message(&panic))))
+                        .map_err(|e| e.context(format!("job {}", spec.name)));
                         if result.is_err() {
                             // One job down stops the others: the deployment runs whole or not at all.
                             stop.store(true, Ordering::SeqCst);
@@ -228,21 +232,27 @@ pub fn run_all(
             let mut out = Vec::new();
             let mut first_error: Option<JobError> = None;
             for handle in handles {
+                // Panics are caught in the thread; a join error would be a panic while unwinding.
                 let (name, result) = handle
                     .join()
-                    .map_err(|_| JobError::Internal("a job thread panicked".into()))?;
+                    .map_err(|panic| JobError::Internal(panic_message(&panic)))?;
                 match result {
                     Ok(totals) => out.push((name, totals)),
-                    Err(e) if first_error.is_none() => {
-                        first_error = Some(JobError::Reducer {
-                            job: name,
-                            detail: e.to_string(),
-                        })
-                    }
-                    Err(_) => {}
+                    Err(e) if first_error.is_none() => first_error = Some(e),
+                    Err(e) => tracing::warn!(job = %name, error = %e, "stopped with an error too"),
                 }
             }
             first_error.map_or(Ok(out), Err)
         }),
     }
+}
+
+/// What a panic said, for an internal error.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    format!("panicked: {text}")
 }

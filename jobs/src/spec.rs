@@ -21,16 +21,51 @@ use serde::Deserialize;
 
 use crate::error::{JobError, Result};
 
-/// What a job does.
+/// What a job does, as a job file names it (`kind = "reducer"`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+enum RawKind {
+    Sink,
+    Reducer,
+    Codegen,
+}
+
+/// What a job does, with what only that kind of job has.
+#[derive(Debug, Clone)]
 pub enum JobKind {
     /// Every topic into its raw lake table (the lake-sink).
     Sink,
     /// A SQL file over lake tables, kept current window by window.
-    Reducer,
+    Reducer(ReducerSpec),
     /// Generation requests into validated ONEX nodes.
     Codegen,
+}
+
+impl JobKind {
+    /// The kind as job files name it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobKind::Sink => "sink",
+            JobKind::Reducer(_) => "reducer",
+            JobKind::Codegen => "codegen",
+        }
+    }
+}
+
+/// What a reducer runs and writes.
+#[derive(Debug, Clone)]
+pub struct ReducerSpec {
+    pub sql: SqlSource,
+    /// The derived table it keeps current.
+    pub output: String,
+    pub windows: Vec<Window>,
+    /// An event also touches the windows this far before it (for joins whose other side may
+    /// land in an earlier window).
+    pub lookback: Duration,
+    /// Bounds DataFusion's partitions for the reducer's queries.
+    pub parallelism: usize,
+    /// Extra `$name` parameters of the SQL, as SQL literals.
+    pub params: BTreeMap<String, String>,
 }
 
 /// A job file as written.
@@ -38,7 +73,7 @@ pub enum JobKind {
 #[serde(deny_unknown_fields)]
 struct RawSpec {
     name: String,
-    kind: JobKind,
+    kind: RawKind,
     #[serde(default)]
     description: String,
     #[serde(default)]
@@ -91,20 +126,25 @@ pub struct JobSpec {
     pub description: String,
     /// Raw tables the job reads (their topics feed it).
     pub inputs: Vec<Topic>,
-    /// SQL text of a reducer.
-    pub sql: Option<SqlSource>,
-    pub output: Option<String>,
-    pub windows: Vec<Window>,
     /// How often follow mode looks for new input.
     pub trigger: Duration,
-    /// An event also touches the windows this far before it (for joins whose other side may
-    /// land in an earlier window).
-    pub lookback: Duration,
-    pub parallelism: usize,
-    /// Extra `$name` parameters of the SQL.
-    pub params: BTreeMap<String, String>,
     /// Where the spec came from (`built-in` or a path), for messages.
     pub origin: String,
+}
+
+impl JobSpec {
+    /// What the job runs, when it is a reducer.
+    pub fn reducer(&self) -> Option<&ReducerSpec> {
+        match &self.kind {
+            JobKind::Reducer(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The derived table a reducer writes.
+    pub fn output(&self) -> Option<&str> {
+        self.reducer().map(|r| r.output.as_str())
+    }
 }
 
 /// A reducer's SQL and where it came from.
@@ -232,7 +272,7 @@ pub fn parse(text: &str, origin: &str, dir: Option<&Path>) -> Result<JobSpec> {
         .map_err(|e| bad(format!("field `name`: {e}")))?;
     let mut inputs = Vec::new();
     for input in &raw.inputs {
-        if raw.kind == JobKind::Sink && input == "*" {
+        if raw.kind == RawKind::Sink && input == "*" {
             inputs.extend(Topic::ALL);
             continue;
         }
@@ -273,47 +313,70 @@ pub fn parse(text: &str, origin: &str, dir: Option<&Path>) -> Result<JobSpec> {
     if raw.parallelism == 0 {
         return Err(bad("field `parallelism`: must be at least 1".into()));
     }
-    let sql = match (&raw.sql, raw.kind) {
-        (Some(file), JobKind::Reducer) => Some(load_sql(file, dir).map_err(bad)?),
-        (None, JobKind::Reducer) => {
-            return Err(bad("field `sql`: a reducer needs a SQL file".into()));
+    let kind = match raw.kind {
+        RawKind::Reducer => JobKind::Reducer(reducer_spec(&raw, windows, lookback, dir, bad)?),
+        RawKind::Sink | RawKind::Codegen => {
+            let kind = format!("{:?}", raw.kind).to_lowercase();
+            if raw.sql.is_some() {
+                return Err(bad(format!("field `sql`: a {kind} job has no SQL")));
+            }
+            if raw.output.is_some() {
+                return Err(bad(format!(
+                    "field `output`: a {kind} job has no output table"
+                )));
+            }
+            if raw.kind == RawKind::Sink {
+                JobKind::Sink
+            } else {
+                JobKind::Codegen
+            }
         }
-        (Some(_), JobKind::Sink | JobKind::Codegen) => {
-            return Err(bad(
-                format!("field `sql`: a {:?} job has no SQL", raw.kind).to_lowercase()
-            ));
-        }
-        (None, JobKind::Sink | JobKind::Codegen) => None,
     };
-    if raw.kind == JobKind::Reducer {
-        if raw.output.is_none() {
-            return Err(bad("field `output`: a reducer needs an output table".into()));
-        }
-        if windows.is_empty() {
-            return Err(bad(
-                "field `windows`: a reducer needs at least one window, e.g. [\"1h\"]".into(),
-            ));
-        }
-        if inputs.is_empty() {
-            return Err(bad(
-                "field `inputs`: a reducer needs at least one input table".into(),
-            ));
-        }
+    Ok(JobSpec {
+        name: raw.name,
+        kind,
+        description: raw.description,
+        inputs,
+        trigger,
+        origin: origin.to_string(),
+    })
+}
+
+/// The reducer's part of a job file, checked.
+fn reducer_spec(
+    raw: &RawSpec,
+    windows: Vec<Window>,
+    lookback: Duration,
+    dir: Option<&Path>,
+    bad: impl Fn(String) -> JobError + Copy,
+) -> Result<ReducerSpec> {
+    let Some(file) = &raw.sql else {
+        return Err(bad("field `sql`: a reducer needs a SQL file".into()));
+    };
+    let sql = load_sql(file, dir, bad)?;
+    let Some(output) = raw.output.clone() else {
+        return Err(bad("field `output`: a reducer needs an output table".into()));
+    };
+    if windows.is_empty() {
+        return Err(bad(
+            "field `windows`: a reducer needs at least one window, e.g. [\"1h\"]".into(),
+        ));
     }
-    if let Some(output) = &raw.output
-        && raw.kind == JobKind::Reducer
-    {
-        omnistream_streams::log::validate_name(output)
-            .map_err(|e| bad(format!("field `output`: {e}")))?;
-        if Topic::from_table(output).is_some() {
-            return Err(bad(format!(
-                "field `output`: '{output}' is a raw table; pick another name"
-            )));
-        }
+    if raw.inputs.is_empty() {
+        return Err(bad(
+            "field `inputs`: a reducer needs at least one input table".into(),
+        ));
+    }
+    omnistream_streams::log::validate_name(&output)
+        .map_err(|e| bad(format!("field `output`: {e}")))?;
+    if Topic::from_table(&output).is_some() {
+        return Err(bad(format!(
+            "field `output`: '{output}' is a raw table; pick another name"
+        )));
     }
     let params = raw
         .params
-        .into_iter()
+        .iter()
         .map(|(k, v)| {
             let text = match v {
                 toml::Value::String(s) => format!("'{}'", s.replace('\'', "''")),
@@ -326,26 +389,20 @@ pub fn parse(text: &str, origin: &str, dir: Option<&Path>) -> Result<JobSpec> {
                     )));
                 }
             };
-            Ok((k, text))
+            Ok((k.clone(), text))
         })
         .collect::<Result<_>>()?;
-    Ok(JobSpec {
-        name: raw.name,
-        kind: raw.kind,
-        description: raw.description,
-        inputs,
+    Ok(ReducerSpec {
         sql,
-        output: raw.output,
+        output,
         windows,
-        trigger,
         lookback,
         parallelism: raw.parallelism,
         params,
-        origin: origin.to_string(),
     })
 }
 
-fn load_sql(file: &str, dir: Option<&Path>) -> std::result::Result<SqlSource, String> {
+fn load_sql(file: &str, dir: Option<&Path>, bad: impl Fn(String) -> JobError) -> Result<SqlSource> {
     if let Some(dir) = dir {
         for candidate in [
             dir.join(file),
@@ -368,14 +425,14 @@ fn load_sql(file: &str, dir: Option<&Path>) -> std::result::Result<SqlSource, St
             text: text.to_string(),
         })
         .ok_or_else(|| {
-            format!(
+            bad(format!(
                 "field `sql`: no SQL file '{file}' (built in: {})",
                 BUILT_IN_SQL
                     .iter()
                     .map(|(n, _)| *n)
                     .collect::<Vec<_>>()
                     .join(", ")
-            )
+            ))
         })
 }
 
@@ -399,6 +456,8 @@ mod tests {
             assert!(names.contains(&expected), "{names:?}");
         }
         let mp = find(&specs, "model_performance").unwrap();
+        assert_eq!(mp.inputs, [Topic::ModelCall]);
+        let mp = mp.reducer().expect("a reducer");
         assert_eq!(
             mp.windows
                 .iter()
@@ -406,7 +465,6 @@ mod tests {
                 .collect::<Vec<_>>(),
             [60, 3600]
         );
-        assert_eq!(mp.inputs, [Topic::ModelCall]);
         assert!(
             find(&specs, "nope")
                 .unwrap_err()

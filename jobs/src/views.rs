@@ -41,10 +41,7 @@ pub fn render(name: &str, params: &ViewParams) -> Result<String> {
         ("since", params.since.clone()),
         ("node_type", params.node_type.clone()),
     ]);
-    substitute(sql, &values).map_err(|detail| JobError::Reducer {
-        job: name.to_string(),
-        detail,
-    })
+    substitute(name, sql, &values)
 }
 
 /// Register every view whose tables exist (a view over a table not written yet is skipped).

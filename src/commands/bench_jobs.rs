@@ -17,11 +17,12 @@ use omnistream_jobs::{LAKE_SINK, LakeSink, Reducer};
 use omnistream_lake::Lake;
 use omnistream_streams::{EmbeddedLog, Topic};
 
-use super::bench::{TempDir, median, min};
+use super::bench::{median, min, temp_dir};
 use super::thousands;
 use crate::cli::{BenchBatchArgs, BenchFreshnessArgs, BenchQueryArgs};
 use crate::config::Config;
 use crate::error::{CliError, Result};
+use crate::output::outln;
 use crate::workload::{Workload, WorkloadConfig};
 
 /// Simulated model calls, in time order, as JSON lines.
@@ -95,15 +96,15 @@ fn land(
     Ok(())
 }
 
-fn work_dir(dir: &Option<PathBuf>) -> Result<(PathBuf, Option<TempDir>)> {
+fn work_dir(dir: &Option<PathBuf>) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
     Ok(match dir {
         Some(d) => {
             fs::create_dir_all(d).map_err(CliError::io(format!("creating {}", d.display())))?;
             (d.clone(), None)
         }
         None => {
-            let t = TempDir::new()?;
-            (t.0.clone(), Some(t))
+            let t = temp_dir()?;
+            (t.path().to_path_buf(), Some(t))
         }
     })
 }
@@ -113,7 +114,7 @@ fn model_performance() -> Result<omnistream_jobs::JobSpec> {
 }
 
 /// `bench query`: the model_performance SQL (1h windows) over every row, three engines.
-pub async fn query(config: &Config, args: BenchQueryArgs) -> Result<()> {
+pub(crate) async fn query(config: &Config, args: BenchQueryArgs) -> Result<()> {
     super::blocking("bench", config, move |config, runtime| {
         query_blocking(config, args, runtime)
     })
@@ -173,6 +174,7 @@ fn query_blocking(
         .unwrap_or(0)
         + 1;
     let spec = model_performance()?;
+    let spec = spec.reducer().expect("model_performance is a reducer");
     let window = spec
         .windows
         .iter()
@@ -192,8 +194,7 @@ fn query_blocking(
         ("interval", format!("'{}'", window.sql_interval())),
         ("granularity", "'1h'".to_string()),
     ]);
-    let sql = omnistream_jobs::reducer::substitute(&spec.sql.as_ref().unwrap().text, &params)
-        .map_err(CliError::Usage)?;
+    let sql = omnistream_jobs::reducer::substitute("model_performance", &spec.sql.text, &params)?;
     let ctx = omnistream_lake::session(&lake, &snapshot)?;
 
     let pattern = format!("{}/model_call/*/*.parquet", lake.root().display());
@@ -281,30 +282,30 @@ print(time.perf_counter() - t, n, duckdb.__version__ if engine == "duckdb" else 
         polars_rows = n;
         polars_version = v;
     }
-    println!(
+    outln!(
         "bench query: model_performance (1h windows, exact percentiles) over {} model-call rows in {files} Parquet files; median of {} runs (min)",
         thousands(args.events),
         ours.len()
     );
-    println!(
+    outln!(
         "  omnistream (DataFusion) {:>8.3} s [{:.3}]  {} rows",
         median(&ours),
         min(&ours),
         thousands(our_rows)
     );
-    println!(
+    outln!(
         "  duckdb {duck_version:<16} {:>8.3} s [{:.3}]  {} rows",
         median(&duck),
         min(&duck),
         thousands(duck_rows)
     );
-    println!(
+    outln!(
         "  polars {polars_version:<16} {:>8.3} s [{:.3}]  {} rows",
         median(&polars),
         min(&polars),
         thousands(polars_rows)
     );
-    println!(
+    outln!(
         "  ratios: {:.2}x DuckDB's speed, {:.2}x polars' speed (>1 is faster)",
         median(&duck) / median(&ours),
         median(&polars) / median(&ours)
@@ -313,7 +314,7 @@ print(time.perf_counter() - t, n, duckdb.__version__ if engine == "duckdb" else 
 }
 
 /// `bench batch`: one incremental batch of model_performance on top of growing histories.
-pub async fn batch(config: &Config, args: BenchBatchArgs) -> Result<()> {
+pub(crate) async fn batch(config: &Config, args: BenchBatchArgs) -> Result<()> {
     super::blocking("bench", config, move |config, runtime| {
         batch_blocking(config, args, runtime)
     })
@@ -363,13 +364,13 @@ fn batch_blocking(
         drop(reducer);
         let _ = fs::remove_dir_all(&data);
     }
-    println!(
+    outln!(
         "bench batch: one model_performance batch of {} new events on top of a reduced history; median of {} (min)",
         thousands(args.batch),
         args.runs.max(1)
     );
     for (history, med, low, catch_up, windows) in &results {
-        println!(
+        outln!(
             "  history {:>12} rows: batch {:>8.1} ms [{:.1}]  ({} windows recomputed; first full reduce {:.1} s)",
             thousands(*history),
             med * 1000.0,
@@ -379,7 +380,7 @@ fn batch_blocking(
         );
     }
     if let (Some(first), Some(last)) = (results.first(), results.last()) {
-        println!(
+        outln!(
             "  ratio: a batch on {} rows costs {:.2}x one on {} rows (1.00 is flat)",
             thousands(last.0),
             last.1 / first.1,
@@ -391,7 +392,7 @@ fn batch_blocking(
 
 /// `bench freshness`: append at a rate while the sink and model_performance follow; measure the
 /// time from each append's acknowledgement to the reducer's commit that covers it.
-pub async fn freshness(config: &Config, args: BenchFreshnessArgs) -> Result<()> {
+pub(crate) async fn freshness(config: &Config, args: BenchFreshnessArgs) -> Result<()> {
     super::blocking("bench", config, move |config, runtime| {
         freshness_blocking(config, args, runtime)
     })
@@ -420,7 +421,7 @@ fn freshness_blocking(
         runtime: handle,
         sink: config.sink_options(),
         reducer: config.reducer_options(),
-        codegen: Default::default(),
+        factory: &runner::NoExternalJobs,
     };
     let stop = AtomicBool::new(false);
     // (end offset after the append, when it was acknowledged)
@@ -523,14 +524,14 @@ fn freshness_blocking(
     let mut lat: Vec<f64> = latencies.lock().unwrap().iter().map(|(l, _)| *l).collect();
     lat.sort_by(f64::total_cmp);
     let pct = |p: f64| super::bench::percentile(&lat, p) * 1000.0;
-    println!(
+    outln!(
         "bench freshness: {} events/s for {} s ({} appends of {}); append acknowledged -> model_performance committed",
         thousands(args.rate),
         args.seconds,
         lat.len(),
         per_tick
     );
-    println!(
+    outln!(
         "  appended {} events ({} events/s achieved); p50 {:.0} ms   p90 {:.0} ms   p99 {:.0} ms   max {:.0} ms",
         thousands(appended_events),
         thousands(achieved as u64),

@@ -2,13 +2,13 @@
 //! end, running the codegen job in-process when no other process runs it.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, RecordBatch, StringArray};
-use omnistream_jobs::JobError;
-use omnistream_jobs::codegen::{Codegen, GenerationRequest, TEMPLATE_MODEL};
+
+use omnistream_codegen::{Codegen, CodegenError, GenerationRequest, TEMPLATE_MODEL};
 use omnistream_streams::{EventLog, Topic};
 use serde_json::{Value, json};
 
@@ -16,6 +16,7 @@ use super::{open_log, spinner};
 use crate::cli::{GenerateArgs, GenerateFormat};
 use crate::config::Config;
 use crate::error::{CliError, Result};
+use crate::output::outln;
 
 /// The topics a generation's progress shows up on.
 const WATCHED: [Topic; 5] = [
@@ -27,13 +28,13 @@ const WATCHED: [Topic; 5] = [
 ];
 
 /// Reads the events of one correlation id as they are appended, from where the log ended.
-pub struct Watch {
+pub(crate) struct Watch {
     correlation_id: String,
     positions: Vec<(Topic, u32, u64)>,
 }
 
 impl Watch {
-    pub fn new(log: &dyn EventLog, correlation_id: &str) -> Result<Self> {
+    pub(crate) fn new(log: &dyn EventLog, correlation_id: &str) -> Result<Self> {
         let mut positions = Vec::new();
         for topic in WATCHED {
             for p in 0..log.partitions(topic)? {
@@ -47,7 +48,7 @@ impl Watch {
     }
 
     /// New events of the correlation id, as JSON objects, by topic.
-    pub fn poll(&mut self, log: &dyn EventLog) -> Result<Vec<(Topic, Value)>> {
+    pub(crate) fn poll(&mut self, log: &dyn EventLog) -> Result<Vec<(Topic, Value)>> {
         let mut out = Vec::new();
         for (topic, partition, at) in &mut self.positions {
             for b in log.read(*topic, *partition, *at, 10_000)? {
@@ -82,7 +83,7 @@ fn rows_of(batch: &RecordBatch, correlation_id: &str) -> Result<Vec<Value>> {
     Ok(serde_json::from_slice(&bytes).unwrap_or_default())
 }
 
-pub async fn run(config: &Config, args: GenerateArgs) -> Result<()> {
+pub(crate) async fn run(config: &Config, args: GenerateArgs) -> Result<()> {
     super::blocking("generate", config, move |config, runtime| {
         generate(config, args, runtime)
     })
@@ -90,7 +91,7 @@ pub async fn run(config: &Config, args: GenerateArgs) -> Result<()> {
 }
 
 fn generate(config: &Config, args: GenerateArgs, runtime: tokio::runtime::Handle) -> Result<()> {
-    let options = config.codegen_options().map_err(CliError::Config)?;
+    let options = config.codegen_options()?;
     if let Some(m) = &args.model
         && m != TEMPLATE_MODEL
         && !options.models.contains_key(m)
@@ -125,15 +126,15 @@ fn generate(config: &Config, args: GenerateArgs, runtime: tokio::runtime::Handle
     let mut watch = Watch::new(&log, &request.correlation_id)?;
     GenerationRequest::publish(&log, std::slice::from_ref(&request))?;
     if args.no_wait {
-        println!("{}", request.correlation_id);
+        outln!("{}", request.correlation_id);
         return Ok(());
     }
 
     // Run the job here unless another process does.
     let local = match Codegen::new(&log, options, runtime, &config.status_dir()) {
         Ok(c) => Some(c),
-        Err(JobError::Busy(why)) => {
-            tracing::info!("{why}: waiting for it to take the request");
+        Err(busy @ CodegenError::Busy(_)) => {
+            tracing::info!("{busy}: waiting for it to take the request");
             None
         }
         Err(e) => return Err(e.into()),
@@ -227,7 +228,7 @@ fn generate(config: &Config, args: GenerateArgs, runtime: tokio::runtime::Handle
             for (k, v) in &seen {
                 out[*k] = Value::Array(v.clone());
             }
-            println!("{}", serde_json::to_string_pretty(&out).unwrap());
+            outln!("{}", serde_json::to_string_pretty(&out).unwrap());
         }
         GenerateFormat::Table => print_summary(&request.correlation_id, failed, &end, &seen),
     }
@@ -260,8 +261,7 @@ fn print_stage(e: &Value) {
     if let Some(err) = e["error_message"].as_str() {
         line.push_str(&format!("  {err}"));
     }
-    println!("{line}");
-    let _ = std::io::stdout().flush();
+    outln!("{line}");
 }
 
 fn print_summary(
@@ -293,37 +293,37 @@ fn print_summary(
     let gates = seen.get("validation_results").unwrap_or(&empty);
     let count = |s: &str| gates.iter().filter(|g| g["status"] == s).count();
     if failed {
-        println!(
+        outln!(
             "generation failed at {} after {:.2} s ({})",
             end["failed_stage"].as_str().unwrap_or("?"),
             end["partial_duration_seconds"].as_f64().unwrap_or(0.0),
             end["error_code"].as_str().unwrap_or("?")
         );
-        println!(
+        outln!(
             "  reason     {}",
             end["error_message"].as_str().unwrap_or("?")
         );
         if let Some(files) = end["partial_files"].as_array().filter(|f| !f.is_empty()) {
-            println!("  partial    {} files (rolled back)", files.len());
+            outln!("  partial    {} files (rolled back)", files.len());
         }
     } else {
         let q = |k: &str| end[k].as_f64().unwrap_or(0.0);
-        println!(
+        outln!(
             "generated {} node in {:.2} s",
             end["node_type"].as_str().unwrap_or("?"),
             q("total_duration_seconds")
         );
         let dir = end["output_directory"].as_str().unwrap_or("?");
-        println!("  directory  {dir}");
+        outln!("  directory  {dir}");
         let files: Vec<&str> = end["generated_files"]
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        println!("  files      {}: {}", files.len(), files.join(", "));
-        println!(
+        outln!("  files      {}: {}", files.len(), files.join(", "));
+        outln!(
             "  quality    {:.3} {} ({}): syntax {:.3}, onex {:.3}, contract {:.3}, code quality {:.3}",
             q("quality_score"),
-            omnistream_jobs::codegen::gates::grade(q("quality_score")),
+            omnistream_codegen::gates::grade(q("quality_score")),
             if end["passed"].as_bool() == Some(true) {
                 "passed"
             } else {
@@ -334,13 +334,13 @@ fn print_summary(
             q("contract_score"),
             q("code_quality_score")
         );
-        println!(
+        outln!(
             "  cost       {} tokens, ${:.6}",
             end["total_tokens"].as_i64().unwrap_or(0),
             q("total_cost_usd")
         );
     }
-    println!(
+    outln!(
         "  models     {}",
         if models.is_empty() {
             "none".into()
@@ -348,14 +348,14 @@ fn print_summary(
             models.join("; ")
         }
     );
-    println!(
+    outln!(
         "  gates      {} pass, {} warn, {} fail",
         count("pass"),
         count("warn"),
         count("fail") + count("error")
     );
     for g in gates.iter().filter(|g| g["status"] != "pass") {
-        println!(
+        outln!(
             "    {} {} {}: {}",
             g["gate_id"].as_str().unwrap_or("?"),
             g["gate_name"].as_str().unwrap_or(""),
@@ -368,5 +368,5 @@ fn print_summary(
                 .unwrap_or("")
         );
     }
-    println!("  correlation_id {correlation_id}");
+    outln!("  correlation_id {correlation_id}");
 }

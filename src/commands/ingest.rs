@@ -4,15 +4,16 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use omnistream_connectors::{IngestReport, Input, ingest};
+use omnistream_connectors::{ConnectorError, IngestReport, Input, ingest};
 use omnistream_streams::Topic;
 
 use super::{open_log, thousands};
 use crate::cli::{IngestArgs, ProgressMode};
 use crate::config::Config;
 use crate::error::{CliError, Result};
+use crate::output::outln;
 
-pub async fn run(config: &Config, args: IngestArgs) -> Result<()> {
+pub(crate) async fn run(config: &Config, args: IngestArgs) -> Result<()> {
     super::blocking("ingest", config, move |config, _| {
         run_blocking(config, args)
     })
@@ -20,6 +21,8 @@ pub async fn run(config: &Config, args: IngestArgs) -> Result<()> {
 }
 
 fn run_blocking(config: &Config, args: IngestArgs) -> Result<()> {
+    // A usage error of the whole command, before any input is read or anything appended.
+    let topic = Topic::lookup(&args.topic)?;
     let log = open_log(config)?;
     let input = if args.file == "-" {
         Input::stream(std::io::stdin())
@@ -49,9 +52,10 @@ fn run_blocking(config: &Config, args: IngestArgs) -> Result<()> {
         ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
     };
     let started = Instant::now();
-    let options = config.ingest_options(&args.source);
+    let mut options = config.ingest_options(&args.source);
+    options.from_line = args.from_line;
     let json = args.progress == ProgressMode::Json;
-    let report = ingest(
+    let result = ingest(
         &log,
         &args.topic,
         &args.file,
@@ -65,20 +69,39 @@ fn run_blocking(config: &Config, args: IngestArgs) -> Result<()> {
                 thousands(r.rejected)
             ));
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"acked_lines": r.acked_lines, "accepted": r.accepted, "rejected": r.rejected})
                 );
             }
         },
-    )?;
+    );
     bar.finish_and_clear();
+    let report = match result {
+        Ok(report) => report,
+        Err(ConnectorError::Interrupted {
+            acked_lines,
+            accepted,
+            source,
+        }) => {
+            let resume_from = acked_lines.max(args.from_line.saturating_sub(1)) + 1;
+            return Err(CliError::Interrupted {
+                summary: format!(
+                    "ingest stopped: {} events acknowledged; every line before line {resume_from} is durable. \
+                     Resume with: omnistream ingest {} {} --from-line {resume_from}",
+                    thousands(accepted),
+                    args.topic,
+                    args.file,
+                ),
+                source: Box::new(CliError::from(*source)),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     let elapsed = started.elapsed();
-    let topic_name = Topic::lookup(&args.topic)
-        .map(|t| t.name().to_string())
-        .unwrap_or_else(|_| args.topic.clone());
+    let topic_name = topic.name();
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "done": true, "topic": topic_name, "lines": report.lines, "accepted": report.accepted,
@@ -90,7 +113,7 @@ fn run_blocking(config: &Config, args: IngestArgs) -> Result<()> {
         if report.lines == 0 {
             eprintln!("warning: {} is empty; nothing was ingested", args.file);
         }
-        println!(
+        outln!(
             "ingest: {} accepted into {}, {} rejected to {} ({} lines, {}, {:.2} s)",
             thousands(report.accepted),
             topic_name,
@@ -106,7 +129,7 @@ fn run_blocking(config: &Config, args: IngestArgs) -> Result<()> {
                 .as_deref()
                 .map(|f| format!(" ({f})"))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "  line {}: {}{}: {}",
                 r.line_number,
                 r.kind.as_str(),
@@ -115,7 +138,7 @@ fn run_blocking(config: &Config, args: IngestArgs) -> Result<()> {
             );
         }
         if report.rejected as usize > report.samples.len() {
-            println!(
+            outln!(
                 "  ... and {} more; query them with: omnistream sql \"SELECT line_number, error_kind, reason FROM dead_letter\"",
                 report.rejected as usize - report.samples.len()
             );

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
+use omnistream_codegen::CodegenFactory;
 use omnistream_jobs::runner::{self, JobContext, Mode, RunTotals};
 use omnistream_jobs::spec::{self, JobKind, JobSpec};
 use omnistream_jobs::status::StatusStore;
@@ -16,12 +17,13 @@ use crate::cli::{BackfillArgs, JobRunArgs, JobsCommand};
 use crate::config::Config;
 use crate::error::{CliError, Result};
 use crate::output::Output;
+use crate::output::outln;
 
-pub fn load_specs(config: &Config) -> Result<Vec<JobSpec>> {
+pub(crate) fn load_specs(config: &Config) -> Result<Vec<JobSpec>> {
     Ok(spec::load_all(config.jobs_dir.as_deref())?)
 }
 
-pub async fn run(config: &Config, command: JobsCommand) -> Result<()> {
+pub(crate) async fn run(config: &Config, command: JobsCommand) -> Result<()> {
     match command {
         JobsCommand::List { output } => list(config, Output::new(output)?).await,
         JobsCommand::Run(args) => run_job(config, args).await,
@@ -50,9 +52,9 @@ async fn list(config: &Config, output: Output) -> Result<()> {
     ));
     let columns = vec![
         text(&|s| s.name.clone()),
-        text(&|s| format!("{:?}", s.kind).to_lowercase()),
+        text(&|s| s.kind.name().to_string()),
         text(&|s| {
-            if s.kind == JobKind::Sink {
+            if matches!(s.kind, JobKind::Sink) {
                 "every topic".into()
             } else {
                 s.inputs
@@ -62,16 +64,21 @@ async fn list(config: &Config, output: Output) -> Result<()> {
                     .join(", ")
             }
         }),
-        text(&|s| match s.kind {
+        text(&|s| match &s.kind {
             JobKind::Codegen => "generated nodes, codegen events".into(),
-            _ => s.output.clone().unwrap_or_else(|| "raw tables".into()),
+            JobKind::Sink => "raw tables".into(),
+            JobKind::Reducer(r) => r.output.clone(),
         }),
         text(&|s| {
-            s.windows
-                .iter()
-                .map(|w| w.label.clone())
-                .collect::<Vec<_>>()
-                .join(", ")
+            s.reducer()
+                .map(|r| {
+                    r.windows
+                        .iter()
+                        .map(|w| w.label.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
         }),
         text(&|s| humantime::format_duration(s.trigger).to_string()),
         text(&|s| s.description.clone()),
@@ -83,7 +90,7 @@ async fn list(config: &Config, output: Output) -> Result<()> {
 }
 
 /// Parse `--from`: a date (midnight UTC) or an RFC 3339 instant, in microseconds.
-pub fn parse_from(text: &str) -> Result<i64> {
+pub(crate) fn parse_from(text: &str) -> Result<i64> {
     if let Ok(date) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         return Ok(date
             .and_hms_opt(0, 0, 0)
@@ -104,16 +111,17 @@ fn context<'a>(
     config: &Config,
     log: &'a dyn EventLog,
     lake: &'a omnistream_lake::Lake,
-) -> Result<JobContext<'a>> {
-    Ok(JobContext {
+    factory: &'a CodegenFactory,
+) -> JobContext<'a> {
+    JobContext {
         log,
         lake,
         status: StatusStore::new(config.status_dir()),
         runtime: tokio::runtime::Handle::current(),
         sink: config.sink_options(),
         reducer: config.reducer_options(),
-        codegen: config.codegen_options().map_err(CliError::Config)?,
-    })
+        factory,
+    }
 }
 
 async fn run_job(config: &Config, args: JobRunArgs) -> Result<()> {
@@ -124,7 +132,7 @@ async fn run_job(config: &Config, args: JobRunArgs) -> Result<()> {
         vec![spec::find(&specs, &args.name)?]
     };
     let from = args.from.as_deref().map(parse_from).transpose()?;
-    if from.is_some() && (selected.len() != 1 || selected[0].kind != JobKind::Reducer) {
+    if from.is_some() && (selected.len() != 1 || selected[0].reducer().is_none()) {
         return Err(CliError::Usage("--from applies to one reducer job".into()));
     }
     let stop = Arc::new(AtomicBool::new(false));
@@ -143,7 +151,10 @@ async fn run_job(config: &Config, args: JobRunArgs) -> Result<()> {
     let results = tokio::task::spawn_blocking(move || -> Result<Vec<(String, RunTotals)>> {
         let log = open_log(&config)?;
         let lake = open_lake(&config)?;
-        let ctx = context(&config, &log, &lake)?;
+        let factory = CodegenFactory {
+            options: config.codegen_options()?,
+        };
+        let ctx = context(&config, &log, &lake, &factory);
         let bar = spinner(&name);
         let on_batch = |spec: &JobSpec, t: &RunTotals| {
             bar.set_message(format!(
@@ -166,9 +177,9 @@ async fn run_job(config: &Config, args: JobRunArgs) -> Result<()> {
         Ok(results)
     })
     .await
-    .map_err(|e| CliError::Usage(format!("{} stopped: {e}", args.name)))??;
+    .map_err(|e| CliError::Internal(format!("{} stopped: {e}", args.name)))??;
     for (name, t) in results {
-        println!(
+        outln!(
             "{name}: {} events in, {} rows out, {} batches, {:.2} s",
             thousands(t.events_in),
             thousands(t.rows_out),
@@ -195,11 +206,12 @@ async fn status(config: &Config, name: Option<String>, output: Output) -> Result
         let (mut committed, mut lag) = (0u64, 0u64);
         for topic in &spec.inputs {
             // The codegen job commits to the log's consumer group (it writes no lake table).
-            let mine: std::collections::BTreeMap<u32, u64> = if spec.kind == JobKind::Codegen {
-                log.committed(&spec.name, *topic)?
-            } else {
-                snapshot.source_offsets(&spec.name, topic.name())
-            };
+            let mine: std::collections::BTreeMap<u32, u64> =
+                if matches!(spec.kind, JobKind::Codegen) {
+                    log.committed(&spec.name, *topic)?
+                } else {
+                    snapshot.source_offsets(&spec.name, topic.name())
+                };
             committed += mine.values().sum::<u64>();
             let ends: Vec<(u32, u64)> = if matches!(spec.kind, JobKind::Sink | JobKind::Codegen) {
                 (0..log.partitions(*topic)?)
@@ -265,10 +277,10 @@ async fn status(config: &Config, name: Option<String>, output: Output) -> Result
     Ok(())
 }
 
-pub async fn backfill(config: &Config, args: BackfillArgs) -> Result<()> {
+pub(crate) async fn backfill(config: &Config, args: BackfillArgs) -> Result<()> {
     let specs = load_specs(config)?;
     let spec = spec::find(&specs, &args.name)?;
-    if spec.kind != JobKind::Reducer {
+    if spec.reducer().is_none() {
         return Err(CliError::Usage(format!(
             "{} is not a reducer; only reducers have derived tables to rebuild",
             spec.name
@@ -282,13 +294,13 @@ pub async fn backfill(config: &Config, args: BackfillArgs) -> Result<()> {
         let lake = open_lake(&config)?;
         let bar = spinner(&format!("backfill {}", spec.name));
         let mut reducer = Reducer::new(spec, &log, &lake, handle, config.reducer_options())?;
-        let report = omnistream_jobs::lake_sink::retry_stale(|| reducer.backfill(from))?;
+        let report = omnistream_jobs::retry_stale(|| reducer.backfill(from))?;
         bar.finish_and_clear();
         Ok(report)
     })
     .await
     .map_err(|e| CliError::Usage(format!("backfill stopped: {e}")))??;
-    println!(
+    outln!(
         "backfill {}: {} windows recomputed, {} rows in {} date partitions, {:.2} s",
         args.name,
         thousands(report.windows as u64),
@@ -300,7 +312,7 @@ pub async fn backfill(config: &Config, args: BackfillArgs) -> Result<()> {
 }
 
 /// Ctrl-C or SIGTERM.
-pub async fn wait_for_shutdown_signal() {
+pub(crate) async fn wait_for_shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -13,11 +13,12 @@ use crate::cli::{CompactArgs, LakeCommand};
 use crate::config::Config;
 use crate::error::{CliError, Result};
 use crate::output::Output;
+use crate::output::outln;
 
 /// Writer name of manual compactions.
 const COMPACT_WRITER: &str = "compact";
 
-pub async fn run(config: &Config, command: LakeCommand) -> Result<()> {
+pub(crate) async fn run(config: &Config, command: LakeCommand) -> Result<()> {
     match command {
         LakeCommand::Tables { output } => tables(config, Output::new(output)?).await,
         LakeCommand::Compact(args) => {
@@ -108,7 +109,7 @@ fn compact_blocking(config: &Config, args: CompactArgs) -> Result<()> {
     let snapshot = lake.snapshot()?;
     let tasks = compact::plan(&snapshot, args.table.as_deref(), &options)?;
     if tasks.is_empty() {
-        println!(
+        outln!(
             "compact: nothing to do (no partition has two or more files under {})",
             bytesize::ByteSize(options.target_file_bytes)
         );
@@ -159,7 +160,7 @@ fn compact_blocking(config: &Config, args: CompactArgs) -> Result<()> {
         bytes_after += outcome.bytes_after;
     }
     bar.finish_and_clear();
-    println!(
+    outln!(
         "compact: {} partitions, {} files -> {} files, {} -> {}, {} rows{}",
         done,
         before,

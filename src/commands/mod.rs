@@ -1,16 +1,16 @@
 //! One module per command.
 
-pub mod analytics;
-pub mod bench;
-pub mod bench_codegen;
-pub mod bench_jobs;
-pub mod generate;
-pub mod ingest;
-pub mod jobs;
-pub mod lake;
-pub mod simulate;
-pub mod sql;
-pub mod topics;
+pub(crate) mod analytics;
+pub(crate) mod bench;
+pub(crate) mod bench_codegen;
+pub(crate) mod bench_jobs;
+pub(crate) mod generate;
+pub(crate) mod ingest;
+pub(crate) mod jobs;
+pub(crate) mod lake;
+pub(crate) mod simulate;
+pub(crate) mod sql;
+pub(crate) mod topics;
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -25,7 +25,7 @@ use crate::error::{CliError, Result};
 /// Run a command's synchronous work (log, lake, files, subprocesses) on tokio's blocking pool,
 /// with its own copy of the config and a handle to the runtime for what it drives async; `what`
 /// names the command if the task panics.
-pub async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     what: &'static str,
     config: &Config,
     work: impl FnOnce(&Config, tokio::runtime::Handle) -> Result<T> + Send + 'static,
@@ -34,19 +34,19 @@ pub async fn blocking<T: Send + 'static>(
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || work(&config, runtime))
         .await
-        .map_err(|e| CliError::Usage(format!("{what} stopped: {e}")))?
+        .map_err(|e| CliError::Internal(format!("{what} stopped: {e}")))?
 }
 
-pub fn open_log(config: &Config) -> Result<EmbeddedLog> {
+pub(crate) fn open_log(config: &Config) -> Result<EmbeddedLog> {
     Ok(EmbeddedLog::open(config.log_config())?)
 }
 
-pub fn open_lake(config: &Config) -> Result<Lake> {
+pub(crate) fn open_lake(config: &Config) -> Result<Lake> {
     Ok(Lake::open(config.lake_dir())?)
 }
 
 /// A spinner on stderr when it is a terminal, hidden otherwise.
-pub fn spinner(message: &str) -> ProgressBar {
+pub(crate) fn spinner(message: &str) -> ProgressBar {
     let bar = if std::io::stderr().is_terminal() {
         ProgressBar::new_spinner()
     } else {
@@ -59,7 +59,7 @@ pub fn spinner(message: &str) -> ProgressBar {
 }
 
 /// `1234567` as `1,234,567`.
-pub fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {

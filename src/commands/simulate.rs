@@ -12,12 +12,13 @@ use super::{open_log, thousands};
 use crate::cli::SimulateArgs;
 use crate::config::Config;
 use crate::error::{CliError, Result};
+use crate::output::outln;
 use crate::workload::{Workload, WorkloadConfig};
 
 /// Generations per chunk: events are ingested a chunk at a time.
 const CHUNK_GENERATIONS: u64 = 500;
 
-pub fn workload_config(args: &SimulateArgs) -> Result<WorkloadConfig> {
+pub(crate) fn workload_config(args: &SimulateArgs) -> Result<WorkloadConfig> {
     let start = if args.start == "now" {
         let span_us = (args.generations as f64 / args.rate.max(1e-6) * 60e6) as i64;
         chrono::Utc::now() - chrono::Duration::microseconds(span_us)
@@ -58,7 +59,7 @@ pub fn workload_config(args: &SimulateArgs) -> Result<WorkloadConfig> {
     })
 }
 
-pub async fn run(config: &Config, args: SimulateArgs) -> Result<()> {
+pub(crate) async fn run(config: &Config, args: SimulateArgs) -> Result<()> {
     super::blocking("simulate", config, move |config, _| {
         run_blocking(config, args)
     })
@@ -149,7 +150,7 @@ fn run_blocking(config: &Config, args: SimulateArgs) -> Result<()> {
         Some(dir) => format!("JSONL files in {}", dir.display()),
         None => format!("the event log at {}", config.log_dir().display()),
     };
-    println!(
+    outln!(
         "simulate: {} generations, {} events into {target} in {:.2} s (seed {})",
         thousands(args.generations),
         thousands(total),
@@ -157,7 +158,7 @@ fn run_blocking(config: &Config, args: SimulateArgs) -> Result<()> {
         args.seed
     );
     for (topic, n) in counts {
-        println!("  {:<24} {:>12}", topic.table(), thousands(n));
+        outln!("  {:<24} {:>12}", topic.table(), thousands(n));
     }
     Ok(())
 }

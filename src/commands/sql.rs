@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::output::Output;
 
-pub async fn run(config: &Config, args: SqlArgs) -> Result<()> {
+pub(crate) async fn run(config: &Config, args: SqlArgs) -> Result<()> {
     let output = Output::new(args.output)?;
     let lake = open_lake(config)?;
     // A compaction committed while the query starts may remove files it planned to read: when

@@ -10,11 +10,12 @@ use super::open_log;
 use crate::cli::TopicsArgs;
 use crate::config::Config;
 use crate::error::Result;
-use crate::output::Output;
+use crate::output::{Output, outln};
 
-pub async fn run(config: &Config, args: TopicsArgs) -> Result<()> {
+pub(crate) async fn run(config: &Config, args: TopicsArgs) -> Result<()> {
     if args.markdown {
-        print!("{}", omnistream_streams::docs::schemas_markdown());
+        let markdown = omnistream_streams::docs::schemas_markdown();
+        outln!("{}", markdown.trim_end_matches('\n'));
         return Ok(());
     }
     let output = Output::new(args.output)?;

@@ -9,8 +9,13 @@ pub type Result<T, E = StreamsError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum StreamsError {
     /// A topic name (or table name) that the registry does not know.
-    #[error("unknown topic '{name}' (known: {known})")]
-    UnknownTopic { name: String, known: String },
+    #[error("unknown topic '{name}'{nearest}; known topics: {known}")]
+    UnknownTopic {
+        name: String,
+        /// ` (did you mean 'x'?)` when a known name is close, else empty.
+        nearest: String,
+        known: String,
+    },
 
     /// A record batch whose schema is not the topic's registered schema.
     #[error("schema mismatch on topic '{topic}': {detail}")]
@@ -32,6 +37,23 @@ pub enum StreamsError {
         base_offset: u64,
         detail: String,
     },
+
+    /// A consumer's committed position is past the log's end: events it acknowledged are gone
+    /// (a segment lost or cut), and reading on would silently skip new ones.
+    #[error(
+        "consumer group '{group}' committed offset {committed} of {topic} partition {partition}, but the log ends at {end}: acknowledged events are missing from the log"
+    )]
+    PositionBeyondEnd {
+        group: String,
+        topic: String,
+        partition: u32,
+        committed: u64,
+        end: u64,
+    },
+
+    /// An event built with a field its topic does not have (a mistyped key).
+    #[error("topic {topic} has no field '{field}'")]
+    UnknownField { topic: String, field: String },
 
     /// A consumer group or topic name that cannot become a file name.
     #[error("invalid name '{name}': {reason}")]

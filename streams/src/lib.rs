@@ -3,11 +3,13 @@
 
 pub mod docs;
 pub mod error;
+pub mod event;
 pub mod log;
 pub mod registry;
 pub mod schema;
 
 pub use error::{Result, StreamsError};
+pub use event::Event;
 pub use log::{
     AppendAck, EmbeddedLog, EmbeddedLogConfig, EventLog, GroupOffsets, LogBatch, PartitionOffsets,
 };

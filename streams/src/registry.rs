@@ -89,12 +89,33 @@ impl Topic {
             })
             .ok_or_else(|| StreamsError::UnknownTopic {
                 name: name.to_string(),
+                nearest: Topic::nearest(name)
+                    .map(|t| format!(" (did you mean '{}'?)", t.spec().short_name))
+                    .unwrap_or_default(),
                 known: Topic::ALL
                     .iter()
                     .map(|t| t.spec().short_name)
                     .collect::<Vec<_>>()
                     .join(", "),
             })
+    }
+
+    /// The topic whose name (full, table or short) is closest to `name`, when one is close
+    /// enough to be a likely typo: at most a third of its letters differ.
+    fn nearest(name: &str) -> Option<Topic> {
+        Topic::ALL
+            .into_iter()
+            .filter_map(|t| {
+                let s = t.spec();
+                [s.name.as_str(), s.table, s.short_name]
+                    .into_iter()
+                    .map(|n| (strsim::damerau_levenshtein(name, n), n.len()))
+                    .min()
+                    .map(|(d, len)| (d, len, t))
+            })
+            .filter(|(d, len, _)| *d * 3 <= *len)
+            .min_by_key(|(d, _, _)| *d)
+            .map(|(_, _, t)| t)
     }
 
     /// The topic whose raw lake table has this name.

@@ -1,6 +1,8 @@
 //! The CLI, end to end: ingest with every kind of bad input, the sink, SQL, topics, lake, simulate.
 
 use std::collections::BTreeSet;
+use std::io::Read;
+use std::process::{Command, Stdio};
 
 use crate::{Env, describe, model_call, uuid};
 
@@ -96,17 +98,31 @@ fn ingest_accepts_good_lines_and_dead_letters_each_bad_one_with_its_reason() {
 }
 
 #[test]
-fn an_unknown_topic_sends_every_line_to_the_dead_letter_topic() {
+fn an_unknown_topic_is_refused_before_any_input_is_read() {
     let env = Env::new();
-    let out = env.run_with_stdin(&["ingest", "modle-call", "-"], b"{\"a\":1}\n{\"b\":2}\n");
-    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("unknown topic 'modle-call'"));
+    let file = env.write("calls.jsonl", b"{\"a\":1}\n{\"b\":2}\n");
+    let out = env.run(&["ingest", "modle-call", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with(
+            "error: unknown topic 'modle-call' (did you mean 'model-call'?); known topics: "
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("generation-requested"), "{stderr}");
+    // A name close to none is not given a suggestion.
+    let out = env.run(&["ingest", "zzz", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: unknown topic 'zzz'; known topics: "),
+        "{stderr}"
+    );
+    // Nothing was appended anywhere.
     env.ok(&["jobs", "run", "lake-sink", "--once"]);
-    let rows = env.sql("SELECT error_kind, original_topic, source_file FROM dead_letter");
-    assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r["error_kind"] == "unknown_topic"
-        && r["original_topic"] == "modle-call"
-        && r["source_file"] == "-"));
+    assert_eq!(env.sql_int("SELECT count(*) FROM dead_letter"), 0);
+    assert_eq!(env.sql_int("SELECT count(*) FROM model_call"), 0);
 }
 
 #[test]
@@ -268,7 +284,10 @@ fn topics_show_partitions_end_offsets_lag_and_schemas() {
     insta::assert_snapshot!("model_call_schema", schema);
     let out = env.run(&["topics", "--schema", "model-cal"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown topic 'model-cal'"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("unknown topic 'model-cal' (did you mean 'model-call'?)")
+    );
 }
 
 impl Env {
@@ -387,11 +406,10 @@ fn simulate_is_seeded_and_covers_the_platform() {
 #[test]
 fn follow_mode_lands_new_events_and_stops_cleanly_on_sigterm() {
     let env = Env::new();
-    let sink = env
-        .cmd(&["jobs", "run", "lake-sink"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let sink = crate::Running::spawn(
+        env.cmd(&["jobs", "run", "lake-sink"])
+            .stdout(Stdio::piped()),
+    );
     env.ok(&["simulate", "--generations", "5", "--nodes", "1"]);
     let expected = {
         let out = env.ok(&["topics", "--format", "json"]);
@@ -409,7 +427,7 @@ fn follow_mode_lands_new_events_and_stops_cleanly_on_sigterm() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     super::terminate(&sink);
-    let out = sink.wait_with_output().unwrap();
+    let out = sink.wait_with_output();
     assert!(out.status.success(), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("lake-sink:"));
     // A second sink can start once the first has stopped (its lock is released).
@@ -444,7 +462,7 @@ fn help_teaches_and_bad_usage_is_explained() {
 fn a_relative_data_dir_works_from_any_working_directory() {
     let env = Env::new();
     let run = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_omnistream"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_omnistream"));
         let out = cmd
             .current_dir(env.dir.path())
             .args(["--data-dir", "relative-data"])
@@ -468,5 +486,239 @@ fn a_relative_data_dir_works_from_any_working_directory() {
             .path()
             .join("relative-data/lake/generation_requested")
             .is_dir()
+    );
+}
+
+#[test]
+fn every_lake_table_exports_through_every_output_format() {
+    let env = Env::new();
+    env.ok(&["simulate", "--generations", "20"]);
+    env.ok(&["jobs", "run", "all", "--once"]);
+    let tables = env.sql_rows_of(&["lake", "tables", "--format", "json"]);
+    assert!(tables.len() >= 12, "{tables:?}");
+    let mut nested_seen = 0;
+    for t in &tables {
+        let table = t["table"].as_str().unwrap();
+        let rows = t["rows"].as_u64().unwrap();
+        let query = format!("SELECT * FROM {table}");
+        for format in ["table", "csv", "json", "ndjson", "parquet"] {
+            let file = env.path(&format!("{table}.{format}"));
+            let out = env.run(&[
+                "sql",
+                "--format",
+                format,
+                "--max-rows",
+                "1000000",
+                "-o",
+                file.to_str().unwrap(),
+                &query,
+            ]);
+            assert!(
+                out.status.success(),
+                "{table} as {format}: {}",
+                describe(&out)
+            );
+        }
+        // CSV: every row back, nested values as JSON text (as DuckDB writes them).
+        let csv = std::fs::File::open(env.path(&format!("{table}.csv"))).unwrap();
+        let (schema, _) = arrow::csv::reader::Format::default()
+            .with_header(true)
+            .infer_schema(
+                std::fs::File::open(env.path(&format!("{table}.csv"))).unwrap(),
+                None,
+            )
+            .unwrap();
+        let reader = arrow::csv::ReaderBuilder::new(std::sync::Arc::new(schema.clone()))
+            .with_header(true)
+            .build(csv)
+            .unwrap();
+        let batches: Vec<_> = reader.map(Result::unwrap).collect();
+        let read: usize = batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(read as u64, rows, "{table}: rows read back from CSV");
+        let json: Vec<serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(env.path(&format!("{table}.json"))).unwrap())
+                .unwrap();
+        assert_eq!(json.len() as u64, rows, "{table}: rows read back from JSON");
+        for (name, value) in json
+            .first()
+            .and_then(|r| r.as_object())
+            .into_iter()
+            .flatten()
+        {
+            if !(value.is_array() || value.is_object()) {
+                continue;
+            }
+            // The CSV cell of a nested column holds the same value as JSON text.
+            let column = batches[0]
+                .column_by_name(name)
+                .unwrap_or_else(|| panic!("{table}.{name} in the CSV"));
+            let cell = arrow::util::display::array_value_to_string(column, 0).unwrap();
+            let parsed: serde_json::Value = serde_json::from_str(&cell)
+                .unwrap_or_else(|e| panic!("{table}.{name}: {cell:?} is not JSON: {e}"));
+            assert_eq!(&parsed, value, "{table}.{name}");
+            nested_seen += 1;
+        }
+    }
+    assert!(nested_seen > 0, "some table has a nested column");
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly_and_loses_nothing() {
+    let env = Env::new();
+    env.ok(&["simulate", "--generations", "200"]);
+    env.ok(&["jobs", "run", "lake-sink", "--once"]);
+    // More than a pipe holds, so the writer sees the reader go away.
+    for format in ["csv", "table", "json"] {
+        let mut child = env
+            .cmd(&[
+                "sql",
+                "--format",
+                format,
+                "--max-rows",
+                "1000000",
+                "SELECT * FROM model_call",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The read end is dropped here: the rest of the output has nowhere to go.
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{format}: {}", describe(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{format}");
+    }
+    // A generation whose reader went away still ends with its end event.
+    let mut child = env
+        .cmd(&[
+            "generate",
+            "Create PostgreSQL writer Effect node",
+            "--format",
+            "table",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    env.ok(&["jobs", "run", "lake-sink", "--once"]);
+    assert_eq!(
+        env.sql_int(
+            "SELECT count(*) FROM generation_completed WHERE source = 'omnistream-codegen'"
+        ),
+        1
+    );
+}
+
+impl Env {
+    fn sql_rows_of(&self, args: &[&str]) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        let out = self.ok(args);
+        serde_json::from_str::<Vec<serde_json::Value>>(&out)
+            .unwrap_or_else(|e| panic!("{e}: {out}"))
+            .into_iter()
+            .map(|v| v.as_object().unwrap().clone())
+            .collect()
+    }
+}
+
+/// Whether this machine lets an unprivileged test mount a small filesystem of its own.
+fn can_mount_tmpfs() -> bool {
+    Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg("d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs \"$d\"")
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_full_disk_stops_ingest_with_the_line_to_resume_from_and_the_resume_loses_nothing() {
+    if !can_mount_tmpfs() {
+        eprintln!("skipped: this machine does not allow a user namespace to mount a tmpfs");
+        return;
+    }
+    let env = Env::new();
+    // Events without an event_id: a full re-run would duplicate them, a resume must not.
+    let lines: Vec<String> = (0..20_000)
+        .map(|i| {
+            serde_json::json!({
+                "correlation_id": format!("c-{i}"), "emitted_at": "2026-11-20T10:00:00Z",
+                "model": "m", "latency_ms": i, "success": true, "input_tokens": 10,
+                "output_tokens": 5, "error_type": "x".repeat(48),
+            })
+            .to_string()
+        })
+        .collect();
+    let input = env.write("calls.jsonl", lines.join("\n") + "\n");
+    let data = env.data();
+    std::fs::create_dir_all(&data).unwrap();
+    // One mount namespace for the whole story: a 1 MiB filesystem fills up during the first
+    // ingest, then grows, and the printed resume command finishes the work.
+    let script = r#"
+        set -u
+        mount -t tmpfs -o size=1m tmpfs "$DATA" || exit 90
+        "$BIN" --data-dir "$DATA" ingest model-call "$INPUT" --progress none >first.out 2>first.err
+        echo $? >first.rc
+        mount -o remount,size=256m "$DATA" || exit 91
+        line=$(sed -n 's/.*--from-line \([0-9][0-9]*\).*/\1/p' first.err)
+        "$BIN" --data-dir "$DATA" ingest model-call "$INPUT" --progress none --from-line "$line" >second.out 2>&1 || exit 92
+        "$BIN" --data-dir "$DATA" jobs run lake-sink --once >/dev/null 2>&1 || exit 93
+        "$BIN" --data-dir "$DATA" sql --format csv "SELECT count(*) AS n, count(DISTINCT correlation_id) AS d FROM model_call" >count.csv 2>&1 || exit 94
+    "#;
+    let status = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", script])
+        .current_dir(env.dir.path())
+        .env("BIN", env!("CARGO_BIN_EXE_omnistream"))
+        .env("DATA", &data)
+        .env("INPUT", &input)
+        .env("OMNISTREAM_INGEST__BATCH_ROWS", "500")
+        .status()
+        .unwrap();
+    let read = |name: &str| std::fs::read_to_string(env.path(name)).unwrap_or_default();
+    assert!(
+        status.success(),
+        "{status}: first: {} second: {} count: {}",
+        read("first.err"),
+        read("second.out"),
+        read("count.csv")
+    );
+    assert_eq!(read("first.rc").trim(), "1", "{}", read("first.err"));
+    let first = read("first.err");
+    let mut err_lines = first.lines();
+    let head = err_lines.next().unwrap_or_default();
+    assert!(
+        head.starts_with("error: ingest stopped: ") && head.contains("--from-line "),
+        "{first}"
+    );
+    assert!(first.contains("No space left on device"), "{first}");
+    let resumed_at: u64 = head
+        .rsplit("--from-line ")
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    assert!(
+        resumed_at > 1 && resumed_at < 20_000,
+        "the disk filled part way: {first}"
+    );
+    let acknowledged: u64 = head
+        .trim_start_matches("error: ingest stopped: ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        acknowledged,
+        resumed_at - 1,
+        "every line before the resume line was an event"
+    );
+    assert_eq!(
+        read("count.csv"),
+        "n,d\n20000,20000\n",
+        "every line once, none twice"
     );
 }

@@ -444,12 +444,11 @@ fn history_and_finished_requests_are_not_generated_again() {
 #[test]
 fn generate_waits_for_a_running_codegen_job_and_shows_its_stages() {
     let env = Env::new();
-    let mut job = env
-        .cmd(&["jobs", "run", "codegen"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let job = crate::Running::spawn(
+        env.cmd(&["jobs", "run", "codegen"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    );
     // Until the job holds its lock, generate would run the request itself; wait for it.
     let status = env.data().join("jobs/codegen.json");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -478,7 +477,7 @@ fn generate_waits_for_a_running_codegen_job_and_shows_its_stages() {
         describe(&second)
     );
     terminate(&job);
-    assert!(job.wait().unwrap().success());
+    assert!(job.wait().success());
 }
 
 #[test]

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 /// A data directory of its own and the binary to run against it.
-pub struct Env {
-    pub dir: tempfile::TempDir,
+pub(crate) struct Env {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Default for Env {
@@ -26,22 +26,22 @@ impl Default for Env {
 }
 
 impl Env {
-    pub fn new() -> Env {
+    pub(crate) fn new() -> Env {
         Env {
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    pub fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// The binary with this environment's data directory and no inherited OMNISTREAM_* settings.
-    pub fn cmd(&self, args: &[&str]) -> Command {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_omnistream"));
         for (key, _) in std::env::vars() {
             if key.starts_with("OMNISTREAM_") {
@@ -55,11 +55,11 @@ impl Env {
         cmd
     }
 
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }
 
-    pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+    pub(crate) fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
         let mut child = self
             .cmd(args)
             .stdin(Stdio::piped())
@@ -72,7 +72,7 @@ impl Env {
     }
 
     /// Run and require success.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -83,7 +83,7 @@ impl Env {
     }
 
     /// Query the lake and return the rows as JSON objects.
-    pub fn sql(&self, query: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+    pub(crate) fn sql(&self, query: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
         let out = self.ok(&["sql", "--format", "json", query]);
         serde_json::from_str::<Vec<serde_json::Value>>(&out)
             .unwrap_or_else(|e| panic!("{e}: {out}"))
@@ -93,7 +93,7 @@ impl Env {
     }
 
     /// A single integer from a query.
-    pub fn sql_int(&self, query: &str) -> i64 {
+    pub(crate) fn sql_int(&self, query: &str) -> i64 {
         let rows = self.sql(query);
         rows[0]
             .values()
@@ -103,23 +103,61 @@ impl Env {
             .unwrap_or_else(|| panic!("{query}: {rows:?}"))
     }
 
-    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
         let path = self.path(name);
         std::fs::write(&path, contents).unwrap();
         path
     }
 }
 
-/// Send SIGTERM to a running job (it finishes its batch and exits) and require that it was delivered.
-pub fn terminate(child: &std::process::Child) {
-    let sent = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success(), "could not signal process {}", child.id());
+/// A process a test started, killed (and reaped) when dropped, so that a failed assertion never
+/// leaves it running (a `jobs run all` in follow mode would otherwise outlive the test run).
+pub(crate) struct Running(Option<std::process::Child>);
+
+impl Running {
+    pub(crate) fn spawn(cmd: &mut Command) -> Running {
+        Running(Some(cmd.spawn().unwrap()))
+    }
+
+    fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("running until waited for")
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.0.as_ref().expect("running until waited for").id()
+    }
+
+    pub(crate) fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child().try_wait().unwrap()
+    }
+
+    pub(crate) fn wait(mut self) -> std::process::ExitStatus {
+        self.child().wait().unwrap()
+    }
+
+    pub(crate) fn wait_with_output(mut self) -> Output {
+        self.0.take().unwrap().wait_with_output().unwrap()
+    }
 }
 
-pub fn describe(out: &Output) -> String {
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Send SIGTERM to a running job (it finishes its batch and exits) and require that it was delivered.
+pub(crate) fn terminate(child: &Running) {
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) with a pid this test spawned and has not waited for yet (no reuse).
+    let sent = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(sent, 0, "could not signal process {}", child.id());
+}
+
+pub(crate) fn describe(out: &Output) -> String {
     format!(
         "status: {}\nstdout:\n{}\nstderr:\n{}",
         out.status,
@@ -130,18 +168,16 @@ pub fn describe(out: &Output) -> String {
 
 /// The checkout under test, at run time: a test binary reused from another checkout of the same
 /// sources (CI's clone shares the target directory) must use this checkout's files.
-pub fn repo_root() -> &'static Path {
-    static ROOT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+pub(crate) fn repo_root() -> &'static Path {
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ROOT.get_or_init(|| {
-        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
-            || env!("CARGO_MANIFEST_DIR").into(),
-            std::path::PathBuf::from,
-        )
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from)
     })
 }
 
 /// A valid model-call event.
-pub fn model_call(event_id: &str, model: &str, emitted_at: &str, latency_ms: f64) -> String {
+pub(crate) fn model_call(event_id: &str, model: &str, emitted_at: &str, latency_ms: f64) -> String {
     serde_json::json!({
         "event_id": event_id, "correlation_id": "c-1", "emitted_at": emitted_at,
         "model": model, "latency_ms": latency_ms, "success": true, "input_tokens": 10, "output_tokens": 5,
@@ -150,6 +186,6 @@ pub fn model_call(event_id: &str, model: &str, emitted_at: &str, latency_ms: f64
 }
 
 /// A UUID made from a small number, for readable test ids.
-pub fn uuid(n: u64) -> String {
+pub(crate) fn uuid(n: u64) -> String {
     format!("00000000-0000-7000-8000-{n:012}")
 }

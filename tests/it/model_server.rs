@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 /// What the server answers to one request.
-pub enum Reply {
+pub(crate) enum Reply {
     /// 200 with this assistant text.
     Text(String),
     Status(u16),
@@ -19,16 +19,16 @@ pub enum Reply {
     Slow(Duration),
 }
 
-pub type Script = dyn Fn(usize, &Value) -> Reply + Send + Sync;
+pub(crate) type Script = dyn Fn(usize, &Value) -> Reply + Send + Sync;
 
-pub struct ScriptedServer {
-    pub url: String,
-    pub requests: Arc<Mutex<Vec<Value>>>,
+pub(crate) struct ScriptedServer {
+    pub(crate) url: String,
+    pub(crate) requests: Arc<Mutex<Vec<Value>>>,
 }
 
 impl ScriptedServer {
     /// Serve: `script(n, body)` decides the answer to the n-th request (from 0) with this body.
-    pub fn start(script: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static) -> Self {
+    pub(crate) fn start(script: impl Fn(usize, &Value) -> Reply + Send + Sync + 'static) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/v1", listener.local_addr().unwrap());
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -46,7 +46,7 @@ impl ScriptedServer {
     }
 
     /// Requests seen for this model.
-    pub fn calls_for(&self, model: &str) -> usize {
+    pub(crate) fn calls_for(&self, model: &str) -> usize {
         self.requests
             .lock()
             .unwrap()
@@ -111,7 +111,7 @@ fn completion(request: &Value, text: &str) -> String {
 }
 
 /// A judgement as a judge model writes it.
-pub fn judgement(score: u32, recommendation: &str) -> String {
+pub(crate) fn judgement(score: u32, recommendation: &str) -> String {
     format!(
         "Here is my review:\n{}",
         json!({"alignment_score": score, "correct_node_type": true,

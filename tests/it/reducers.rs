@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use crate::{Env, describe, terminate};
 
 /// Derived tables and the columns that identify a row.
-pub const DERIVED: &[(&str, &str)] = &[
+pub(crate) const DERIVED: &[(&str, &str)] = &[
     (
         "model_performance",
         "granularity, window_start, model, node_type",
@@ -54,7 +54,7 @@ fn same_value(a: &Value, b: &Value) -> bool {
 }
 
 /// Every derived table of `a` equals that of `b`, row for row.
-pub fn assert_same_derived_tables(a: &Env, b: &Env, context: &str) {
+pub(crate) fn assert_same_derived_tables(a: &Env, b: &Env, context: &str) {
     for (table, keys) in DERIVED {
         let (ra, rb) = (rows(a, table, keys), rows(b, table, keys));
         assert_eq!(
@@ -351,12 +351,11 @@ fn a_bad_job_file_names_the_file_and_the_field() {
 #[test]
 fn run_all_follows_new_events_and_stops_cleanly_on_sigterm() {
     let env = Env::new();
-    let jobs = env
-        .cmd(&["jobs", "run", "all", "--follow"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let jobs = crate::Running::spawn(
+        env.cmd(&["jobs", "run", "all", "--follow"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     env.ok(&["simulate", "--generations", "20", "--nodes", "2"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -384,7 +383,7 @@ fn run_all_follows_new_events_and_stops_cleanly_on_sigterm() {
         std::thread::sleep(Duration::from_millis(200));
     }
     terminate(&jobs);
-    let out = jobs.wait_with_output().unwrap();
+    let out = jobs.wait_with_output();
     assert!(out.status.success(), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     for job in REDUCERS {
@@ -395,13 +394,12 @@ fn run_all_follows_new_events_and_stops_cleanly_on_sigterm() {
 #[test]
 fn following_jobs_survive_compactions_committed_under_them() {
     let env = Env::new();
-    let mut jobs = env
-        .cmd(&["jobs", "run", "all", "--follow"])
-        .env("OMNISTREAM_SINK__ROLL_FILES", "3")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut jobs = crate::Running::spawn(
+        env.cmd(&["jobs", "run", "all", "--follow"])
+            .env("OMNISTREAM_SINK__ROLL_FILES", "3")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     for seed in 0..8 {
         env.ok(&[
             "simulate",
@@ -415,8 +413,8 @@ fn following_jobs_survive_compactions_committed_under_them() {
         // Another writer swaps files while the sink and the reducers read them.
         // A partition the sink merged meanwhile is skipped, never an error.
         env.ok(&["lake", "compact"]);
-        if jobs.try_wait().unwrap().is_some() {
-            let out = jobs.wait_with_output().unwrap();
+        if jobs.try_wait().is_some() {
+            let out = jobs.wait_with_output();
             panic!("the jobs stopped after a compaction: {}", describe(&out));
         }
     }
@@ -430,11 +428,11 @@ fn following_jobs_survive_compactions_committed_under_them() {
             std::time::Instant::now() < deadline,
             "the reducers did not catch up"
         );
-        assert!(jobs.try_wait().unwrap().is_none(), "the jobs stopped");
+        assert!(jobs.try_wait().is_none(), "the jobs stopped");
         std::thread::sleep(Duration::from_millis(200));
     }
     terminate(&jobs);
-    let out = jobs.wait_with_output().unwrap();
+    let out = jobs.wait_with_output();
     assert!(out.status.success(), "{}", describe(&out));
     // Only model_performance was waited for: the other reducers carry on from what they committed.
     env.ok(&["jobs", "run", "all", "--once"]);

@@ -110,6 +110,9 @@ const SLT_NOW: &str = "TIMESTAMP '2026-11-21T00:01:30Z'";
 fn build_lake(fixtures: &Path, data: &Path, runtime: tokio::runtime::Handle) -> Lake {
     let log = EmbeddedLog::open(EmbeddedLogConfig::new(data.join("log"))).unwrap();
     let lake = Lake::open(data.join("lake")).unwrap();
+    let factory = omnistream_codegen::CodegenFactory {
+        options: Default::default(),
+    };
     let mut entries: Vec<_> = std::fs::read_dir(fixtures)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -132,7 +135,7 @@ fn build_lake(fixtures: &Path, data: &Path, runtime: tokio::runtime::Handle) -> 
         runtime,
         sink: Default::default(),
         reducer: Default::default(),
-        codegen: Default::default(),
+        factory: &factory,
     };
     let specs = omnistream_jobs::spec::load_all(None).unwrap();
     omnistream_jobs::runner::run_all(
@@ -145,40 +148,72 @@ fn build_lake(fixtures: &Path, data: &Path, runtime: tokio::runtime::Handle) -> 
     lake
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sql_specification() {
+/// Run `tests/slt/<name>.slt` against a lake built from `tests/slt/<name>/`.
+async fn run_slt(name: &str) {
+    let file = crate::repo_root()
+        .join("tests/slt")
+        .join(format!("{name}.slt"));
+    let data = tempfile::tempdir().unwrap();
+    let fixtures = file.with_extension("");
+    let path = data.path().to_path_buf();
+    let handle = tokio::runtime::Handle::current();
+    let lake = tokio::task::spawn_blocking(move || build_lake(&fixtures, &path, handle))
+        .await
+        .unwrap();
+    let snapshot = lake.snapshot().unwrap();
+    let ctx = omnistream_lake::session(&lake, &snapshot).unwrap();
+    let params = omnistream_jobs::views::ViewParams {
+        now: SLT_NOW.into(),
+        ..Default::default()
+    };
+    omnistream_jobs::views::register(&ctx, &params)
+        .await
+        .unwrap();
+    let mut runner = sqllogictest::Runner::new(|| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, SltError>(LakeDb { ctx }) }
+    });
+    runner.with_column_validator(sqllogictest::strict_column_validator);
+    if let Err(e) = runner.run_file_async(&file).await {
+        panic!("{}: {}", file.display(), e.display(true));
+    }
+}
+
+/// One test per `.slt` file, so one failing file does not hide the others.
+macro_rules! slt_files {
+    ($($name:ident),* $(,)?) => {
+        const SLT_FILES: &[&str] = &[$(stringify!($name)),*];
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                run_slt(stringify!($name)).await;
+            }
+        )*
+    };
+}
+
+slt_files!(
+    generation_summary,
+    model_leaderboard,
+    model_performance,
+    node_activity,
+    pattern_candidates,
+    raw_tables,
+    stage_durations,
+);
+
+#[test]
+fn every_slt_file_has_its_test() {
     let dir = crate::repo_root().join("tests/slt");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "slt"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    assert!(!files.is_empty());
-    for file in files {
-        let data = tempfile::tempdir().unwrap();
-        let fixtures = file.with_extension("");
-        let path = data.path().to_path_buf();
-        let handle = tokio::runtime::Handle::current();
-        let lake = tokio::task::spawn_blocking(move || build_lake(&fixtures, &path, handle))
-            .await
-            .unwrap();
-        let snapshot = lake.snapshot().unwrap();
-        let ctx = omnistream_lake::session(&lake, &snapshot).unwrap();
-        let params = omnistream_jobs::views::ViewParams {
-            now: SLT_NOW.into(),
-            ..Default::default()
-        };
-        omnistream_jobs::views::register(&ctx, &params)
-            .await
-            .unwrap();
-        let mut runner = sqllogictest::Runner::new(|| {
-            let ctx = ctx.clone();
-            async move { Ok::<_, SltError>(LakeDb { ctx }) }
-        });
-        runner.with_column_validator(sqllogictest::strict_column_validator);
-        if let Err(e) = runner.run_file_async(&file).await {
-            panic!("{}: {}", file.display(), e.display(true));
-        }
-    }
+    assert_eq!(
+        files, SLT_FILES,
+        "add the new file to slt_files! in tests/it/slt.rs"
+    );
 }

@@ -96,6 +96,7 @@ struct TopicState {
 /// What this process knows about one partition; refreshed from disk when needed.
 struct PartitionState {
     topic: Topic,
+    partition: u32,
     dir: PathBuf,
     segments: Vec<Segment>,
     /// The offset the next record gets.
@@ -177,7 +178,7 @@ impl EmbeddedLog {
                     let mut p = partition.lock().unwrap();
                     p.refresh()?;
                     if p.try_lock_writer()? {
-                        let result = p.recover_tail();
+                        let result = p.recover_tail(&log.groups);
                         p.unlock_writer();
                         result?;
                     }
@@ -207,6 +208,7 @@ impl EmbeddedLog {
             fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
             let mut state = PartitionState {
                 topic,
+                partition: p,
                 dir,
                 segments: vec![],
                 next_offset: 0,
@@ -375,7 +377,7 @@ impl EventLog for EmbeddedLog {
         let mut acks = Vec::new();
         for (p, part) in Self::split_by_partition(topic, batch, state.partitions.len() as u32) {
             let mut partition = state.partitions[p as usize].lock().unwrap();
-            let base_offset = partition.append(&part, &self.config)?;
+            let base_offset = partition.append(&part, &self.config, &self.groups)?;
             acks.push(AppendAck {
                 partition: p,
                 base_offset,
@@ -452,7 +454,19 @@ impl EventLog for EmbeddedLog {
     }
 
     fn committed(&self, group: &str, topic: Topic) -> Result<GroupOffsets> {
-        self.groups.committed(group, topic)
+        let committed = self.groups.committed(group, topic)?;
+        for (&partition, &at) in &committed {
+            if partition < self.partitions(topic)? {
+                crate::log::check_position(
+                    group,
+                    topic,
+                    partition,
+                    at,
+                    self.offsets(topic, partition)?.end,
+                )?;
+            }
+        }
+        Ok(committed)
     }
 
     fn commit(&self, group: &str, topic: Topic, offsets: &GroupOffsets) -> Result<()> {
@@ -609,8 +623,8 @@ impl PartitionState {
         let file = self.lock_file()?;
         match file.try_lock() {
             Ok(()) => Ok(true),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(false),
-            Err(std::fs::TryLockError::Error(e)) => {
+            Err(fs::TryLockError::WouldBlock) => Ok(false),
+            Err(fs::TryLockError::Error(e)) => {
                 Err(e).io_context(|| format!("locking {}", self.dir.display()))
             }
         }
@@ -644,8 +658,10 @@ impl PartitionState {
     }
 
     /// With the writer lock held: cut a torn tail off the last segment, so appends continue after
-    /// the last complete frame.
-    fn recover_tail(&mut self) -> Result<()> {
+    /// the last complete frame. A tail that a consumer group has committed past was acknowledged
+    /// and read, so it cannot be a torn write: that is corruption, reported and never cut, so its
+    /// offsets are never given to new events that the group would then skip.
+    fn recover_tail(&mut self, groups: &GroupStore) -> Result<()> {
         let Some(last) = self.segments.last_mut() else {
             return Ok(());
         };
@@ -679,6 +695,25 @@ impl PartitionState {
                 detail: "unreadable bytes followed by more frames; refusing to append".into(),
             }),
             Tail::Torn => {
+                let resume_at = last
+                    .frames
+                    .last()
+                    .map(|f| f.end_offset())
+                    .unwrap_or(last.base_offset);
+                if let Some((group, committed)) =
+                    groups.committed_past(self.topic, self.partition, resume_at)?
+                {
+                    return Err(StreamsError::Corrupt {
+                        path: last.path.clone(),
+                        position: last.scanned_to,
+                        base_offset: resume_at,
+                        detail: format!(
+                            "acknowledged data is damaged: consumer group '{group}' committed offset \
+                             {committed}, past this unreadable frame, so it is not a torn write; \
+                             refusing to cut it (restore the segment from a backup)"
+                        ),
+                    });
+                }
                 let len = last.file_len()?;
                 tracing::warn!(
                     segment = %last.path.display(),
@@ -704,16 +739,26 @@ impl PartitionState {
         }
     }
 
-    fn append(&mut self, batch: &RecordBatch, config: &EmbeddedLogConfig) -> Result<u64> {
+    fn append(
+        &mut self,
+        batch: &RecordBatch,
+        config: &EmbeddedLogConfig,
+        groups: &GroupStore,
+    ) -> Result<u64> {
         self.lock_writer()?;
-        let result = self.append_locked(batch, config);
+        let result = self.append_locked(batch, config, groups);
         self.unlock_writer();
         result
     }
 
-    fn append_locked(&mut self, batch: &RecordBatch, config: &EmbeddedLogConfig) -> Result<u64> {
+    fn append_locked(
+        &mut self,
+        batch: &RecordBatch,
+        config: &EmbeddedLogConfig,
+        groups: &GroupStore,
+    ) -> Result<u64> {
         self.refresh()?;
-        self.recover_tail()?;
+        self.recover_tail(groups)?;
         let roll = match self.segments.last() {
             None => true,
             Some(s) => s.scanned_to >= config.segment_bytes,

@@ -15,7 +15,7 @@ pub(crate) struct GroupStore {
 }
 
 impl GroupStore {
-    pub fn new(log_dir: &Path) -> Self {
+    pub(crate) fn new(log_dir: &Path) -> Self {
         GroupStore {
             dir: log_dir.join("_groups"),
         }
@@ -26,7 +26,7 @@ impl GroupStore {
         Ok(self.dir.join(group).join(format!("{}.json", topic.name())))
     }
 
-    pub fn committed(&self, group: &str, topic: Topic) -> Result<GroupOffsets> {
+    pub(crate) fn committed(&self, group: &str, topic: Topic) -> Result<GroupOffsets> {
         let path = self.path(group, topic)?;
         match fs::read(&path) {
             Ok(bytes) => {
@@ -51,7 +51,7 @@ impl GroupStore {
         }
     }
 
-    pub fn commit(&self, group: &str, topic: Topic, offsets: &GroupOffsets) -> Result<()> {
+    pub(crate) fn commit(&self, group: &str, topic: Topic, offsets: &GroupOffsets) -> Result<()> {
         let path = self.path(group, topic)?;
         let mut merged = self.committed(group, topic)?;
         merged.extend(offsets.iter().map(|(p, o)| (*p, *o)));
@@ -63,7 +63,25 @@ impl GroupStore {
         write_atomically(&path, &bytes)
     }
 
-    pub fn groups(&self) -> Result<Vec<String>> {
+    /// A group that committed `partition` of `topic` past `offset`, with its offset: the data
+    /// before it was acknowledged and consumed.
+    pub(crate) fn committed_past(
+        &self,
+        topic: Topic,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Option<(String, u64)>> {
+        for group in self.groups()? {
+            if let Some(&committed) = self.committed(&group, topic)?.get(&partition)
+                && committed > offset
+            {
+                return Ok(Some((group, committed)));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) fn groups(&self) -> Result<Vec<String>> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
@@ -84,7 +102,7 @@ impl GroupStore {
 }
 
 /// Replace `path` with `bytes` so that a crash leaves either the old or the new content.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .expect("an offsets file has a parent directory");
@@ -104,7 +122,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// fsync a directory so that a rename or a new file in it is durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .io_context(|| format!("syncing directory {}", dir.display()))

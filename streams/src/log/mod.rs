@@ -139,3 +139,24 @@ mod name_tests {
 
 #[cfg(test)]
 mod tests;
+
+/// A consumer's committed offset must not be past the log's end (see
+/// [`StreamsError::PositionBeyondEnd`]).
+pub fn check_position(
+    group: &str,
+    topic: Topic,
+    partition: u32,
+    committed: u64,
+    end: u64,
+) -> Result<()> {
+    if committed > end {
+        return Err(crate::error::StreamsError::PositionBeyondEnd {
+            group: group.to_string(),
+            topic: topic.name().to_string(),
+            partition,
+            committed,
+            end,
+        });
+    }
+    Ok(())
+}

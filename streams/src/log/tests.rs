@@ -188,7 +188,7 @@ fn a_segment_cut_short_under_a_reader_is_reported_not_mapped() {
 }
 
 /// The position, base offset and detail of the corruption a read reports (any other outcome fails).
-fn corruption(read: crate::error::Result<Vec<LogBatch>>) -> (u64, u64, String) {
+fn corruption(read: Result<Vec<LogBatch>>) -> (u64, u64, String) {
     match read {
         Err(StreamsError::Corrupt {
             position,

@@ -5,42 +5,20 @@
 //! [`LAZY_FLUSH`], so fast stages cost no fsync each.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use omnistream_connectors::{EnvelopeDefaults, EventDecoder};
 use omnistream_streams::{EventLog, Topic};
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use crate::error::EmitError;
 
 /// Progress events wait at most this long for a flush (while other events keep coming).
 pub const LAZY_FLUSH: Duration = Duration::from_millis(10);
 
 /// The `source` of the codegen job's events.
 pub const SOURCE: &str = "omnistream-codegen";
-
-/// An event of `topic`: the envelope (new UUIDv7, the generation's correlation id, the event that
-/// caused it, now) around `payload`'s fields. Returns the event id too, for causation chains.
-pub fn event(correlation_id: &str, causation_id: Option<&str>, payload: Value) -> (String, Value) {
-    let id = uuid::Uuid::now_v7().to_string();
-    let mut map = Map::new();
-    map.insert("event_id".into(), Value::String(id.clone()));
-    map.insert("correlation_id".into(), correlation_id.into());
-    map.insert(
-        "causation_id".into(),
-        causation_id.map_or(Value::Null, Value::from),
-    );
-    map.insert("source".into(), SOURCE.into());
-    map.insert(
-        "emitted_at".into(),
-        chrono::Utc::now()
-            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-            .into(),
-    );
-    if let Value::Object(fields) = payload {
-        map.extend(fields);
-    }
-    (id, Value::Object(map))
-}
 
 #[derive(Default)]
 struct State {
@@ -51,7 +29,7 @@ struct State {
     flushing: bool,
     last_flush: Option<Instant>,
     /// Recent failed flushes: (first seq, last seq, why).
-    failures: VecDeque<(u64, u64, String)>,
+    failures: VecDeque<(u64, u64, EmitError)>,
 }
 
 pub struct Emitter<'a> {
@@ -71,7 +49,7 @@ impl<'a> Emitter<'a> {
 
     /// Queue progress events; flush them (and everything queued) only when the last flush is older
     /// than [`LAZY_FLUSH`] and none is running. Errors surface at the next [`Emitter::emit`].
-    pub fn emit_soon(&self, events: Vec<(Topic, Value)>) -> Result<(), String> {
+    pub fn emit_soon(&self, events: Vec<(Topic, Value)>) -> Result<(), EmitError> {
         let due = {
             let mut state = self.state.lock().unwrap();
             state.queue.extend(events);
@@ -82,7 +60,7 @@ impl<'a> Emitter<'a> {
 
     /// Append `events` durably, with everything queued before them (and whatever other generations
     /// emit meanwhile).
-    pub fn emit(&self, events: Vec<(Topic, Value)>) -> Result<(), String> {
+    pub fn emit(&self, events: Vec<(Topic, Value)>) -> Result<(), EmitError> {
         let mut state = self.state.lock().unwrap();
         if events.is_empty() && state.queue.is_empty() {
             return Ok(());
@@ -125,7 +103,7 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    fn append(&self, batch: Vec<(Topic, Value)>) -> Result<(), String> {
+    fn append(&self, batch: Vec<(Topic, Value)>) -> Result<(), EmitError> {
         let mut by_topic: BTreeMap<Topic, EventDecoder> = BTreeMap::new();
         for (topic, value) in batch {
             let decoder = by_topic.entry(topic).or_insert_with(|| {
@@ -136,19 +114,21 @@ impl<'a> Emitter<'a> {
                     },
                 )
             });
-            decoder.push_value(value).map_err(|r| {
-                format!(
-                    "internal error (a bug, please report): the codegen job built an invalid {} event: {}",
-                    topic.table(),
-                    r.reason
-                )
-            })?;
+            decoder
+                .push_value(value)
+                .map_err(|r| EmitError::InvalidEvent {
+                    table: topic.table(),
+                    reason: r.reason,
+                })?;
         }
         for (topic, mut decoder) in by_topic {
             let batch = decoder.finish();
             self.log
                 .append(topic, &batch)
-                .map_err(|e| format!("appending to {}: {e}", topic.name()))?;
+                .map_err(|e| EmitError::Append {
+                    topic: topic.name(),
+                    source: Arc::new(e),
+                })?;
         }
         Ok(())
     }

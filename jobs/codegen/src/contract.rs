@@ -1,5 +1,5 @@
 //! Stage 2, contract building: the ONEX contract of the node (`v1_0_0/contract.yaml`), checked
-//! against the JSON Schema the project ships (`jobs/schemas/onex_contract.schema.json`, gate G7).
+//! against the JSON Schema the project ships (`jobs/codegen/schemas/onex_contract.schema.json`, gate G7).
 
 use std::sync::OnceLock;
 
@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::parse::{NodeType, ParsedPrompt};
 
 /// The shipped schema of contract.yaml.
-pub const CONTRACT_SCHEMA: &str = include_str!("../../schemas/onex_contract.schema.json");
+pub const CONTRACT_SCHEMA: &str = include_str!("../schemas/onex_contract.schema.json");
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Contract {
@@ -318,7 +318,7 @@ pub fn validate_yaml(yaml: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codegen::parse::parse_prompt;
+    use crate::parse::parse_prompt;
 
     #[test]
     fn every_kind_of_contract_is_valid_against_the_shipped_schema() {

@@ -8,14 +8,20 @@
 pub mod catalog;
 pub mod contract;
 pub mod emit;
+pub mod error;
 pub mod event_bus;
 pub mod gates;
 pub mod job;
 pub mod parse;
 pub mod pipeline;
+pub mod prompts;
+#[cfg(test)]
+mod property_tests;
 pub mod python;
 pub mod quorum;
+mod recorder;
 pub mod render;
+pub mod stage;
 pub mod syntax;
 pub mod write;
 
@@ -26,7 +32,8 @@ use std::time::Duration;
 
 use omnistream_connectors::models::{HttpProvider, PriceTable};
 
-pub use job::{Codegen, CodegenReport, GenerationRequest};
+pub use error::{CodegenError, EmitError, Result};
+pub use job::{Codegen, CodegenFactory, CodegenReport, GenerationRequest};
 pub use quorum::{Judge, QuorumRules};
 
 /// Name of the job, its consumer group and its lock.

@@ -327,11 +327,27 @@ const FILLER: &[&str] = &[
     "type",
 ];
 
-/// Parse a prompt. `hint` is the request's node_type field, when given. Errors say what is missing.
-pub fn parse_prompt(prompt: &str, hint: Option<&str>) -> Result<ParsedPrompt, String> {
+/// Why a prompt cannot be read: each says what is missing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PromptError {
+    #[error("the prompt is empty")]
+    Empty,
+    #[error("the prompt has no words to parse")]
+    NoWords,
+    #[error("node_type '{0}' is not one of effect, compute, reducer, orchestrator")]
+    UnknownNodeType(String),
+    #[error(
+        "no service name in '{0}': say what the node is, e.g. \"Create PostgreSQL writer Effect node\""
+    )]
+    NoServiceName(String),
+}
+
+/// Read a prompt's words into what to generate. `hint` is the request's node_type field, when
+/// given.
+pub fn parse_prompt(prompt: &str, hint: Option<&str>) -> Result<ParsedPrompt, PromptError> {
     let prompt = prompt.trim();
     if prompt.is_empty() {
-        return Err("the prompt is empty".into());
+        return Err(PromptError::Empty);
     }
     let words: Vec<String> = prompt
         .split(|c: char| !c.is_ascii_alphanumeric())
@@ -339,7 +355,7 @@ pub fn parse_prompt(prompt: &str, hint: Option<&str>) -> Result<ParsedPrompt, St
         .map(|w| w.to_ascii_lowercase())
         .collect();
     if words.is_empty() {
-        return Err("the prompt has no words to parse".into());
+        return Err(PromptError::NoWords);
     }
     // Everything after "with" lists features, not the name.
     let with_at = words.iter().position(|w| w == "with");
@@ -348,9 +364,9 @@ pub fn parse_prompt(prompt: &str, hint: Option<&str>) -> Result<ParsedPrompt, St
     let mut confidence: f64 = 1.0;
     let explicit = head.iter().find_map(|w| NodeType::parse(w));
     let node_type = match (hint.filter(|h| !h.trim().is_empty()), explicit) {
-        (Some(h), _) => NodeType::parse(h).ok_or_else(|| {
-            format!("node_type '{h}' is not one of effect, compute, reducer, orchestrator")
-        })?,
+        (Some(h), _) => {
+            NodeType::parse(h).ok_or_else(|| PromptError::UnknownNodeType(h.to_string()))?
+        }
         (None, Some(t)) => t,
         (None, None) => {
             confidence -= 0.3;
@@ -372,9 +388,7 @@ pub fn parse_prompt(prompt: &str, hint: Option<&str>) -> Result<ParsedPrompt, St
         .take(4)
         .collect();
     if name_words.is_empty() {
-        return Err(format!(
-            "no service name in '{prompt}': say what the node is, e.g. \"Create PostgreSQL writer Effect node\""
-        ));
+        return Err(PromptError::NoServiceName(prompt.to_string()));
     }
     let service_name = name_words.join("_");
     let name: String = name_words
@@ -488,14 +502,20 @@ mod tests {
         assert_eq!(p.operations, vec!["aggregate", "reset"]);
 
         let err = parse_prompt("metrics aggregator", Some("gizmo")).unwrap_err();
-        assert!(err.contains("'gizmo'"), "{err}");
+        assert_eq!(err, PromptError::UnknownNodeType("gizmo".into()));
     }
 
     #[test]
     fn prompts_without_a_name_are_refused_with_a_reason() {
-        assert!(parse_prompt("   ", None).unwrap_err().contains("empty"));
+        assert_eq!(parse_prompt("   ", None).unwrap_err(), PromptError::Empty);
         let err = parse_prompt("Create a new Effect node", None).unwrap_err();
-        assert!(err.contains("no service name"), "{err}");
-        assert!(parse_prompt("!!! ???", None).is_err());
+        assert_eq!(
+            err,
+            PromptError::NoServiceName("Create a new Effect node".into())
+        );
+        assert_eq!(
+            parse_prompt("!!! ???", None).unwrap_err(),
+            PromptError::NoWords
+        );
     }
 }

@@ -1,7 +1,18 @@
 //! The model quorum (decision 9, upstream rules): judge models score the generated node; weighted
 //! votes decide PASS, RETRY or FAIL; at least 60 % of the judges must answer for a verdict.
 
+use std::time::Instant;
+
+use omnistream_connectors::models::{ChatMessage, ChatRequest};
+use omnistream_streams::Topic;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::parse::ParsedPrompt;
+use crate::prompts::{JUDGE_SYSTEM, judge_prompt};
+use crate::recorder::Recorder;
+use crate::render::{GeneratedFile, NODE_MODULE};
+use crate::stage::Stage;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Judge {
@@ -72,7 +83,23 @@ impl Default for QuorumRules {
 #[derive(Debug, Clone)]
 pub struct Vote {
     pub judge: Judge,
-    pub judgement: Result<Judgement, String>,
+    pub judgement: Result<Judgement, NoJudgement>,
+}
+
+/// Why a judge gave no judgement.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NoJudgement {
+    #[error("judge model '{0}' is not configured")]
+    NotConfigured(String),
+    #[error(transparent)]
+    Call(#[from] omnistream_connectors::models::CallError),
+    #[error("no JSON object in the answer")]
+    NoJson,
+    /// The answer's JSON does not parse, or lacks a field (serde's message).
+    #[error("the judgement is not valid: {0}")]
+    Invalid(String),
+    #[error("alignment_score {0} is outside 0..100")]
+    ScoreOutOfRange(f64),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -144,39 +171,122 @@ pub fn decide(votes: &[Vote], rules: &QuorumRules) -> Decision {
     }
 }
 
-pub const JUDGE_SYSTEM: &str = "You review generated Python code for ONEX nodes. Answer with one JSON object and nothing else: {\"alignment_score\": 0-100, \"correct_node_type\": true|false, \"missing_requirements\": [\"...\"], \"recommendation\": \"PASS\"|\"RETRY\"|\"FAIL\"}.";
-
-pub fn judge_prompt(request: &str, node_type: &str, class_name: &str, code: &str) -> String {
-    format!(
-        "Request: {request}\nExpected: an ONEX {node_type} node, class {class_name}.\n\
-         Does this code do what the request asks, with the right node type? \
-         PASS if it does, RETRY if it needs changes, FAIL if it is wrong.\n\n```python\n{code}\n```"
-    )
-}
-
 /// Read a judgement out of a model's answer (tolerates prose and code fences around the JSON).
-pub fn parse_judgement(text: &str) -> Result<Judgement, String> {
-    let start = text.find('{').ok_or("no JSON object in the answer")?;
-    let end = text.rfind('}').ok_or("no JSON object in the answer")?;
+pub fn parse_judgement(text: &str) -> Result<Judgement, NoJudgement> {
+    let start = text.find('{').ok_or(NoJudgement::NoJson)?;
+    let end = text.rfind('}').ok_or(NoJudgement::NoJson)?;
     if end < start {
-        return Err("no JSON object in the answer".into());
+        return Err(NoJudgement::NoJson);
     }
-    let mut value: serde_json::Value = serde_json::from_str(&text[start..=end])
-        .map_err(|e| format!("the judgement is not JSON: {e}"))?;
+    let invalid = |e: serde_json::Error| NoJudgement::Invalid(e.to_string());
+    let mut value: serde_json::Value = serde_json::from_str(&text[start..=end]).map_err(invalid)?;
     if let Some(r) = value.get_mut("recommendation")
         && let Some(s) = r.as_str()
     {
         *r = serde_json::Value::String(s.trim().to_ascii_uppercase());
     }
-    let j: Judgement =
-        serde_json::from_value(value).map_err(|e| format!("the judgement lacks a field: {e}"))?;
+    let j: Judgement = serde_json::from_value(value).map_err(invalid)?;
     if !(0.0..=100.0).contains(&j.alignment_score) {
-        return Err(format!(
-            "alignment_score {} is outside 0..100",
-            j.alignment_score
-        ));
+        return Err(NoJudgement::ScoreOutOfRange(j.alignment_score));
     }
     Ok(j)
+}
+
+/// Ask every judge at once; record each vote and the decision as validation-results.
+pub(crate) fn run_quorum(
+    rec: &mut Recorder<'_, '_>,
+    prompt: &str,
+    parsed: &ParsedPrompt,
+    files: &[GeneratedFile],
+    stage: Stage,
+) -> Decision {
+    let options = rec.shared.options;
+    let code = files
+        .iter()
+        .find(|f| f.path == NODE_MODULE)
+        .map(|f| f.content.as_str())
+        .unwrap_or("");
+    let question = judge_prompt(
+        prompt,
+        parsed.node_type.as_str(),
+        &parsed.class_name(),
+        code,
+    );
+    if let Err(e) = rec.flush() {
+        tracing::warn!("could not record progress: {e}");
+    }
+    let started = Instant::now();
+    let calls = options.judges.iter().map(|judge| {
+        let route = options.models.get(&judge.model).cloned();
+        let request = ChatRequest {
+            model: route.as_ref().map(|r| r.model.clone()).unwrap_or_default(),
+            system: Some(JUDGE_SYSTEM.into()),
+            messages: vec![ChatMessage::user(question.clone())],
+            max_tokens: 300,
+            temperature: 0.0,
+        };
+        async move {
+            let Some(route) = route else {
+                return (
+                    judge.clone(),
+                    None,
+                    Vec::new(),
+                    Err(NoJudgement::NotConfigured(judge.model.clone())),
+                );
+            };
+            let mut attempts = Vec::new();
+            let result = route
+                .provider
+                .chat(&request, |a| attempts.push(a.clone()))
+                .await;
+            let judgement = result
+                .map_err(NoJudgement::from)
+                .and_then(|c| parse_judgement(&c.text));
+            (judge.clone(), Some(route), attempts, judgement)
+        }
+    });
+    let answers = rec
+        .shared
+        .runtime
+        .block_on(futures::future::join_all(calls));
+    let mut votes = Vec::new();
+    for (judge, route, attempts, judgement) in answers {
+        if let Some(route) = &route {
+            for a in &attempts {
+                rec.model_attempt(&judge.model, route, "judge", stage, a);
+            }
+        }
+        let payload = match &judgement {
+            Ok(j) => json!({
+                "gate_id": "QUORUM", "gate_name": "model_quorum", "stage_name": stage.name(),
+                "status": match j.recommendation { Recommendation::Pass => "pass", Recommendation::Retry => "warn", Recommendation::Fail => "fail" },
+                "score": j.alignment_score / 100.0, "voter_model": judge.model, "weight": judge.weight,
+                "recommendation": j.recommendation.as_str(),
+                "message": format!("alignment {:.0}, node type {}; missing: {}", j.alignment_score,
+                    if j.correct_node_type { "right" } else { "wrong" }, j.missing_requirements.join(", ")),
+            }),
+            Err(e) => json!({
+                "gate_id": "QUORUM", "gate_name": "model_quorum", "stage_name": stage.name(),
+                "status": "error", "voter_model": judge.model, "weight": judge.weight,
+                "message": format!("no vote: {e}"),
+            }),
+        };
+        rec.push(Topic::ValidationResult, payload, false);
+        votes.push(Vote { judge, judgement });
+    }
+    let d = decide(&votes, &options.quorum);
+    rec.push(
+        Topic::ValidationResult,
+        json!({
+            "gate_id": "QUORUM_DECISION", "gate_name": "model_quorum", "stage_name": stage.name(),
+            "status": match d.recommendation { Some(Recommendation::Pass) => "pass", Some(Recommendation::Retry) => "warn", Some(Recommendation::Fail) => "fail", None => "error" },
+            "score": d.confidence, "recommendation": d.recommendation.map(|r| r.as_str()),
+            "duration_ms": started.elapsed().as_secs_f64() * 1000.0,
+            "message": format!("{} of {} judges answered; pass share {:.2}, retry share {:.2}", d.responded, d.judges, d.pass_share, d.retry_share),
+        }),
+        false,
+    );
+    d
 }
 
 #[cfg(test)]
@@ -196,7 +306,7 @@ mod tests {
                     missing_requirements: vec![],
                     recommendation,
                 })
-                .ok_or_else(|| "timeout".to_string()),
+                .ok_or(NoJudgement::NoJson),
         }
     }
 
@@ -271,12 +381,18 @@ mod tests {
         .unwrap();
         assert_eq!(j.recommendation, Pass);
         assert_eq!(j.missing_requirements, vec!["retries"]);
-        assert!(parse_judgement("looks good to me").is_err());
-        assert!(
-            parse_judgement("{\"alignment_score\": 500, \"recommendation\": \"PASS\"}").is_err()
+        assert_eq!(
+            parse_judgement("looks good to me").unwrap_err(),
+            NoJudgement::NoJson
         );
         assert!(
-            parse_judgement("{\"recommendation\": \"MAYBE\", \"alignment_score\": 5}").is_err()
+            parse_judgement("{\"alignment_score\": 500, \"recommendation\": \"PASS\"}")
+                .unwrap_err()
+                == NoJudgement::ScoreOutOfRange(500.0)
         );
+        assert!(matches!(
+            parse_judgement("{\"recommendation\": \"MAYBE\", \"alignment_score\": 5}"),
+            Err(NoJudgement::Invalid(_))
+        ));
     }
 }

@@ -150,8 +150,8 @@ fn advance(from: Point, text: &str) -> Point {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codegen::gates::walk;
-    use crate::codegen::render::template_output;
+    use crate::gates::walk;
+    use crate::render::template_output;
 
     fn parse_fresh(source: &str) -> Tree {
         python_parser().parse(source, None).unwrap()

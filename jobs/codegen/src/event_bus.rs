@@ -2,8 +2,15 @@
 //! module and make the node class inherit it (publisher set-up, initialize/shutdown, introspection
 //! on start). The node module is patched by its syntax tree, whoever wrote it (template or model).
 
-use super::parse::NodeType;
-use super::syntax::PythonParser;
+use crate::parse::NodeType;
+use crate::syntax::PythonParser;
+
+/// Why a node module could not be integrated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntegrationError {
+    #[error("no top-level class {0} to integrate")]
+    NoClass(String),
+}
 
 /// `source` with `from .event_bus import EventBusMixin` after its last top-level import and
 /// `EventBusMixin` as the first base of `class_name`. Unchanged when already integrated.
@@ -14,7 +21,7 @@ pub fn integrate(
     class_name: &str,
     node_type: NodeType,
     parser: &mut PythonParser,
-) -> Result<String, String> {
+) -> Result<String, IntegrationError> {
     let tree = parser.parse(&format!("{}/event-bus patch", node_type.as_str()), source);
     let root = tree.root_node();
     let text = |n: tree_sitter::Node<'_>| n.utf8_text(source.as_bytes()).unwrap_or("");
@@ -33,7 +40,7 @@ pub fn integrate(
             n.kind() == "class_definition"
                 && n.child_by_field_name("name").map(text) == Some(class_name)
         })
-        .ok_or_else(|| format!("no top-level class {class_name} to integrate"))?;
+        .ok_or_else(|| IntegrationError::NoClass(class_name.to_string()))?;
     let supers = class.child_by_field_name("superclasses");
     if let Some(s) = supers
         && text(s).contains("EventBusMixin")
@@ -99,7 +106,7 @@ pub fn integrate(
 
 #[cfg(test)]
 mod tests {
-    use super::{NodeType, PythonParser, integrate};
+    use super::{IntegrationError, NodeType, PythonParser, integrate};
 
     #[test]
     fn the_mixin_is_imported_and_becomes_the_first_base() {
@@ -137,14 +144,14 @@ mod tests {
             out,
             "from .event_bus import EventBusMixin\nclass NodeXEffect(EventBusMixin, Base):\n    pass\n"
         );
-        assert!(
+        assert_eq!(
             integrate(
                 "class Other:\n    pass\n",
                 "NodeXEffect",
                 NodeType::Effect,
                 &mut PythonParser::new()
-            )
-            .is_err()
+            ),
+            Err(IntegrationError::NoClass("NodeXEffect".into()))
         );
     }
 }

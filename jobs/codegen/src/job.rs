@@ -18,13 +18,16 @@ use std::collections::HashSet;
 
 use arrow::array::{Array, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use omnistream_connectors::{EnvelopeDefaults, EventDecoder};
-use omnistream_streams::{EventLog, GroupOffsets, Topic};
+use omnistream_streams::{Event, EventLog, GroupOffsets, Topic};
 use serde_json::{Value, json};
 
-use super::emit::Emitter;
-use super::pipeline::{self, Outcome, Shared};
-use super::{CODEGEN, CodegenOptions};
-use crate::error::{JobError, Result};
+use crate::emit::Emitter;
+use crate::error::{CodegenError, Result};
+use crate::pipeline::{self, Outcome, Shared};
+use crate::{CODEGEN, CodegenOptions};
+
+/// The `source` of requests published by omnistream (`generate`, the benches).
+const REQUEST_SOURCE: &str = "omnistream-cli";
 
 /// A generation-requested event, as the job reads it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -56,16 +59,21 @@ impl GenerationRequest {
     }
 
     /// The request as an event (JSON with the upstream field names).
-    pub fn to_event(&self) -> Value {
-        json!({
-            "event_id": self.event_id, "correlation_id": self.correlation_id,
-            "source": "omnistream-cli",
-            "emitted_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    pub fn to_event(&self) -> Result<Value> {
+        let event = Event::with_id(
+            Topic::GenerationRequested,
+            self.event_id.clone(),
+            &self.correlation_id,
+            None,
+            REQUEST_SOURCE,
+        )
+        .payload(json!({
             "prompt": self.prompt, "output_directory": self.output_directory,
             "node_type": self.node_type, "model": self.model,
             "enable_intelligence": self.enable_intelligence, "enable_quorum": self.enable_quorum,
             "user_id": self.user_id, "session_id": self.session_id,
-        })
+        }))?;
+        Ok(event.into_json())
     }
 
     /// Append requests to the log (durably).
@@ -73,13 +81,13 @@ impl GenerationRequest {
         let mut decoder = EventDecoder::new(
             Topic::GenerationRequested,
             EnvelopeDefaults {
-                source: "omnistream-cli".into(),
+                source: REQUEST_SOURCE.into(),
             },
         );
         for r in requests {
-            decoder.push_value(r.to_event()).map_err(|e| {
-                JobError::Codegen(format!("the request is not valid: {}", e.reason))
-            })?;
+            decoder
+                .push_value(r.to_event()?)
+                .map_err(|e| CodegenError::InvalidRequest(e.reason))?;
         }
         log.append(Topic::GenerationRequested, &decoder.finish())?;
         Ok(())
@@ -261,7 +269,7 @@ impl<'a> Codegen<'a> {
             runtime: &self.runtime,
         };
         let cursor = AtomicUsize::new(0);
-        let outcomes: Vec<Mutex<Option<std::result::Result<Outcome, String>>>> =
+        let outcomes: Vec<Mutex<Option<Result<Outcome>>>> =
             requests.iter().map(|_| Mutex::new(None)).collect();
         let threads = self.workers.len().min(requests.len());
         std::thread::scope(|scope| {
@@ -286,16 +294,49 @@ impl<'a> Codegen<'a> {
                 Ok(Outcome::Completed { .. }) => report.completed += 1,
                 Ok(Outcome::Failed { .. }) => report.failed += 1,
                 // The log refused an end event: commit nothing, so the batch runs again.
-                Err(e) => {
-                    return Err(JobError::Codegen(format!(
-                        "recording a generation failed: {e}"
-                    )));
-                }
+                Err(e) => return Err(e),
             }
         }
         self.log.commit(CODEGEN, topic, &next)?;
         report.elapsed = started.elapsed();
         Ok(report)
+    }
+}
+
+impl omnistream_jobs::Job for Codegen<'_> {
+    fn step(&mut self) -> omnistream_jobs::Result<omnistream_jobs::StepReport> {
+        let r = Codegen::step(self)?;
+        Ok(omnistream_jobs::StepReport {
+            events: r.requests,
+            rows: r.completed,
+        })
+    }
+}
+
+/// Builds the codegen job for the runner (`jobs run codegen`, `jobs run all`).
+pub struct CodegenFactory {
+    pub options: CodegenOptions,
+}
+
+impl omnistream_jobs::JobFactory for CodegenFactory {
+    fn build<'a>(
+        &self,
+        spec: &omnistream_jobs::JobSpec,
+        env: omnistream_jobs::JobEnv<'a>,
+    ) -> omnistream_jobs::Result<Box<dyn omnistream_jobs::Job + 'a>> {
+        match spec.kind {
+            omnistream_jobs::JobKind::Codegen => Ok(Box::new(Codegen::new(
+                env.log,
+                self.options.clone(),
+                env.runtime.clone(),
+                env.state_dir,
+            )?)),
+            _ => Err(omnistream_jobs::JobError::Internal(format!(
+                "the codegen factory cannot build {} ({} job)",
+                spec.name,
+                spec.kind.name()
+            ))),
+        }
     }
 }
 
@@ -328,24 +369,22 @@ fn recent_ends(log: &dyn EventLog) -> Result<HashSet<String>> {
 }
 
 fn take_lock(state_dir: &Path) -> Result<File> {
-    std::fs::create_dir_all(state_dir)
-        .map_err(|e| JobError::Codegen(format!("creating {}: {e}", state_dir.display())))?;
+    std::fs::create_dir_all(state_dir).map_err(CodegenError::io(format!(
+        "creating {}",
+        state_dir.display()
+    )))?;
     let path = state_dir.join(format!("{CODEGEN}.lock"));
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| JobError::Codegen(format!("opening {}: {e}", path.display())))?;
+        .map_err(CodegenError::io(format!("opening {}", path.display())))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(JobError::Busy(format!(
-            "another process runs the codegen job (lock {})",
-            path.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(JobError::Codegen(format!(
-            "locking {}: {e}",
-            path.display()
-        ))),
+        Err(std::fs::TryLockError::WouldBlock) => Err(CodegenError::Busy(path)),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(CodegenError::io(format!("locking {}", path.display()))(e))
+        }
     }
 }

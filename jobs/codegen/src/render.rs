@@ -1,4 +1,4 @@
-//! The templates of a generated node (`jobs/templates/node/`, Jinja2 syntax rendered by
+//! The templates of a generated node (`jobs/codegen/templates/node/`, Jinja2 syntax rendered by
 //! minijinja): the whole node for the `template` model, and every file but node.py when a model
 //! writes the code.
 
@@ -8,9 +8,10 @@ use minijinja::Environment;
 use omnistream_streams::Topic;
 use serde::Serialize;
 
-use super::catalog::PatternRef;
-use super::contract::node_topics;
-use super::parse::ParsedPrompt;
+use crate::catalog::PatternRef;
+use crate::contract::node_topics;
+use crate::error::{CodegenError, Result};
+use crate::parse::ParsedPrompt;
 
 /// A file of the generated node, by its path relative to the node directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +27,7 @@ pub const EVENT_BUS_MODULE: &str = "v1_0_0/event_bus.py";
 
 macro_rules! templates {
     ($(($name:literal, $out:literal)),* $(,)?) => {
-        &[$(($name, $out, include_str!(concat!("../../templates/node/", $name)))),*]
+        &[$(($name, $out, include_str!(concat!("../templates/node/", $name)))),*]
     };
 }
 
@@ -58,7 +59,7 @@ const TEMPLATES: &[(&str, &str, &str)] = templates![
 const EVENT_BUS_TEMPLATE: (&str, &str, &str) = (
     "package/event_bus.py.j2",
     EVENT_BUS_MODULE,
-    include_str!("../../templates/node/package/event_bus.py.j2"),
+    include_str!("../templates/node/package/event_bus.py.j2"),
 );
 
 fn environment() -> &'static Environment<'static> {
@@ -176,13 +177,15 @@ impl TemplateContext {
     }
 }
 
-fn render_one(name: &str, out: &str, ctx: &TemplateContext) -> Result<GeneratedFile, String> {
-    let template = environment()
+fn render_one(name: &str, out: &str, ctx: &TemplateContext) -> Result<GeneratedFile> {
+    let failed = |source| CodegenError::Template {
+        name: name.to_string(),
+        source,
+    };
+    let content = environment()
         .get_template(name)
-        .map_err(|e| format!("template {name}: {e}"))?;
-    let content = template
-        .render(ctx)
-        .map_err(|e| format!("rendering {name}: {e:#}"))?;
+        .and_then(|template| template.render(ctx))
+        .map_err(failed)?;
     Ok(GeneratedFile {
         path: out.to_string(),
         content,
@@ -190,14 +193,14 @@ fn render_one(name: &str, out: &str, ctx: &TemplateContext) -> Result<GeneratedF
 }
 
 /// Every file of the node but contract.yaml (built by the contract stage) and event_bus.py.
-pub fn render_node(ctx: &TemplateContext) -> Result<Vec<GeneratedFile>, String> {
+pub fn render_node(ctx: &TemplateContext) -> Result<Vec<GeneratedFile>> {
     TEMPLATES
         .iter()
         .map(|(name, out, _)| render_one(name, out, ctx))
         .collect()
 }
 
-pub fn render_event_bus(ctx: &TemplateContext) -> Result<GeneratedFile, String> {
+pub fn render_event_bus(ctx: &TemplateContext) -> Result<GeneratedFile> {
     render_one(EVENT_BUS_TEMPLATE.0, EVENT_BUS_TEMPLATE.1, ctx)
 }
 
@@ -214,7 +217,7 @@ pub fn template_sources() -> Vec<(&'static str, &'static str, &'static str)> {
 /// What the template model produces for `prompt`: every rendered file, with the event bus
 /// integrated for the node types that use it (as the pipeline does).
 #[cfg(test)]
-pub(crate) fn template_output(prompt: &str) -> (super::parse::ParsedPrompt, Vec<GeneratedFile>) {
+pub(crate) fn template_output(prompt: &str) -> (ParsedPrompt, Vec<GeneratedFile>) {
     let parsed = super::parse::parse_prompt(prompt, None).unwrap();
     let ctx = TemplateContext::new(
         &parsed,
@@ -239,7 +242,7 @@ pub(crate) fn template_output(prompt: &str) -> (super::parse::ParsedPrompt, Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codegen::python::PythonWorker;
+    use crate::python::PythonWorker;
 
     /// What `compile_scope = "changed"` (the default) relies on: the templates' output compiles
     /// with Python for every node type, event-bus integration included. Request values only

@@ -119,7 +119,7 @@ pub fn catalog_patterns(parsed: &ParsedPrompt, prompt: &str) -> Vec<PatternRef> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codegen::parse::parse_prompt;
+    use crate::parse::parse_prompt;
 
     #[test]
     fn specific_patterns_come_first_and_other_types_are_left_out() {

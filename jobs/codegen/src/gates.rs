@@ -10,9 +10,9 @@ use std::time::Instant;
 use serde::Serialize;
 use tree_sitter::{Node, Tree};
 
-use super::parse::{NodeType, ParsedPrompt, is_python_keyword};
-use super::render::{GeneratedFile, NODE_MODULE};
-use super::syntax::PythonParser;
+use crate::parse::{NodeType, ParsedPrompt, is_python_keyword};
+use crate::render::{GeneratedFile, NODE_MODULE};
+use crate::syntax::PythonParser;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -72,14 +72,14 @@ fn verdict(
     }
 }
 
-/// G1-G6, before anything is generated. `output_ok` is the output directory check (G6);
-/// `template_ok` says whether the templates render for this request (G5); `missing_runtime` lists
-/// modules the generated code needs that the Python here cannot import (G4).
+/// G1-G6, before anything is generated. `output_problem` is why the output directory cannot be
+/// used (G6); `template_problem` why the templates do not render for this request (G5);
+/// `missing_runtime` lists modules the generated code needs that the Python here cannot import (G4).
 pub fn pre_gates(
     parsed: &ParsedPrompt,
-    template_ok: Result<(), String>,
+    template_problem: Option<String>,
     missing_runtime: &[String],
-    output_ok: Result<(), String>,
+    output_problem: Option<String>,
 ) -> Vec<GateResult> {
     let mut out = Vec::new();
     let t = Instant::now();
@@ -116,10 +116,10 @@ pub fn pre_gates(
         .collect();
     out.push(verdict("G4", "runtime_imports", t, &p, false, 0.5));
     let t = Instant::now();
-    let p: Vec<String> = template_ok.err().into_iter().collect();
+    let p: Vec<String> = template_problem.into_iter().collect();
     out.push(verdict("G5", "template", t, &p, true, 0.0));
     let t = Instant::now();
-    let p: Vec<String> = output_ok.err().into_iter().collect();
+    let p: Vec<String> = output_problem.into_iter().collect();
     out.push(verdict("G6", "output_directory", t, &p, true, 0.0));
     out
 }
@@ -228,7 +228,8 @@ pub const POST_GATES: [(&str, &str); 4] = [
 ];
 
 /// Asks Python which of these top-level modules it cannot import.
-pub type ModuleResolver<'a> = dyn FnMut(&[String]) -> Result<Vec<String>, String> + 'a;
+pub type ModuleResolver<'a> =
+    dyn FnMut(&[String]) -> Result<Vec<String>, crate::python::PythonError> + 'a;
 
 /// What the post-generation gates and the score need to know about the code.
 pub struct PostValidation {
@@ -356,7 +357,10 @@ pub fn post_gates(
                 problems.push(format!("module '{m}' cannot be imported"));
             }
         }
-        Err(e) => problems.push(format!("could not ask Python about imports: {e}")),
+        Err(e) => problems.push(format!(
+            "could not ask Python about imports: {}",
+            crate::pipeline::error_chain(&e)
+        )),
     }
     let score = if imports == 0 {
         1.0
@@ -676,7 +680,7 @@ pub fn grade(score: f64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codegen::parse::parse_prompt;
+    use crate::parse::parse_prompt;
 
     fn file(path: &str, content: &str) -> GeneratedFile {
         GeneratedFile {
@@ -685,7 +689,7 @@ mod tests {
         }
     }
 
-    fn no_missing(_: &[String]) -> Result<Vec<String>, String> {
+    fn no_missing(_: &[String]) -> Result<Vec<String>, crate::python::PythonError> {
         Ok(vec![])
     }
 

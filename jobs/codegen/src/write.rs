@@ -6,7 +6,32 @@ use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
-use super::render::GeneratedFile;
+use crate::render::GeneratedFile;
+
+/// Why a node's files could not be written where the request asked.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("output_directory contains a NUL byte")]
+    Nul,
+    #[error("output_directory '{0}' must not contain '..'")]
+    ParentDir(String),
+    #[error(
+        "output_directory '{requested}' is outside the directories the codegen job may write ({allowed}); add it to codegen.allowed_output_roots"
+    )]
+    Outside { requested: String, allowed: String },
+    #[error("refusing to write outside the node: {0}")]
+    Escape(String),
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(context: String) -> impl FnOnce(std::io::Error) -> WriteError {
+    move |source| WriteError::Io { context, source }
+}
 
 const STAGING: &str = ".omnistream-staging";
 const FAILED: &str = ".omnistream-failed";
@@ -18,18 +43,16 @@ pub fn resolve_output(
     root: &Path,
     allowed_roots: &[PathBuf],
     requested: Option<&str>,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, WriteError> {
     let Some(requested) = requested.map(str::trim).filter(|r| !r.is_empty()) else {
         return Ok(root.to_path_buf());
     };
     if requested.contains('\0') {
-        return Err("output_directory contains a NUL byte".into());
+        return Err(WriteError::Nul);
     }
     let path = Path::new(requested);
     if path.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(format!(
-            "output_directory '{requested}' must not contain '..'"
-        ));
+        return Err(WriteError::ParentDir(requested.to_string()));
     }
     if !path.is_absolute() {
         return Ok(root.join(path));
@@ -37,31 +60,30 @@ pub fn resolve_output(
     if path.starts_with(root) || allowed_roots.iter().any(|r| path.starts_with(r)) {
         return Ok(path.to_path_buf());
     }
-    Err(format!(
-        "output_directory '{requested}' is outside the directories the codegen job may write \
-         ({}); add it to codegen.allowed_output_roots",
-        std::iter::once(root)
+    Err(WriteError::Outside {
+        requested: requested.to_string(),
+        allowed: std::iter::once(root)
             .chain(allowed_roots.iter().map(PathBuf::as_path))
             .map(|p| p.display().to_string())
             .collect::<Vec<_>>()
-            .join(", ")
-    ))
+            .join(", "),
+    })
 }
 
 /// G6: the output directory can be created and written. A directory is probed once per process:
 /// creating and deleting a probe file per generation leaves a trail of deleted inodes that makes
 /// ext4 slow to allocate new ones.
-pub fn check_output(dir: &Path) -> Result<(), String> {
+pub fn check_output(dir: &Path) -> Result<(), WriteError> {
     static CHECKED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
     if CHECKED.lock().unwrap().contains(dir) {
         return Ok(());
     }
     std::fs::create_dir_all(dir.join(STAGING))
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        .map_err(io(format!("cannot create {}", dir.display())))?;
     let probe = dir
         .join(STAGING)
         .join(format!(".probe-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+    std::fs::write(&probe, b"").map_err(io(format!("cannot write in {}", dir.display())))?;
     let _ = std::fs::remove_file(probe);
     CHECKED.lock().unwrap().insert(dir.to_path_buf());
     Ok(())
@@ -82,7 +104,7 @@ pub fn stage(
     dir_name: &str,
     files: &[GeneratedFile],
     correlation_id: &str,
-) -> Result<Staged, String> {
+) -> Result<Staged, WriteError> {
     let tag = format!(
         "{dir_name}-{}",
         correlation_id
@@ -93,23 +115,22 @@ pub fn stage(
     );
     let staging = out_dir.join(STAGING).join(&tag);
     let _ = std::fs::remove_dir_all(&staging);
-    let result = (|| -> Result<(), String> {
+    let result = (|| -> Result<(), WriteError> {
         // Each directory once: a create_dir_all per file is two syscalls per file for nothing.
         let mut created = std::collections::HashSet::new();
         for f in files {
             let rel = Path::new(&f.path);
             if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-                return Err(format!("refusing to write outside the node: {}", f.path));
+                return Err(WriteError::Escape(f.path.clone()));
             }
             let path = staging.join(rel);
             if let Some(parent) = path.parent()
                 && created.insert(parent.to_path_buf())
             {
                 std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+                    .map_err(io(format!("creating {}", parent.display())))?;
             }
-            std::fs::write(&path, &f.content)
-                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            std::fs::write(&path, &f.content).map_err(io(format!("writing {}", path.display())))?;
         }
         Ok(())
     })();
@@ -127,20 +148,22 @@ pub fn stage(
 
 impl Staged {
     /// Make the node visible under its name, replacing an earlier generation of it.
-    pub fn publish(self) -> Result<PathBuf, String> {
+    pub fn publish(self) -> Result<PathBuf, WriteError> {
         let old = self.staging.with_file_name(format!("{}.old", self.tag));
         let _ = std::fs::remove_dir_all(&old);
         let had_old = self.target.exists();
         if had_old {
-            std::fs::rename(&self.target, &old)
-                .map_err(|e| format!("moving the previous {} aside: {e}", self.target.display()))?;
+            std::fs::rename(&self.target, &old).map_err(io(format!(
+                "moving the previous {} aside",
+                self.target.display()
+            )))?;
         }
         if let Err(e) = std::fs::rename(&self.staging, &self.target) {
             if had_old {
                 let _ = std::fs::rename(&old, &self.target);
             }
             let _ = std::fs::remove_dir_all(&self.staging);
-            return Err(format!("publishing {}: {e}", self.target.display()));
+            return Err(io(format!("publishing {}", self.target.display()))(e));
         }
         if had_old {
             let _ = std::fs::remove_dir_all(&old);
@@ -199,7 +222,10 @@ mod tests {
     fn paths_that_escape_are_refused_and_leave_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let err = stage(dir.path(), "node_z", &[f("ok.py"), f("../evil.py")], "c").unwrap_err();
-        assert!(err.contains("outside"), "{err}");
+        assert!(
+            matches!(err, WriteError::Escape(ref p) if p == "../evil.py"),
+            "{err}"
+        );
         assert!(!dir.path().join("evil.py").exists());
         let root = dir.path();
         assert!(resolve_output(root, &[], Some("../x")).is_err());
@@ -214,7 +240,8 @@ mod tests {
             root.join("a/b")
         );
         let err = resolve_output(root, &[], Some("/etc/cron.d")).unwrap_err();
-        assert!(err.contains("allowed_output_roots"), "{err}");
+        assert!(matches!(err, WriteError::Outside { .. }), "{err}");
+        assert!(err.to_string().contains("allowed_output_roots"), "{err}");
         let allowed = [PathBuf::from("/srv/nodes")];
         assert!(resolve_output(root, &allowed, Some("/srv/nodes/x")).is_ok());
         assert!(resolve_output(root, &allowed, Some("/srv/nodesx")).is_err());

@@ -36,6 +36,21 @@ for line in sys.stdin:
         print(json.dumps({"missing": missing}), flush=True)
 "#;
 
+/// The worker could not answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PythonError {
+    #[error("cannot start {python}")]
+    Start {
+        python: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{python} stopped answering")]
+    Stopped { python: String },
+    #[error("unexpected answer from the Python worker")]
+    Answer(#[source] serde_json::Error),
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct CompileError {
     pub path: String,
@@ -70,7 +85,7 @@ impl PythonWorker {
         }
     }
 
-    fn ask(&mut self, request: serde_json::Value) -> Result<String, String> {
+    fn ask(&mut self, request: serde_json::Value) -> Result<String, PythonError> {
         for _ in 0..2 {
             if self.process.is_none() {
                 let mut child = Command::new(&self.python)
@@ -79,7 +94,10 @@ impl PythonWorker {
                     .stdout(Stdio::piped())
                     .stderr(Stdio::null())
                     .spawn()
-                    .map_err(|e| format!("cannot start {}: {e}", self.python))?;
+                    .map_err(|source| PythonError::Start {
+                        python: self.python.clone(),
+                        source,
+                    })?;
                 let stdin = child.stdin.take().expect("piped");
                 let stdout = BufReader::new(child.stdout.take().expect("piped"));
                 self.process = Some((child, stdin, stdout));
@@ -98,20 +116,22 @@ impl PythonWorker {
                 let _ = child.wait();
             }
         }
-        Err(format!("{} stopped answering", self.python))
+        Err(PythonError::Stopped {
+            python: self.python.clone(),
+        })
     }
 
     /// Compile every file (no .pyc written): the syntax errors Python itself reports.
-    pub fn compile(&mut self, paths: &[&Path]) -> Result<Vec<CompileError>, String> {
+    pub fn compile(&mut self, paths: &[&Path]) -> Result<Vec<CompileError>, PythonError> {
         let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         let reply = self.ask(json!({"op": "compile", "paths": paths}))?;
         serde_json::from_str::<CompileReply>(&reply)
             .map(|r| r.errors)
-            .map_err(|e| format!("unexpected answer from the Python worker: {e}"))
+            .map_err(PythonError::Answer)
     }
 
     /// The modules of `names` this interpreter cannot import.
-    pub fn missing_modules(&mut self, names: &[String]) -> Result<Vec<String>, String> {
+    pub fn missing_modules(&mut self, names: &[String]) -> Result<Vec<String>, PythonError> {
         let unknown: Vec<&String> = names
             .iter()
             .filter(|n| !self.importable.contains_key(*n))
@@ -120,7 +140,7 @@ impl PythonWorker {
             let reply = self.ask(json!({"op": "missing", "modules": unknown}))?;
             let missing = serde_json::from_str::<MissingReply>(&reply)
                 .map(|r| r.missing)
-                .map_err(|e| format!("unexpected answer from the Python worker: {e}"))?;
+                .map_err(PythonError::Answer)?;
             for n in unknown {
                 self.importable.insert(n.clone(), !missing.contains(n));
             }

@@ -1,0 +1,88 @@
+//! Errors of the codegen crate. A failed generation is not an error: it is a generation-failed
+//! event. These are what stops the job itself (the log refused its events, another process holds
+//! it) and what the pipeline's parts report to the stage that turns them into a failure code.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub type Result<T, E = CodegenError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodegenError {
+    /// The event log failed.
+    #[error(transparent)]
+    Log(#[from] omnistream_streams::StreamsError),
+
+    /// Events could not be made durable: the batch is not committed and runs again.
+    #[error("recording a generation failed")]
+    Emit(#[source] EmitError),
+
+    /// A request that cannot be published (a field of the wrong shape).
+    #[error("the request is not valid: {0}")]
+    InvalidRequest(String),
+
+    /// Another process runs the codegen job.
+    #[error("another process runs the codegen job (lock {})", .0.display())]
+    Busy(PathBuf),
+
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A template that does not render (a bug in a shipped template, or a user's).
+    #[error("rendering {name}")]
+    Template {
+        name: String,
+        #[source]
+        source: minijinja::Error,
+    },
+
+    /// The long-lived Python worker (compile check, import check) failed.
+    #[error(transparent)]
+    Python(#[from] crate::python::PythonError),
+
+    /// What was being done when the cause failed.
+    #[error("{0}")]
+    Context(String, #[source] Box<CodegenError>),
+}
+
+impl CodegenError {
+    /// An io error with what was being done.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CodegenError {
+        let context = context.into();
+        move |source| CodegenError::Io { context, source }
+    }
+}
+
+/// Why events did not become durable. Shared by every generation whose events were in the
+/// failed append, hence `Clone`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EmitError {
+    /// The pipeline built an event the topic's schema refuses.
+    #[error(
+        "internal error (a bug, please report): the codegen job built an invalid {table} event: {reason}"
+    )]
+    InvalidEvent { table: &'static str, reason: String },
+
+    #[error("appending to {topic}")]
+    Append {
+        topic: &'static str,
+        #[source]
+        source: Arc<omnistream_streams::StreamsError>,
+    },
+}
+
+impl From<EmitError> for CodegenError {
+    fn from(e: EmitError) -> Self {
+        CodegenError::Emit(e)
+    }
+}
+
+impl From<CodegenError> for omnistream_jobs::JobError {
+    fn from(e: CodegenError) -> Self {
+        omnistream_jobs::JobError::External(Box::new(e))
+    }
+}

@@ -1,0 +1,782 @@
+//! One generation, stage by stage, one function per stage. Whatever happens (a model down, garbage
+//! output, a disk full), the request ends with exactly one generation-completed or
+//! generation-failed event.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use omnistream_connectors::models::ChatMessage;
+use serde_json::json;
+
+use crate::catalog::{PatternRef, catalog_patterns};
+use crate::contract::{build_contract, contract_hash, to_yaml, validate_yaml};
+use crate::emit::Emitter;
+use crate::error::{EmitError, Result};
+use crate::gates::{self, GateResult, GateStatus, PostValidation, Quality};
+use crate::job::GenerationRequest;
+use crate::parse::{ParsedPrompt, parse_prompt};
+use crate::prompts::{extract_code, generation_prompt, refinement_prompt};
+use crate::python::{PythonWorker, run_pytest};
+use crate::quorum::{Decision, Recommendation, run_quorum};
+use crate::recorder::{Recorder, call_model};
+use crate::render::{
+    CONTRACT_FILE, GeneratedFile, GeneratorContext, NODE_MODULE, TemplateContext, render_event_bus,
+    render_node,
+};
+use crate::stage::{Failure, FailureCode, Stage};
+use crate::syntax::PythonParser;
+use crate::write::{self, Staged};
+use crate::{CodegenOptions, CompileScope, ModelRoute, TEMPLATE_MODEL, event_bus};
+
+/// How a generation ended.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Completed {
+        directory: PathBuf,
+        quality: Quality,
+    },
+    Failed {
+        stage: Stage,
+        code: FailureCode,
+        message: String,
+    },
+}
+
+/// Everything shared by the generations of a job.
+pub struct Shared<'a> {
+    pub options: &'a CodegenOptions,
+    pub emitter: &'a Emitter<'a>,
+    pub runtime: &'a tokio::runtime::Handle,
+}
+
+/// What a worker of the codegen job keeps from one generation to the next (and across the job's
+/// steps, whose threads are new each time): its Python interpreter, and its parser's previous
+/// trees, from which the next generation's files are parsed incrementally.
+pub struct Worker {
+    pub python: PythonWorker,
+    pub parser: PythonParser,
+}
+
+impl Worker {
+    pub fn new(python: &str) -> Self {
+        Worker {
+            python: PythonWorker::new(python),
+            parser: PythonParser::new(),
+        }
+    }
+}
+
+/// An error and its causes on one line, for an event's message.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Run one generation to its end event. Errors only when the log itself fails.
+pub fn run(shared: &Shared<'_>, worker: &mut Worker, req: &GenerationRequest) -> Result<Outcome> {
+    let options = shared.options;
+    let model_name = req
+        .model
+        .clone()
+        .filter(|m| !m.trim().is_empty())
+        .unwrap_or_else(|| options.default_model.clone());
+    let mut rec = Recorder::new(shared, req, &model_name);
+    let quorum_on = req.enable_quorum.unwrap_or(true) && !options.judges.is_empty();
+    let planned: Vec<&str> = Stage::ALL
+        .into_iter()
+        .filter(|s| {
+            *s != Stage::Refinement
+                && (*s != Stage::CompilationTest || options.compile_check || options.run_tests)
+        })
+        .map(Stage::name)
+        .collect();
+    rec.started(req, &planned, model_name == TEMPLATE_MODEL);
+    rec.flush()?;
+    let outcome = match stages(&mut rec, worker, req, &model_name, quorum_on) {
+        Ok(done) => {
+            rec.completed(&done);
+            Outcome::Completed {
+                directory: done.directory,
+                quality: done.quality,
+            }
+        }
+        Err(failure) => {
+            rec.failed(&failure);
+            Outcome::Failed {
+                stage: failure.stage,
+                code: failure.code,
+                message: failure.message,
+            }
+        }
+    };
+    rec.flush()?;
+    Ok(outcome)
+}
+
+/// What a completed generation hands to its end event.
+pub(crate) struct Done {
+    pub(crate) directory: PathBuf,
+    pub(crate) quality: Quality,
+    /// The node's files, relative to its directory.
+    pub(crate) files: Vec<String>,
+    pub(crate) parsed: ParsedPrompt,
+    pub(crate) patterns: Vec<PatternRef>,
+    pub(crate) contract_yaml: String,
+}
+
+/// The node as the stages build it up.
+struct Draft {
+    files: Vec<GeneratedFile>,
+    /// Files a model wrote or a patch changed: what G13 compiles by default.
+    changed: BTreeSet<&'static str>,
+    /// The conversation with the model, for refinements.
+    conversation: Vec<ChatMessage>,
+}
+
+/// The stages proper; a failure carries the files written so far.
+fn stages(
+    rec: &mut Recorder<'_, '_>,
+    worker: &mut Worker,
+    req: &GenerationRequest,
+    model_name: &str,
+    quorum_on: bool,
+) -> std::result::Result<Done, Failure> {
+    let (parsed, route) = prompt_parsing(rec, req, model_name)?;
+    let patterns = intelligence_gathering(rec, req, &parsed)?;
+    let contract_yaml = contract_building(rec, req, &parsed, model_name)?;
+    let (ctx, out_dir, files) = pre_validation(
+        rec,
+        worker,
+        req,
+        &parsed,
+        &patterns,
+        model_name,
+        &contract_yaml,
+    )?;
+    let mut draft = Draft {
+        files,
+        changed: BTreeSet::new(),
+        conversation: Vec::new(),
+    };
+    let model = route.as_ref().map(|route| (model_name, route));
+    code_generation(
+        rec,
+        req,
+        &parsed,
+        &patterns,
+        model,
+        &contract_yaml,
+        &mut draft,
+    )?;
+    if parsed.node_type.uses_event_bus() {
+        event_bus_integration(rec, worker, &parsed, &ctx, &mut draft)?;
+    }
+    let (validation, decision, rounds) = post_validation(
+        rec, worker, req, &parsed, model, &ctx, &mut draft, quorum_on,
+    )?;
+    accept(&validation, decision.as_ref(), rounds, rec.shared.options)
+        .map_err(|f| keep_failed_files(f, &out_dir, &parsed, &draft.files, req))?;
+    let quality = gates::quality(
+        &rec.gates,
+        validation.code_quality,
+        validation.event_bus_ok,
+        parsed.node_type,
+    );
+    let staged = file_writing(rec, &out_dir, &parsed, &draft.files, req)?;
+    let written = staged.files.clone();
+    let staged = compilation_test(rec, worker, staged, &draft.changed)?;
+    let directory = staged.publish().map_err(|e| {
+        Failure::new(
+            Stage::FileWriting,
+            FailureCode::WriteFailed,
+            error_chain(&e),
+        )
+        .with_files(written.clone())
+    })?;
+    Ok(Done {
+        directory,
+        quality,
+        files: written,
+        parsed,
+        patterns,
+        contract_yaml,
+    })
+}
+
+/// A failure to record a stage's events: the generation stops there.
+fn logged(stage: Stage) -> impl FnOnce(EmitError) -> Failure {
+    move |e| Failure::new(stage, FailureCode::EventLogError, error_chain(&e))
+}
+
+/// A failed stage: its stage-completed event (success false), then the failure.
+fn stage_failed(rec: &mut Recorder<'_, '_>, started: Instant, f: Failure) -> Failure {
+    let _ = rec.stage(f.stage, started, false, &[], None, Some(&f.message));
+    f
+}
+
+/// 1: read the request's words, and find the model's route (`None`: the template model).
+fn prompt_parsing(
+    rec: &mut Recorder<'_, '_>,
+    req: &GenerationRequest,
+    model_name: &str,
+) -> std::result::Result<(ParsedPrompt, Option<ModelRoute>), Failure> {
+    let stage = Stage::PromptParsing;
+    let t = Instant::now();
+    let parsed = parse_prompt(&req.prompt, req.node_type.as_deref()).map_err(|e| {
+        stage_failed(
+            rec,
+            t,
+            Failure::new(stage, FailureCode::ParseFailed, e.to_string()),
+        )
+    })?;
+    rec.node_type = Some(parsed.node_type.as_str().to_string());
+    let options = rec.shared.options;
+    let route = match options.models.get(model_name) {
+        _ if model_name == TEMPLATE_MODEL => None,
+        Some(r) => Some(r.clone()),
+        None => {
+            let known: Vec<&str> = std::iter::once(TEMPLATE_MODEL)
+                .chain(options.models.keys().map(String::as_str))
+                .collect();
+            let message = format!(
+                "model '{model_name}' is not configured (models: {})",
+                known.join(", ")
+            );
+            let f = Failure::new(stage, FailureCode::UnknownModel, message);
+            return Err(stage_failed(rec, t, f));
+        }
+    };
+    let output = json!({"node_type": parsed.node_type, "service_name": parsed.service_name,
+        "domain": parsed.domain, "operations": parsed.operations, "features": parsed.features,
+        "confidence": parsed.confidence});
+    rec.stage(stage, t, true, &[], Some(output.to_string()), None)
+        .map_err(logged(stage))?;
+    Ok((parsed, route))
+}
+
+/// 1.5: the patterns that apply (the built-in catalog).
+fn intelligence_gathering(
+    rec: &mut Recorder<'_, '_>,
+    req: &GenerationRequest,
+    parsed: &ParsedPrompt,
+) -> std::result::Result<Vec<PatternRef>, Failure> {
+    let stage = Stage::IntelligenceGathering;
+    let t = Instant::now();
+    let patterns = if req.enable_intelligence.unwrap_or(true) {
+        catalog_patterns(parsed, &req.prompt)
+    } else {
+        Vec::new()
+    };
+    let output = json!({"patterns": patterns.iter().map(|p| &p.name).collect::<Vec<_>>()});
+    rec.stage(stage, t, true, &[], Some(output.to_string()), None)
+        .map_err(logged(stage))?;
+    Ok(patterns)
+}
+
+/// 2: the contract, checked against the shipped schema (G7). Returns its YAML.
+fn contract_building(
+    rec: &mut Recorder<'_, '_>,
+    req: &GenerationRequest,
+    parsed: &ParsedPrompt,
+    model_name: &str,
+) -> std::result::Result<String, Failure> {
+    let stage = Stage::ContractBuilding;
+    let t = Instant::now();
+    let contract = build_contract(
+        parsed,
+        req.prompt.trim(),
+        model_name,
+        &req.correlation_id,
+        &generated_at(),
+    );
+    let contract_yaml = to_yaml(&contract);
+    let g7 = gates::contract_gate(&validate_yaml(&contract_yaml));
+    rec.gate(stage, &g7);
+    if g7.status == GateStatus::Fail {
+        let f = Failure::new(stage, FailureCode::ContractInvalid, g7.message.clone());
+        return Err(stage_failed(rec, t, f));
+    }
+    let output = format!("contract_hash {}", contract_hash(&contract_yaml));
+    rec.stage(stage, t, true, &[], Some(output), None)
+        .map_err(logged(stage))?;
+    Ok(contract_yaml)
+}
+
+fn generated_at() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// 3: the pre-gates (G1-G6). Returns the templates' context, the output directory and the
+/// rendered files (the template model's whole node; a model's starting point).
+fn pre_validation(
+    rec: &mut Recorder<'_, '_>,
+    worker: &mut Worker,
+    req: &GenerationRequest,
+    parsed: &ParsedPrompt,
+    patterns: &[PatternRef],
+    model_name: &str,
+    contract_yaml: &str,
+) -> std::result::Result<(TemplateContext, PathBuf, Vec<GeneratedFile>), Failure> {
+    let stage = Stage::PreValidation;
+    let options = rec.shared.options;
+    let t = Instant::now();
+    let generator = GeneratorContext {
+        tool: "omnistream".into(),
+        model: model_name.into(),
+        correlation_id: req.correlation_id.clone(),
+        generated_at: generated_at(),
+    };
+    let ctx = TemplateContext::new(parsed, &req.prompt, patterns.to_vec(), generator);
+    let rendered = render_node(&ctx);
+    let out_dir = write::resolve_output(
+        &options.output_root,
+        &options.allowed_output_roots,
+        req.output_directory.as_deref(),
+    );
+    let output_problem = match &out_dir {
+        Ok(dir) => write::check_output(dir).err().map(|e| error_chain(&e)),
+        Err(e) => Some(error_chain(e)),
+    };
+    let missing = worker
+        .python
+        .missing_modules(&["pydantic".to_string()])
+        .unwrap_or_default();
+    let template_problem = rendered.as_ref().err().map(|e| error_chain(e));
+    let pre = gates::pre_gates(parsed, template_problem, &missing, output_problem);
+    for g in &pre {
+        rec.gate(stage, g);
+    }
+    if let Some(g) = pre.iter().find(|g| g.status == GateStatus::Fail) {
+        let message = format!("{} {}: {}", g.id, g.name, g.message);
+        let f = Failure::new(stage, FailureCode::PreValidationFailed, message);
+        return Err(stage_failed(rec, t, f));
+    }
+    let warnings: Vec<String> = pre
+        .iter()
+        .filter(|g| g.status == GateStatus::Warn)
+        .map(|g| format!("{} {}", g.id, g.message))
+        .collect();
+    rec.stage(stage, t, true, &warnings, None, None)
+        .map_err(logged(stage))?;
+    let (Ok(out_dir), Ok(mut files)) = (out_dir, rendered) else {
+        unreachable!("G5 and G6 failed above when either is an error");
+    };
+    files.push(GeneratedFile {
+        path: CONTRACT_FILE.into(),
+        content: contract_yaml.to_string(),
+    });
+    Ok((ctx, out_dir, files))
+}
+
+/// 4: the model writes the node module from the template's starting point; the template model
+/// wrote the node while rendering, and its call is accounted like any other.
+fn code_generation(
+    rec: &mut Recorder<'_, '_>,
+    req: &GenerationRequest,
+    parsed: &ParsedPrompt,
+    patterns: &[PatternRef],
+    model: Option<(&str, &ModelRoute)>,
+    contract_yaml: &str,
+    draft: &mut Draft,
+) -> std::result::Result<(), Failure> {
+    let stage = Stage::CodeGeneration;
+    let t = Instant::now();
+    match model {
+        None => rec.template_call(t.elapsed()),
+        Some((model_name, route)) => {
+            let skeleton = &draft
+                .files
+                .iter()
+                .find(|f| f.path == NODE_MODULE)
+                .expect("rendered")
+                .content;
+            let prompt = generation_prompt(&req.prompt, parsed, contract_yaml, patterns, skeleton);
+            draft.conversation.push(ChatMessage::user(prompt));
+            let answer = call_model(
+                rec,
+                model_name,
+                route,
+                &draft.conversation,
+                "generate",
+                stage,
+            )
+            .map_err(|e| {
+                let message = format!("model '{model_name}': {e}");
+                let f = Failure::new(stage, FailureCode::ModelUnavailable, message);
+                stage_failed(rec, t, f)
+            })?;
+            draft
+                .conversation
+                .push(ChatMessage::assistant(answer.text.clone()));
+            set_node_module(&mut draft.files, extract_code(&answer.text));
+            draft.changed.insert(NODE_MODULE);
+        }
+    }
+    let output = format!("{} files", draft.files.len());
+    rec.stage(stage, t, true, &[], Some(output), None)
+        .map_err(logged(stage))
+}
+
+/// 4.5: the event bus for Effect and Orchestrator nodes (warnings, never a failure).
+fn event_bus_integration(
+    rec: &mut Recorder<'_, '_>,
+    worker: &mut Worker,
+    parsed: &ParsedPrompt,
+    ctx: &TemplateContext,
+    draft: &mut Draft,
+) -> std::result::Result<(), Failure> {
+    let stage = Stage::EventBusIntegration;
+    let t = Instant::now();
+    let warnings = integrate_event_bus(&mut draft.files, ctx, parsed, &mut worker.parser);
+    draft.changed.insert(NODE_MODULE);
+    rec.stage(stage, t, true, &warnings, None, None)
+        .map_err(logged(stage))
+}
+
+/// 5: the post-gates (G9-G12) and the quorum; 5.5: refinement rounds while a model can fix what
+/// they found. Returns the last validation, the last decision and the rounds taken.
+#[allow(clippy::too_many_arguments)]
+fn post_validation(
+    rec: &mut Recorder<'_, '_>,
+    worker: &mut Worker,
+    req: &GenerationRequest,
+    parsed: &ParsedPrompt,
+    model: Option<(&str, &ModelRoute)>,
+    ctx: &TemplateContext,
+    draft: &mut Draft,
+    quorum_on: bool,
+) -> std::result::Result<(PostValidation, Option<Decision>, u32), Failure> {
+    let max_refinements = rec.shared.options.max_refinements;
+    let mut round = 0u32;
+    let mut stage = Stage::PostValidation;
+    let mut stage_started = Instant::now();
+    loop {
+        let validation = validate(worker, parsed, &draft.files);
+        for g in &validation.gates {
+            rec.gate(stage, g);
+        }
+        let hard = validation
+            .gates
+            .iter()
+            .any(|g| g.status == GateStatus::Fail);
+        let decision =
+            (quorum_on && !hard).then(|| run_quorum(rec, &req.prompt, parsed, &draft.files, stage));
+        let problems = problems(&validation, decision.as_ref());
+        let refine_with = model.filter(|_| round < max_refinements && !problems.is_empty());
+        rec.stage(
+            stage,
+            stage_started,
+            !hard || refine_with.is_some(),
+            &problems,
+            None,
+            None,
+        )
+        .map_err(logged(stage))?;
+        let Some((model_name, route)) = refine_with else {
+            return Ok((validation, decision, round));
+        };
+        // 5.5: ask the model to fix what the gates and the judges found.
+        round += 1;
+        stage = Stage::Refinement;
+        stage_started = Instant::now();
+        draft
+            .conversation
+            .push(ChatMessage::user(refinement_prompt(&problems)));
+        match call_model(rec, model_name, route, &draft.conversation, "refine", stage) {
+            Ok(answer) => {
+                draft
+                    .conversation
+                    .push(ChatMessage::assistant(answer.text.clone()));
+                let code = extract_code(&answer.text);
+                if !code.trim().is_empty() {
+                    set_node_module(&mut draft.files, code);
+                    draft.changed.insert(NODE_MODULE);
+                    if parsed.node_type.uses_event_bus() {
+                        integrate_event_bus(&mut draft.files, ctx, parsed, &mut worker.parser);
+                    }
+                }
+            }
+            Err(e) => {
+                // The unrefined code is judged as it is.
+                tracing::warn!(correlation_id = %rec.correlation_id, "refinement call failed: {e}");
+                rec.stage(stage, stage_started, false, &[], None, Some(&e.to_string()))
+                    .map_err(logged(stage))?;
+                return Ok((validate(worker, parsed, &draft.files), None, round));
+            }
+        }
+    }
+}
+
+fn validate(worker: &mut Worker, parsed: &ParsedPrompt, files: &[GeneratedFile]) -> PostValidation {
+    let Worker { python, parser } = worker;
+    let mut resolve = |m: &[String]| python.missing_modules(m);
+    gates::post_gates(files, parsed, &mut resolve, parser)
+}
+
+/// What the gates and the judges want changed, as the refinement prompt lists it.
+fn problems(validation: &PostValidation, decision: Option<&Decision>) -> Vec<String> {
+    let mut problems: Vec<String> = validation
+        .gates
+        .iter()
+        .filter(|g| g.status != GateStatus::Pass)
+        .map(|g| format!("{} {}: {}", g.id, g.name, g.message))
+        .collect();
+    if let Some(d) = decision
+        && d.recommendation == Some(Recommendation::Retry)
+    {
+        problems.push(format!(
+            "reviewers ask for changes: {}",
+            d.missing_requirements.join(", ")
+        ));
+    }
+    problems
+}
+
+/// Whether the validated node may be written: no failed gate, and the judges' verdict.
+fn accept(
+    validation: &PostValidation,
+    decision: Option<&Decision>,
+    rounds: u32,
+    options: &CodegenOptions,
+) -> std::result::Result<(), Failure> {
+    let stage = Stage::PostValidation;
+    if let Some(g) = validation
+        .gates
+        .iter()
+        .find(|g| g.status == GateStatus::Fail)
+    {
+        let message = format!("{} {}: {}", g.id, g.name, g.message);
+        return Err(Failure::new(stage, FailureCode::ValidationFailed, message));
+    }
+    let Some(d) = decision else {
+        return Ok(());
+    };
+    let (code, message) = match d.recommendation {
+        Some(Recommendation::Pass) => return Ok(()),
+        Some(Recommendation::Retry) => (
+            FailureCode::QuorumRetryExhausted,
+            format!(
+                "the judges still ask for changes after {rounds} refinements (pass share {:.2}): {}",
+                d.pass_share,
+                d.missing_requirements.join(", ")
+            ),
+        ),
+        Some(Recommendation::Fail) => (
+            FailureCode::QuorumFailed,
+            format!(
+                "the judges reject the node (pass share {:.2}, confidence {:.2})",
+                d.pass_share, d.confidence
+            ),
+        ),
+        None => (
+            FailureCode::QuorumUnavailable,
+            format!(
+                "only {} of {} judges answered (at least {:.0} % must)",
+                d.responded,
+                d.judges,
+                options.quorum.min_response * 100.0
+            ),
+        ),
+    };
+    Err(Failure::new(stage, code, message))
+}
+
+/// A node that failed validation appears nowhere under its name, but what the model wrote is
+/// kept under `.omnistream-failed/` for inspection; the message says where.
+fn keep_failed_files(
+    mut f: Failure,
+    out_dir: &Path,
+    parsed: &ParsedPrompt,
+    files: &[GeneratedFile],
+    req: &GenerationRequest,
+) -> Failure {
+    if f.code == FailureCode::ValidationFailed
+        && let Some(kept) = write::stage(out_dir, &parsed.dir_name(), files, &req.correlation_id)
+            .ok()
+            .and_then(Staged::discard)
+    {
+        f.message
+            .push_str(&format!(" (files kept in {})", kept.display()));
+    }
+    f
+}
+
+/// 6: every file to a staging directory (visible under the node's name only once published).
+fn file_writing(
+    rec: &mut Recorder<'_, '_>,
+    out_dir: &Path,
+    parsed: &ParsedPrompt,
+    files: &[GeneratedFile],
+    req: &GenerationRequest,
+) -> std::result::Result<Staged, Failure> {
+    let stage = Stage::FileWriting;
+    let t = Instant::now();
+    let staged =
+        write::stage(out_dir, &parsed.dir_name(), files, &req.correlation_id).map_err(|e| {
+            let f = Failure::new(stage, FailureCode::WriteFailed, error_chain(&e));
+            stage_failed(rec, t, f)
+        })?;
+    let output = format!("{} files", staged.files.len());
+    rec.stage(stage, t, true, &[], Some(output), None)
+        .map_err(logged(stage))?;
+    Ok(staged)
+}
+
+/// 7: the compile check (G13) and the generated tests (G14), in staging. A failure discards the
+/// staged node (its files kept under `.omnistream-failed/`).
+fn compilation_test(
+    rec: &mut Recorder<'_, '_>,
+    worker: &mut Worker,
+    staged: Staged,
+    changed: &BTreeSet<&'static str>,
+) -> std::result::Result<Staged, Failure> {
+    let stage = Stage::CompilationTest;
+    let options = rec.shared.options;
+    if !options.compile_check && !options.run_tests {
+        return Ok(staged);
+    }
+    let t = Instant::now();
+    let mut problem = None;
+    if options.compile_check {
+        let g13 = compile_gate(worker, &staged, changed, options.compile_scope);
+        rec.gate(stage, &g13);
+        if g13.status == GateStatus::Fail {
+            let message = format!("G13 py_compile: {}", g13.message);
+            problem = Some((FailureCode::CompileError, message));
+        }
+    }
+    if options.run_tests && problem.is_none() {
+        // pytest takes a while: what happened so far is shown first.
+        rec.flush().map_err(logged(stage))?;
+        let g14 = tests_gate(options, &staged);
+        rec.gate(stage, &g14);
+        if g14.status == GateStatus::Fail {
+            let summary = g14.message.lines().next().unwrap_or_default();
+            problem = Some((
+                FailureCode::TestsFailed,
+                format!("G14 generated tests: {summary}"),
+            ));
+        }
+    }
+    if let Some((code, message)) = problem {
+        let written = staged.files.clone();
+        let message = match staged.discard() {
+            Some(kept) => format!("{message} (files kept in {})", kept.display()),
+            None => message,
+        };
+        let f = Failure::new(stage, code, message).with_files(written);
+        return Err(stage_failed(rec, t, f));
+    }
+    rec.stage(stage, t, true, &[], None, None)
+        .map_err(logged(stage))?;
+    Ok(staged)
+}
+
+/// G13: Python compiles the node's files (those in `scope`).
+fn compile_gate(
+    worker: &mut Worker,
+    staged: &Staged,
+    changed: &BTreeSet<&'static str>,
+    scope: CompileScope,
+) -> GateResult {
+    let started = Instant::now();
+    let paths: Vec<PathBuf> = staged
+        .files
+        .iter()
+        .filter(|f| f.ends_with(".py"))
+        .filter(|f| scope == CompileScope::All || changed.contains(f.as_str()))
+        .map(|f| staged.staging.join(f))
+        .collect();
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let (status, message) = match worker.python.compile(&refs) {
+        Ok(errors) if errors.is_empty() => {
+            (GateStatus::Pass, format!("{} files compiled", paths.len()))
+        }
+        Ok(errors) => {
+            let errors: Vec<String> = errors
+                .iter()
+                .map(|e| {
+                    let rel = Path::new(&e.path)
+                        .strip_prefix(&staged.staging)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or(e.path.clone());
+                    format!("{rel}:{}: {}", e.line, e.message)
+                })
+                .collect();
+            (GateStatus::Fail, errors.join("; "))
+        }
+        Err(e) => (GateStatus::Fail, error_chain(&e)),
+    };
+    GateResult {
+        id: "G13",
+        name: "py_compile",
+        status,
+        score: if status == GateStatus::Pass { 1.0 } else { 0.0 },
+        message,
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+/// G14: the node's generated tests pass under pytest. The message starts with pytest's summary.
+fn tests_gate(options: &CodegenOptions, staged: &Staged) -> GateResult {
+    let started = Instant::now();
+    let run = run_pytest(&options.python, &staged.staging, options.test_timeout);
+    GateResult {
+        id: "G14",
+        name: "generated_tests",
+        status: if run.passed {
+            GateStatus::Pass
+        } else {
+            GateStatus::Fail
+        },
+        score: if run.passed { 1.0 } else { 0.0 },
+        message: if run.passed {
+            run.summary
+        } else {
+            format!("{}\n{}", run.summary, run.output_tail)
+        },
+        duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+    }
+}
+
+fn set_node_module(files: &mut [GeneratedFile], code: String) {
+    if let Some(f) = files.iter_mut().find(|f| f.path == NODE_MODULE) {
+        f.content = code;
+    }
+}
+
+/// Add event_bus.py and patch the node class; warnings instead of failure.
+pub(crate) fn integrate_event_bus(
+    files: &mut Vec<GeneratedFile>,
+    ctx: &TemplateContext,
+    parsed: &ParsedPrompt,
+    parser: &mut PythonParser,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    match render_event_bus(ctx) {
+        Ok(f) => {
+            files.retain(|x| x.path != f.path);
+            files.push(f);
+        }
+        Err(e) => warnings.push(error_chain(&e)),
+    }
+    if let Some(node) = files.iter_mut().find(|f| f.path == NODE_MODULE) {
+        match event_bus::integrate(
+            &node.content,
+            &parsed.class_name(),
+            parsed.node_type,
+            parser,
+        ) {
+            Ok(patched) => node.content = patched,
+            Err(e) => warnings.push(format!("event bus not integrated: {e}")),
+        }
+    }
+    warnings
+}
