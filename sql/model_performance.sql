@@ -5,7 +5,8 @@
 -- key:     granularity, window_start, model, node_type
 --
 -- Per model and node type, over the model calls emitted in [$window_start, $window_end):
--- calls, successes, failures, error rate, exact latency percentiles, tokens, output tokens per
+-- calls, successes, failures, error rate, latency percentiles from every value (DataFusion
+-- truncates the interpolation weight to 1e-6 of the gap between neighbours), tokens, output tokens per
 -- second of successful calls, cost and mean quality. The runtime fills in $granularity (e.g.
 -- '1m'), $interval (e.g. '60 seconds') and the window bounds.
 SELECT

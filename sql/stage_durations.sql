@@ -5,7 +5,7 @@
 -- key:     granularity, window_start, stage_name
 --
 -- Per pipeline stage, over the stages that ended in [$window_start, $window_end): how many ran
--- and failed, exact p50 and p95 duration, mean duration.
+-- and failed, p50 and p95 duration from every value, mean duration.
 SELECT
     $granularity                                                        AS granularity,
     date_bin(INTERVAL $interval, emitted_at)                            AS window_start,

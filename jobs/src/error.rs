@@ -29,7 +29,7 @@ pub enum JobError {
         job: String,
         file: String,
         #[source]
-        source: omnistream_lake::LakeError,
+        source: Box<omnistream_lake::LakeError>,
     },
 
     /// A reducer's (or a view's) SQL uses a parameter that has no value.

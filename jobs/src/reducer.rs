@@ -402,7 +402,7 @@ impl<'a> Reducer<'a> {
         let failed = |source| JobError::Sql {
             job: self.spec.name.clone(),
             file: self.def.sql.name.clone(),
-            source,
+            source: Box::new(source),
         };
         // The result schema, from planning the SQL (no data needed).
         let first = &self.def.windows[0];

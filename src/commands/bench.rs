@@ -9,6 +9,7 @@ use std::time::Instant;
 use omnistream_jobs::LakeSink;
 use omnistream_streams::{EmbeddedLog, Topic};
 
+use super::stats::{median, min};
 use super::thousands;
 use crate::cli::{BenchCommand, BenchIngestArgs};
 use crate::config::Config;
@@ -65,7 +66,7 @@ fn ingest_bench(config: &Config, args: BenchIngestArgs) -> Result<()> {
     let (dir, _guard): (PathBuf, Option<tempfile::TempDir>) = match &args.dir {
         Some(d) => (d.clone(), None),
         None => {
-            let t = temp_dir()?;
+            let t = super::temp_dir()?;
             (t.path().to_path_buf(), Some(t))
         }
     };
@@ -157,21 +158,6 @@ struct PeerRun {
     seconds: f64,
     cpu: f64,
     version: String,
-}
-
-pub(crate) fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-/// The `p` quantile (0..1) of sorted values, nearest rank.
-pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-pub(crate) fn min(v: &[f64]) -> f64 {
-    v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
 /// One durable ingest into a fresh data directory, then the sink: seconds of each.
@@ -276,12 +262,4 @@ fn duckdb_run(python: &str, dir: &Path, input: &Path, events: u64) -> Result<Pee
         cpu,
         version: version.to_string(),
     })
-}
-
-/// A temporary directory for a benchmark's data, removed when dropped.
-pub(crate) fn temp_dir() -> Result<tempfile::TempDir> {
-    tempfile::Builder::new()
-        .prefix("omnistream-bench-")
-        .tempdir()
-        .map_err(CliError::io("creating a temporary directory"))
 }

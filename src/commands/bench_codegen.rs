@@ -19,7 +19,7 @@ use omnistream_codegen::{Codegen, GenerationRequest};
 use omnistream_streams::{EmbeddedLog, EventLog, Topic};
 use serde_json::json;
 
-use super::bench::percentile;
+use super::stats::percentile;
 use crate::cli::BenchCodegenArgs;
 use crate::config::Config;
 use crate::error::{CliError, Result};

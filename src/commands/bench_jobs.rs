@@ -17,7 +17,8 @@ use omnistream_jobs::{LAKE_SINK, LakeSink, Reducer};
 use omnistream_lake::Lake;
 use omnistream_streams::{EmbeddedLog, Topic};
 
-use super::bench::{median, min, temp_dir};
+use super::stats::{median, min};
+use super::temp_dir;
 use super::thousands;
 use crate::cli::{BenchBatchArgs, BenchFreshnessArgs, BenchQueryArgs};
 use crate::config::Config;
@@ -523,7 +524,7 @@ fn freshness_blocking(
             .max(1e-9);
     let mut lat: Vec<f64> = latencies.lock().unwrap().iter().map(|(l, _)| *l).collect();
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| super::bench::percentile(&lat, p) * 1000.0;
+    let pct = |p: f64| super::stats::percentile(&lat, p) * 1000.0;
     outln!(
         "bench freshness: {} events/s for {} s ({} appends of {}); append acknowledged -> model_performance committed",
         thousands(args.rate),

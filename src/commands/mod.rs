@@ -10,6 +10,7 @@ pub(crate) mod jobs;
 pub(crate) mod lake;
 pub(crate) mod simulate;
 pub(crate) mod sql;
+pub(crate) mod stats;
 pub(crate) mod topics;
 
 use std::io::IsTerminal;
@@ -69,4 +70,12 @@ pub(crate) fn thousands(n: u64) -> String {
         out.push(c);
     }
     out
+}
+
+/// A temporary directory for a benchmark's data, removed when dropped.
+pub(crate) fn temp_dir() -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("omnistream-bench-")
+        .tempdir()
+        .map_err(CliError::io("creating a temporary directory"))
 }

@@ -626,3 +626,134 @@ fn requests_cannot_write_outside_the_allowed_directories() {
             .exists()
     );
 }
+
+/// What the pipeline last asked the model (the system prompt comes first).
+fn last_user_message(body: &Value) -> &str {
+    body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+}
+
+/// The starting point (the template's node.py) a generation prompt carries, with `extra` at the
+/// end: a model answer that changes exactly one thing.
+fn starting_point_with(body: &Value, extra: &str) -> String {
+    let prompt = last_user_message(body);
+    let start = prompt.rfind("```python\n").map(|i| i + "```python\n".len());
+    let skeleton = start
+        .and_then(|s| prompt[s..].find("```").map(|e| &prompt[s..s + e]))
+        .unwrap_or_default();
+    format!("```python\n{skeleton}{extra}```")
+}
+
+/// Every failure code docs/codegen.md lists that a model's answer or a judge can cause, each from
+/// one deterministic answer; the failing node's files are kept under `.omnistream-failed/` and the
+/// message says where.
+#[test]
+fn each_documented_failure_has_its_code_and_keeps_the_files() {
+    let server = ScriptedServer::start(|_, body| {
+        let answer = |extra: &str| Reply::Text(starting_point_with(body, extra));
+        let prompt = last_user_message(body);
+        match body["model"].as_str() {
+            Some("judge-no") => Reply::Text(judgement(10, "FAIL")),
+            // tree-sitter reads it, Python refuses to compile it.
+            _ if prompt.contains("compile broken") => answer(
+                "\n\ndef _broken() -> None:\n    \"\"\"Refer to a name no scope binds.\"\"\"\n    nonlocal missing\n",
+            ),
+            // Compiles, and every test fails at import.
+            _ if prompt.contains("import broken") => {
+                answer("\n\nraise RuntimeError(\"broken on purpose\")\n")
+            }
+            // Compiles, and importing it never ends.
+            _ if prompt.contains("sleeping") => answer("\n\nimport time\n\ntime.sleep(600)\n"),
+            // Not Python at all.
+            _ if prompt.contains("garbled") => Reply::Text("```python\ndef (:\n```".into()),
+            _ => answer(""),
+        }
+    });
+    let env = Env::new();
+    let run = |prompt: &str, extra_env: &[(&str, &str)]| {
+        let mut cmd = env.cmd(&["generate", prompt, "--model", "coder", "--format", "json"]);
+        with_models(&mut cmd, &server, &["coder", "judge-no"]);
+        cmd.env("OMNISTREAM_PROVIDERS__SCRIPTED__TIMEOUT_SECS", "5")
+            .env("OMNISTREAM_CODEGEN__MAX_REFINEMENTS", "0")
+            .env("OMNISTREAM_CODEGEN__TEST_TIMEOUT_SECS", "3");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let (ok, result, stderr) = generate_json(&mut cmd);
+        assert!(!ok, "{prompt}: {result}");
+        (result["end"].clone(), stderr)
+    };
+    // (prompt, extra environment, failed stage, error code, what the message says)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str, &'a str);
+    let cases: [Case<'_>; 5] = [
+        (
+            "compile broken price calculator",
+            &[],
+            "compilation_test",
+            "COMPILE_ERROR",
+            "no binding for nonlocal 'missing'",
+        ),
+        (
+            "import broken price calculator",
+            &[],
+            "compilation_test",
+            "TESTS_FAILED",
+            "G14 generated tests: ",
+        ),
+        (
+            "sleeping price calculator",
+            &[],
+            "compilation_test",
+            "TESTS_FAILED",
+            "ran longer than 3s and were stopped",
+        ),
+        (
+            "garbled price calculator",
+            &[],
+            "post_validation",
+            "VALIDATION_FAILED",
+            "G9 python_syntax",
+        ),
+        (
+            "judged price calculator",
+            &[(
+                "OMNISTREAM_CODEGEN__JUDGES",
+                r#"[{model = "judge_no", weight = 1.0}]"#,
+            )],
+            "post_validation",
+            "QUORUM_FAILED",
+            "the judges reject the node",
+        ),
+    ];
+    for (prompt, extra_env, stage, code, reason) in cases {
+        let (end, stderr) = run(prompt, extra_env);
+        assert_eq!(end["failed_stage"], stage, "{prompt}: {end}\n{stderr}");
+        assert_eq!(end["error_code"], code, "{prompt}: {end}");
+        let message = end["error_message"].as_str().unwrap();
+        assert!(message.contains(reason), "{prompt}: {message}");
+        if code == "QUORUM_FAILED" {
+            continue;
+        }
+        let kept = message
+            .rsplit("(files kept in ")
+            .next()
+            .filter(|_| message.contains("(files kept in "))
+            .map(|p| std::path::PathBuf::from(p.trim_end_matches(')')))
+            .unwrap_or_else(|| panic!("{prompt}: no kept files in {message}"));
+        assert!(
+            kept.starts_with(env.path("generated/.omnistream-failed")),
+            "{prompt}: {kept:?}"
+        );
+        assert!(kept.join("v1_0_0/node.py").is_file(), "{prompt}: {kept:?}");
+    }
+    // No failed generation left a node under its own name.
+    let visible: Vec<String> = std::fs::read_dir(env.path("generated"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert!(visible.is_empty(), "{visible:?}");
+}

@@ -81,6 +81,83 @@ pub(crate) fn assert_same_derived_tables(a: &Env, b: &Env, context: &str) {
     }
 }
 
+/// Rows of a DuckDB query over the raw lake (`{lake}` in `sql` is the lake's directory), as JSON
+/// objects: an oracle that shares no code with omnistream's SQL.
+pub(crate) fn duckdb(env: &Env, sql: &str) -> Vec<Map<String, Value>> {
+    let script = r#"
+import duckdb, json, sys
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'")
+cur = con.execute(sys.argv[1].replace("{lake}", sys.argv[2]))
+names = [d[0] for d in cur.description]
+print(json.dumps([dict(zip(names, row)) for row in cur.fetchall()], default=str))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, sql])
+        .arg(env.data().join("lake"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "duckdb: {}", describe(&out));
+    serde_json::from_slice::<Vec<Value>>(&out.stdout)
+        .unwrap()
+        .into_iter()
+        .map(|v| v.as_object().unwrap().clone())
+        .collect()
+}
+
+/// The hourly measures of model_performance and generation_summary, computed by DuckDB from the
+/// raw tables, equal the derived tables omnistream kept current batch by batch.
+fn assert_reducers_agree_with_duckdb(env: &Env, context: &str) {
+    let cases = [
+        (
+            "SELECT epoch_us(date_trunc('hour', emitted_at)) AS w, model AS m, \
+                    coalesce(node_type, 'unknown') AS t, count(*) AS calls, \
+                    count(*) FILTER (WHERE NOT success) AS failures, \
+                    quantile_cont(latency_ms, 0.5) AS p50, quantile_cont(latency_ms, 0.99) AS p99, \
+                    max(latency_ms) AS hi, \
+                    sum(input_tokens) AS input_tokens, sum(cost_usd) AS cost \
+             FROM read_parquet('{lake}/model_call/*/*.parquet', hive_partitioning = true) \
+             GROUP BY ALL ORDER BY w, m, t",
+            "SELECT CAST(window_start AS BIGINT) AS w, model AS m, node_type AS t, calls, failures, \
+                    p50_latency_ms AS p50, p99_latency_ms AS p99, input_tokens, total_cost_usd AS cost \
+             FROM model_performance WHERE granularity = '1h' ORDER BY w, m, t",
+        ),
+        (
+            "WITH ended AS ( \
+                SELECT emitted_at, primary_model, node_type, true AS completed, passed, quality_score \
+                FROM read_parquet('{lake}/generation_completed/*/*.parquet', hive_partitioning = true) \
+                UNION ALL \
+                SELECT emitted_at, primary_model, node_type, false, NULL, NULL \
+                FROM read_parquet('{lake}/generation_failed/*/*.parquet', hive_partitioning = true)) \
+             SELECT epoch_us(date_trunc('hour', emitted_at)) AS w, coalesce(primary_model, 'unknown') AS m, \
+                    coalesce(node_type, 'unknown') AS t, count(*) AS generations, \
+                    count(*) FILTER (WHERE completed) AS completed, \
+                    count(*) FILTER (WHERE passed) AS passing, avg(quality_score) AS quality \
+             FROM ended GROUP BY ALL ORDER BY w, m, t",
+            "SELECT CAST(window_start AS BIGINT) AS w, primary_model AS m, node_type AS t, generations, \
+                    completed, passing, mean_quality AS quality \
+             FROM generation_summary WHERE granularity = '1h' ORDER BY w, m, t",
+        ),
+    ];
+    for (peer, ours) in cases {
+        let (expected, actual) = (duckdb(env, peer), env.sql(ours));
+        assert!(!expected.is_empty(), "{context}: the oracle found nothing");
+        assert_eq!(expected.len(), actual.len(), "{context}: {ours}");
+        for (e, a) in expected.iter().zip(&actual) {
+            // DataFusion 54's percentile_cont truncates the interpolation weight to 1e-6, so a
+            // percentile may be off by up to 1e-6 of the gap between its neighbours (<= the max).
+            let gap = e.get("hi").and_then(Value::as_f64).unwrap_or(0.0) * 1e-6;
+            let differs = e.iter().filter(|(k, _)| *k != "hi").any(|(k, v)| {
+                let w = a.get(k).unwrap_or(&Value::Null);
+                let near = matches!(k.as_str(), "p50" | "p99")
+                    && (v.as_f64().unwrap() - w.as_f64().unwrap()).abs() <= gap;
+                !(near || same_value(v, w) || (v.is_null() && w.is_null()))
+            });
+            assert!(!differs, "{context}:\nduckdb     {e:?}\nomnistream {a:?}");
+        }
+    }
+}
+
 /// A copy of an environment's data, for a recompute from scratch next to the incremental result.
 fn copy_of(env: &Env) -> Env {
     let copy = Env::new();
@@ -157,6 +234,8 @@ fn incremental_batches_equal_a_recompute_from_scratch() {
             .unwrap();
         assert!(out.status.success(), "seed {seed}: {}", describe(&out));
     }
+    // The independent oracle: DuckDB over the raw lake.
+    assert_reducers_agree_with_duckdb(&env, &format!("seed {seed}"));
     let scratch = copy_of(&env);
     backfill_all(&scratch);
     assert_same_derived_tables(&env, &scratch, &format!("seed {seed}"));
@@ -439,4 +518,69 @@ fn following_jobs_survive_compactions_committed_under_them() {
     let scratch = copy_of(&env);
     backfill_all(&scratch);
     assert_same_derived_tables(&env, &scratch, "after concurrent compactions");
+}
+
+#[test]
+fn a_reducer_whose_columns_changed_stops_and_asks_for_a_backfill() {
+    let env = Env::new();
+    env.ok(&["simulate", "--generations", "10", "--nodes", "1"]);
+    env.ok(&["jobs", "run", "all", "--once"]);
+    // The same job with a SQL file whose result has other columns.
+    let jobs = env.path("my-jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    std::fs::write(
+        jobs.join("model_performance.toml"),
+        "name = \"model_performance\"\nkind = \"reducer\"\ninputs = [\"model_call\"]\n\
+         sql = \"narrow.sql\"\noutput = \"model_performance\"\nwindows = [\"1m\", \"1h\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        jobs.join("narrow.sql"),
+        "SELECT $granularity AS granularity, date_bin(INTERVAL $interval, emitted_at) AS window_start, \
+         model, count(*) AS calls FROM model_call \
+         WHERE emitted_at >= $window_start AND emitted_at < $window_end GROUP BY 1, 2, 3",
+    )
+    .unwrap();
+    let before = env.sql_int("SELECT count(*) FROM model_performance");
+    env.ok(&[
+        "simulate",
+        "--generations",
+        "5",
+        "--nodes",
+        "1",
+        "--seed",
+        "7",
+    ]);
+    env.ok(&["jobs", "run", "lake-sink", "--once"]);
+    let jobs_dir = jobs.to_str().unwrap();
+    let out = env
+        .cmd(&["jobs", "run", "model_performance", "--once"])
+        .env("OMNISTREAM_JOBS_DIR", jobs_dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: model_performance: the SQL's result no longer matches table 'model_performance' \
+         (its columns changed); rebuild it with `omnistream backfill model_performance`"
+    );
+    // Nothing was rewritten: the table is as it was.
+    assert_eq!(
+        env.sql_int("SELECT count(*) FROM model_performance"),
+        before
+    );
+    // The backfill it names replaces the table with the new columns.
+    let out = env
+        .cmd(&["backfill", "model_performance"])
+        .env("OMNISTREAM_JOBS_DIR", jobs_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let row = &env.sql("SELECT * FROM model_performance LIMIT 1")[0];
+    let mut columns: Vec<&str> = row.keys().map(String::as_str).collect();
+    columns.sort();
+    assert_eq!(
+        columns,
+        ["calls", "date", "granularity", "model", "window_start"]
+    );
 }

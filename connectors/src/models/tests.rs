@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -289,4 +289,42 @@ async fn a_dead_endpoint_is_a_transport_error() {
     let (result, attempts) = call(&provider).await;
     assert_eq!(result.unwrap_err().error_type(), "transport_error");
     assert_eq!(attempts.len(), 2);
+}
+
+#[tokio::test]
+async fn retry_after_is_waited_for_and_capped_by_the_backoff_limit() {
+    // Retry-After: 1 (second), the backoff would be 1-5 ms: the second attempt waits the second.
+    let server = serve(vec![
+        Reply::WithHeader(429, "retry-after", "1", "{}".into()),
+        Reply::Json(200, openai_ok("after the wait", 5, 2)),
+    ])
+    .await;
+    let mut c = config(&server.url, WireFormat::OpenAi);
+    c.backoff_max = Duration::from_secs(2);
+    let provider = HttpProvider::new(c).unwrap();
+    let started = Instant::now();
+    let (result, attempts) = call(&provider).await;
+    let waited = started.elapsed();
+    assert_eq!(result.unwrap().text, "after the wait");
+    assert_eq!(attempts.len(), 2);
+    assert!(waited >= Duration::from_secs(1), "waited only {waited:?}");
+    assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+
+    // A Retry-After longer than backoff_max is cut to it (a server cannot stall the job).
+    let server = serve(vec![
+        Reply::WithHeader(429, "retry-after", "3600", "{}".into()),
+        Reply::Json(200, openai_ok("capped", 5, 2)),
+    ])
+    .await;
+    let mut c = config(&server.url, WireFormat::OpenAi);
+    c.backoff_max = Duration::from_millis(200);
+    let provider = HttpProvider::new(c).unwrap();
+    let started = Instant::now();
+    let (result, _) = call(&provider).await;
+    let waited = started.elapsed();
+    assert_eq!(result.unwrap().text, "capped");
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
+        "waited {waited:?}"
+    );
 }

@@ -49,6 +49,18 @@ pub enum CodegenError {
     Context(String, #[source] Box<CodegenError>),
 }
 
+/// An error and its causes on one line, for an event's message.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 impl CodegenError {
     /// An io error with what was being done.
     pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CodegenError {

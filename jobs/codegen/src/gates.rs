@@ -359,7 +359,7 @@ pub fn post_gates(
         }
         Err(e) => problems.push(format!(
             "could not ask Python about imports: {}",
-            crate::pipeline::error_chain(&e)
+            crate::error::error_chain(&e)
         )),
     }
     let score = if imports == 0 {

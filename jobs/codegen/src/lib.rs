@@ -21,6 +21,7 @@ pub mod python;
 pub mod quorum;
 mod recorder;
 pub mod render;
+pub mod request;
 pub mod stage;
 pub mod syntax;
 pub mod write;
@@ -33,8 +34,9 @@ use std::time::Duration;
 use omnistream_connectors::models::{HttpProvider, PriceTable};
 
 pub use error::{CodegenError, EmitError, Result};
-pub use job::{Codegen, CodegenFactory, CodegenReport, GenerationRequest};
+pub use job::{Codegen, CodegenFactory, CodegenReport};
 pub use quorum::{Judge, QuorumRules};
+pub use request::GenerationRequest;
 
 /// Name of the job, its consumer group and its lock.
 pub const CODEGEN: &str = "codegen";

@@ -11,19 +11,18 @@ use serde_json::json;
 
 use crate::catalog::{PatternRef, catalog_patterns};
 use crate::contract::{build_contract, contract_hash, to_yaml, validate_yaml};
-use crate::emit::Emitter;
-use crate::error::{EmitError, Result};
+use crate::error::{EmitError, Result, error_chain};
 use crate::gates::{self, GateResult, GateStatus, PostValidation, Quality};
-use crate::job::GenerationRequest;
 use crate::parse::{ParsedPrompt, parse_prompt};
 use crate::prompts::{extract_code, generation_prompt, refinement_prompt};
 use crate::python::{PythonWorker, run_pytest};
 use crate::quorum::{Decision, Recommendation, run_quorum};
-use crate::recorder::{Recorder, call_model};
+use crate::recorder::{Done, Recorder, Shared, call_model};
 use crate::render::{
     CONTRACT_FILE, GeneratedFile, GeneratorContext, NODE_MODULE, TemplateContext, render_event_bus,
     render_node,
 };
+use crate::request::GenerationRequest;
 use crate::stage::{Failure, FailureCode, Stage};
 use crate::syntax::PythonParser;
 use crate::write::{self, Staged};
@@ -43,13 +42,6 @@ pub enum Outcome {
     },
 }
 
-/// Everything shared by the generations of a job.
-pub struct Shared<'a> {
-    pub options: &'a CodegenOptions,
-    pub emitter: &'a Emitter<'a>,
-    pub runtime: &'a tokio::runtime::Handle,
-}
-
 /// What a worker of the codegen job keeps from one generation to the next (and across the job's
 /// steps, whose threads are new each time): its Python interpreter, and its parser's previous
 /// trees, from which the next generation's files are parsed incrementally.
@@ -65,18 +57,6 @@ impl Worker {
             parser: PythonParser::new(),
         }
     }
-}
-
-/// An error and its causes on one line, for an event's message.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Run one generation to its end event. Errors only when the log itself fails.
@@ -118,17 +98,6 @@ pub fn run(shared: &Shared<'_>, worker: &mut Worker, req: &GenerationRequest) ->
     };
     rec.flush()?;
     Ok(outcome)
-}
-
-/// What a completed generation hands to its end event.
-pub(crate) struct Done {
-    pub(crate) directory: PathBuf,
-    pub(crate) quality: Quality,
-    /// The node's files, relative to its directory.
-    pub(crate) files: Vec<String>,
-    pub(crate) parsed: ParsedPrompt,
-    pub(crate) patterns: Vec<PatternRef>,
-    pub(crate) contract_yaml: String,
 }
 
 /// The node as the stages build it up.

@@ -120,7 +120,7 @@ fn prompts(count: usize) -> Vec<(String, Option<&'static str>)> {
         } else {
             Some(node_type)
         };
-        if rng.next() % 5 == 0 {
+        if rng.next().is_multiple_of(5) {
             words.push("with retries and metrics and a very long feature list".into());
         }
         out.push((words.join(" "), hint));

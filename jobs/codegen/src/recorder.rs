@@ -2,21 +2,43 @@
 //! model-call, and its start and end), its totals, and the causation chain between its events.
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use omnistream_connectors::models::{Attempt, CallError, ChatMessage, ChatRequest, Completion};
 use omnistream_streams::{Event, Topic};
 use serde_json::{Value, json};
 
+use crate::catalog::PatternRef;
+use crate::emit::Emitter;
 use crate::emit::SOURCE;
 use crate::error::EmitError;
+use crate::gates::Quality;
 use crate::gates::{self, GateResult};
-use crate::job::GenerationRequest;
-use crate::pipeline::{Done, Shared};
+use crate::parse::ParsedPrompt;
 use crate::prompts::CODE_SYSTEM;
 use crate::render::NODE_MODULE;
+use crate::request::GenerationRequest;
 use crate::stage::{Failure, Stage};
-use crate::{ModelRoute, TEMPLATE_MODEL};
+use crate::{CodegenOptions, ModelRoute, TEMPLATE_MODEL};
+
+/// Everything shared by the generations of a job.
+pub struct Shared<'a> {
+    pub options: &'a CodegenOptions,
+    pub emitter: &'a Emitter<'a>,
+    pub runtime: &'a tokio::runtime::Handle,
+}
+
+/// What a completed generation hands to its end event.
+pub(crate) struct Done {
+    pub(crate) directory: PathBuf,
+    pub(crate) quality: Quality,
+    /// The node's files, relative to its directory.
+    pub(crate) files: Vec<String>,
+    pub(crate) parsed: ParsedPrompt,
+    pub(crate) patterns: Vec<PatternRef>,
+    pub(crate) contract_yaml: String,
+}
 
 /// The running record of one generation: its events, totals and causation chain.
 pub(crate) struct Recorder<'s, 'a> {

@@ -345,3 +345,77 @@ fn a_batch_with_another_schema_is_refused() {
         .unwrap_err();
     assert!(matches!(err, StreamsError::SchemaMismatch { .. }), "{err}");
 }
+
+/// Damage to the last frame (a flipped byte, a zeroed tail, a cut), with and without a consumer
+/// group committed past it. Without one, it is a torn write: cut, and appends continue at its
+/// offsets. With one, the frame was acknowledged and read: reported as corruption of acknowledged
+/// data, nothing cut, and no offset the group read past is ever given to a new event.
+#[test]
+fn damage_to_the_last_frame_is_cut_only_when_no_consumer_read_past_it() {
+    type Damage = fn(&mut Vec<u8>, usize);
+    let damages: [(&str, Damage); 3] = [
+        ("flip", |b, at| b[at + frame::HEADER_LEN + 40] ^= 0x01),
+        ("zero", |b, at| b[at..].iter_mut().for_each(|x| *x = 0)),
+        ("cut", |b, at| b.truncate(at + 10)),
+    ];
+    let t = Topic::DeadLetter;
+    for (name, damage) in damages {
+        for read_past in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let log = open(dir.path());
+            log.append(t, &batch(t, &["a", "b"])).unwrap();
+            log.append(t, &batch(t, &["c", "d"])).unwrap();
+            // A group at the cut (offset 2) read nothing of the last frame; one at 4 read it all.
+            let at = if read_past { 4 } else { 2 };
+            log.commit("sink", t, &GroupOffsets::from([(0, at)]))
+                .unwrap();
+            drop(log);
+            let path = segment_path(dir.path(), t);
+            let mut bytes = fs::read(&path).unwrap();
+            let last = frame::encode(&batch(t, &["a", "b"]), 0, 0).unwrap().len();
+            damage(&mut bytes, last);
+            fs::write(&path, &bytes).unwrap();
+            if read_past {
+                let err = EmbeddedLog::open(EmbeddedLogConfig::new(dir.path()))
+                    .err()
+                    .unwrap_or_else(|| panic!("{name}: open must refuse"));
+                let (position, base_offset, detail) = corruption(Err(err));
+                assert_eq!((position, base_offset), (last as u64, 2), "{name}");
+                assert!(
+                    detail.starts_with(
+                        "acknowledged data is damaged: consumer group 'sink' committed offset 4"
+                    ),
+                    "{name}: {detail}"
+                );
+                assert_eq!(fs::read(&path).unwrap(), bytes, "{name}: nothing was cut");
+            } else {
+                let log = open(dir.path());
+                assert_eq!(
+                    log.offsets(t, 0).unwrap().end,
+                    2,
+                    "{name}: cut at the frame"
+                );
+                let ack = log.append(t, &batch(t, &["e"])).unwrap();
+                assert_eq!(ack[0].base_offset, 2, "{name}");
+                assert_eq!(ids(&log.read(t, 0, 0, 10).unwrap()), ["a", "b", "e"]);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_committed_offset_past_the_end_of_the_log_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Topic::DeadLetter;
+    let log = open(dir.path());
+    log.append(t, &batch(t, &["a", "b"])).unwrap();
+    log.commit("g", t, &GroupOffsets::from([(0, 2)])).unwrap();
+    assert_eq!(log.committed("g", t).unwrap(), GroupOffsets::from([(0, 2)]));
+    log.commit("g", t, &GroupOffsets::from([(0, 5)])).unwrap();
+    let err = log.committed("g", t).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "consumer group 'g' committed offset 5 of onex.evt.platform.dead-letter.v1 partition 0, \
+         but the log ends at 2: acknowledged events are missing from the log"
+    );
+}
