@@ -176,6 +176,49 @@ struct SimNode {
     introspected: bool,
 }
 
+/// One simulated generation while it runs.
+struct SimRun {
+    correlation_id: String,
+    node_type: &'static str,
+    service: &'static str,
+    domain: &'static str,
+    model: usize,
+    quorum: bool,
+    intelligence: bool,
+    t0: i64,
+    /// Simulated now (µs).
+    t: i64,
+    planned: Vec<&'static str>,
+    quality: SimQuality,
+    tokens: i64,
+    cost: f64,
+    warnings_seen: bool,
+    patterns_applied: Vec<String>,
+    /// (stage, error code, message) of the stage that failed.
+    failure: Option<(&'static str, &'static str, String)>,
+    /// The last stage event: what the next one was caused by.
+    stage_cause: String,
+}
+
+impl SimRun {
+    fn seconds(&self) -> f64 {
+        round3((self.t - self.t0) as f64 / 1e6)
+    }
+}
+
+/// What a model writes for one request: the quality dimensions, and whether it breaks.
+#[derive(Clone, Copy)]
+struct SimQuality {
+    onex: f64,
+    contract: f64,
+    code: f64,
+    syntax_ok: bool,
+    syntax: f64,
+    score: f64,
+    passed: bool,
+    compile_fails: bool,
+}
+
 /// Events of one chunk, as JSON lines per topic.
 pub(crate) type Chunk = BTreeMap<Topic, Vec<String>>;
 
@@ -395,7 +438,29 @@ impl Workload {
         (t, tokens, cost, false)
     }
 
+    /// One generation end to end: request, start, every planned stage, then its end event.
     fn generation(&mut self, chunk: &mut Chunk) {
+        let mut run = self.start_generation(chunk);
+        for stage in Stage::ALL {
+            let name = stage.name();
+            if !run.planned.contains(&name) || (stage == Stage::Refinement && !run.warnings_seen) {
+                continue;
+            }
+            let stage_start = run.t;
+            let (ok, warnings) = self.stage(chunk, &mut run, stage);
+            self.stage_completed(chunk, &mut run, stage, stage_start, ok, warnings);
+            if !ok {
+                break;
+            }
+        }
+        match run.failure.take() {
+            Some(failure) => self.generation_failed(chunk, &run, failure),
+            None => self.generation_completed(chunk, &run),
+        }
+    }
+
+    /// generation-requested and generation-started, and what this model will write.
+    fn start_generation(&mut self, chunk: &mut Chunk) -> SimRun {
         let correlation_id = random_uuid(&mut self.rng);
         let (node_type, service, domain) = SERVICES[self.rng.random_range(0..SERVICES.len())];
         let model = self.pick_model();
@@ -420,9 +485,9 @@ impl Workload {
             payload,
         );
         self.emit(chunk, Topic::GenerationRequested, requested);
-        let mut t = t0 + self.rng.random_range(20_000..200_000);
+        let t = t0 + self.rng.random_range(20_000..200_000);
         let worker = format!("codegen-worker-{}", self.rng.random_range(1..4));
-        let planned: Vec<&str> = Stage::ALL
+        let planned: Vec<&'static str> = Stage::ALL
             .iter()
             .map(|s| s.name())
             .filter(|s| {
@@ -442,315 +507,379 @@ impl Workload {
             payload,
         );
         self.emit(chunk, Topic::GenerationStarted, started);
+        let quality = self.sample_quality(model);
+        SimRun {
+            correlation_id,
+            node_type,
+            service,
+            domain,
+            model,
+            quorum,
+            intelligence,
+            t0,
+            t,
+            planned,
+            quality,
+            tokens: 0,
+            cost: 0.0,
+            warnings_seen: false,
+            patterns_applied: vec![],
+            failure: None,
+            stage_cause: started_id,
+        }
+    }
 
-        // Quality of what this model writes for this request, with its dimensions.
+    /// The quality of what `model` writes for one request, with its dimensions, and where the
+    /// generation breaks, if it does.
+    fn sample_quality(&mut self, model: usize) -> SimQuality {
+        let m = &MODELS[model];
         let q = Normal::new(m.quality_mean, m.quality_sd).unwrap();
         let onex = q.sample(&mut self.rng).clamp(0.3, 1.0);
         let contract = (q.sample(&mut self.rng) + 0.03).clamp(0.3, 1.0);
         let code = (q.sample(&mut self.rng) - 0.05).clamp(0.3, 1.0);
         let syntax_ok = self.rng.random_bool(0.97);
         let syntax = if syntax_ok { 1.0 } else { 0.4 };
-        let quality = 0.30 * syntax + 0.40 * onex + 0.20 * contract + 0.10 * code;
-        let passed = quality >= 0.8 && onex >= 0.7;
-        // Where this generation breaks, if it does.
-        let compile_fails = self.rng.random_bool(0.02);
+        let score = 0.30 * syntax + 0.40 * onex + 0.20 * contract + 0.10 * code;
+        SimQuality {
+            onex,
+            contract,
+            code,
+            syntax_ok,
+            syntax,
+            score,
+            passed: score >= 0.8 && onex >= 0.7,
+            compile_fails: self.rng.random_bool(0.02),
+        }
+    }
 
-        let (mut tokens, mut cost) = (0i64, 0.0);
-        let mut warnings_seen = false;
-        let mut patterns_applied: Vec<String> = vec![];
-        let mut failure: Option<(&str, &str, String)> = None;
-        let mut stage_cause = started_id.clone();
-        let stages: Vec<(&str, f64)> = Stage::ALL.iter().map(|s| (s.name(), s.number())).collect();
-        for (stage, number) in &stages {
-            if !planned.contains(stage) || (*stage == "refinement" && !warnings_seen) {
-                continue;
+    /// One stage's work: its time, its model calls and gates. Returns whether it succeeded and
+    /// its warnings.
+    fn stage(&mut self, chunk: &mut Chunk, run: &mut SimRun, stage: Stage) -> (bool, Vec<String>) {
+        let mut warnings: Vec<String> = vec![];
+        let ok = match stage {
+            Stage::PromptParsing => self.model_stage(chunk, run, stage, 0.1, None, 5_000),
+            Stage::IntelligenceGathering => {
+                run.t += self.rng.random_range(40_000..500_000);
+                self.apply_patterns(run);
+                true
             }
-            let stage_start = t;
-            let mut warnings: Vec<String> = vec![];
-            let mut ok = true;
-            match *stage {
-                "prompt_parsing" => {
-                    let (end, tk, c, success) = self.model_call(
-                        chunk,
-                        model,
-                        t,
-                        &correlation_id,
-                        stage,
-                        node_type,
-                        "chat",
-                        0.1,
-                        None,
-                    );
-                    t = end + 5_000;
-                    tokens += tk;
-                    cost += c;
-                    if !success {
-                        ok = false;
-                        failure = Some((
-                            stage,
-                            "MODEL_UNAVAILABLE",
-                            format!("{} failed 3 attempts", m.name),
-                        ));
-                    }
-                }
-                "intelligence_gathering" => {
-                    t += self.rng.random_range(40_000..500_000);
-                    if intelligence && !self.patterns.is_empty() {
-                        let k = self.rng.random_range(0..=3.min(self.patterns.len()));
-                        for _ in 0..k {
-                            let p = self.patterns[self.rng.random_range(0..self.patterns.len())]
-                                .clone();
-                            if !patterns_applied.contains(&p) {
-                                patterns_applied.push(p);
-                            }
-                        }
-                    }
-                }
-                "contract_building" => t += self.rng.random_range(10_000..120_000),
-                "pre_validation" => t += self.rng.random_range(5_000..30_000),
-                "code_generation" => {
-                    let (end, tk, c, success) = self.model_call(
-                        chunk,
-                        model,
-                        t,
-                        &correlation_id,
-                        stage,
-                        node_type,
-                        "chat",
-                        1.0,
-                        Some(quality),
-                    );
-                    t = end + 10_000;
-                    tokens += tk;
-                    cost += c;
-                    if !success {
-                        ok = false;
-                        failure = Some((
-                            stage,
-                            "MODEL_UNAVAILABLE",
-                            format!("{} failed 3 attempts", m.name),
-                        ));
-                    }
-                }
-                "event_bus_integration" => t += self.rng.random_range(20_000..100_000),
-                "post_validation" => {
-                    for (gate_id, gate_name) in GATES.iter() {
-                        let duration = self.rng.random_range(2.0..40.0);
-                        let (status, score, message) = match *gate_id {
-                            "G9" if !syntax_ok => (
-                                "fail",
-                                0.0,
-                                "SyntaxError: invalid syntax (node.py, line 42)".to_string(),
-                            ),
-                            "G10" if onex < 0.75 => (
-                                "warn",
-                                onex,
-                                format!(
-                                    "class name does not follow Node<Name><{}>",
-                                    camel(node_type)
-                                ),
-                            ),
-                            "G12" if code < 0.8 => (
-                                "warn",
-                                code,
-                                "uses pydantic v1 style `class Config`".to_string(),
-                            ),
-                            _ => ("pass", 1.0, "ok".to_string()),
-                        };
-                        if status == "warn" {
-                            warnings.push(message.clone());
-                        }
-                        let payload = json!({
-                            "gate_id": gate_id, "gate_name": gate_name, "stage_name": stage, "status": status,
-                            "score": score, "message": message, "duration_ms": round3(duration),
-                        });
-                        let (v, _) = self.event(
-                            Topic::ValidationResult,
-                            t,
-                            &correlation_id,
-                            None,
-                            "codegen",
-                            payload,
-                        );
-                        self.emit(chunk, Topic::ValidationResult, v);
-                        t += (duration * 1000.0) as i64;
-                    }
-                    if quorum {
-                        for (judge, weight) in JUDGES {
-                            let judge = *judge;
-                            if self.rng.random_bool(0.08) {
-                                continue; // this judge did not answer in time
-                            }
-                            let (end, tk, c, success) = self.model_call(
-                                chunk,
-                                judge,
-                                t,
-                                &correlation_id,
-                                stage,
-                                node_type,
-                                "judge",
-                                0.15,
-                                None,
-                            );
-                            tokens += tk;
-                            cost += c;
-                            if !success {
-                                continue;
-                            }
-                            let alignment = (quality * 100.0 + self.rng.random_range(-8.0..8.0))
-                                .clamp(0.0, 100.0);
-                            let rec = if alignment >= 80.0 {
-                                "PASS"
-                            } else if alignment >= 60.0 {
-                                "RETRY"
-                            } else {
-                                "FAIL"
-                            };
-                            let payload = json!({
-                                "gate_id": "QUORUM", "gate_name": "model_quorum", "stage_name": stage,
-                                "status": if rec == "PASS" { "pass" } else if rec == "RETRY" { "warn" } else { "fail" },
-                                "score": round3(alignment / 100.0), "voter_model": MODELS[judge].name, "weight": weight,
-                                "recommendation": rec, "message": format!("alignment {alignment:.0}"),
-                            });
-                            let (v, _) = self.event(
-                                Topic::ValidationResult,
-                                end,
-                                &correlation_id,
-                                None,
-                                "codegen",
-                                payload,
-                            );
-                            self.emit(chunk, Topic::ValidationResult, v);
-                        }
-                        t += 50_000;
-                    }
-                    warnings_seen = !warnings.is_empty();
-                    if !syntax_ok {
-                        ok = false;
-                        failure = Some((
-                            stage,
-                            "VALIDATION_FAILED",
-                            "G9 python_syntax failed: SyntaxError: invalid syntax".into(),
-                        ));
-                    }
-                }
-                "refinement" => {
-                    let (end, tk, c, _) = self.model_call(
-                        chunk,
-                        model,
-                        t,
-                        &correlation_id,
-                        stage,
-                        node_type,
-                        "chat",
-                        0.4,
-                        Some(quality),
-                    );
-                    t = end;
-                    tokens += tk;
-                    cost += c;
-                }
-                "file_writing" => t += self.rng.random_range(5_000..50_000),
-                "compilation_test" => {
-                    t += self.rng.random_range(300_000..1_500_000);
-                    if compile_fails {
-                        ok = false;
-                        failure = Some((
-                            stage,
-                            "COMPILE_ERROR",
-                            "py_compile: ImportError in models/input.py".into(),
-                        ));
-                    }
-                }
-                _ => {}
+            Stage::ContractBuilding => {
+                run.t += self.rng.random_range(10_000..120_000);
+                true
             }
-            let payload = json!({
-                "stage_name": stage, "stage_number": number, "duration_seconds": round3((t - stage_start) as f64 / 1e6),
-                "cpu_time_seconds": round3((t - stage_start) as f64 / 1e6 * self.rng.random_range(0.05..0.4)),
-                "memory_mb": round3(self.rng.random_range(40.0..220.0)), "success": ok, "warnings": warnings,
-                "error_message": failure.as_ref().filter(|_| !ok).map(|f| f.2.clone()),
-            });
-            let (v, id) = self.event(
-                Topic::StageCompleted,
-                t,
-                &correlation_id,
-                Some(&stage_cause),
-                "codegen",
-                payload,
-            );
-            stage_cause = id;
-            self.emit(chunk, Topic::StageCompleted, v);
-            if !ok {
-                break;
+            Stage::PreValidation => {
+                run.t += self.rng.random_range(5_000..30_000);
+                true
+            }
+            Stage::CodeGeneration => {
+                let quality = Some(run.quality.score);
+                self.model_stage(chunk, run, stage, 1.0, quality, 10_000)
+            }
+            Stage::EventBusIntegration => {
+                run.t += self.rng.random_range(20_000..100_000);
+                true
+            }
+            Stage::PostValidation => {
+                self.post_gates(chunk, run, &mut warnings);
+                if run.quorum {
+                    self.quorum(chunk, run);
+                }
+                run.warnings_seen = !warnings.is_empty();
+                if !run.quality.syntax_ok {
+                    run.failure = Some((
+                        stage.name(),
+                        "VALIDATION_FAILED",
+                        "G9 python_syntax failed: SyntaxError: invalid syntax".into(),
+                    ));
+                }
+                run.quality.syntax_ok
+            }
+            Stage::Refinement => {
+                let (end, tk, c, _) = self.model_call(
+                    chunk,
+                    run.model,
+                    run.t,
+                    &run.correlation_id,
+                    stage.name(),
+                    run.node_type,
+                    "chat",
+                    0.4,
+                    Some(run.quality.score),
+                );
+                run.t = end;
+                run.tokens += tk;
+                run.cost += c;
+                true
+            }
+            Stage::FileWriting => {
+                run.t += self.rng.random_range(5_000..50_000);
+                true
+            }
+            Stage::CompilationTest => {
+                run.t += self.rng.random_range(300_000..1_500_000);
+                if run.quality.compile_fails {
+                    run.failure = Some((
+                        stage.name(),
+                        "COMPILE_ERROR",
+                        "py_compile: ImportError in models/input.py".into(),
+                    ));
+                }
+                !run.quality.compile_fails
+            }
+        };
+        (ok, warnings)
+    }
+
+    /// A stage that is one call of the generation's model; fails when the call does.
+    fn model_stage(
+        &mut self,
+        chunk: &mut Chunk,
+        run: &mut SimRun,
+        stage: Stage,
+        output_scale: f64,
+        quality: Option<f64>,
+        after_us: i64,
+    ) -> bool {
+        let (end, tk, c, success) = self.model_call(
+            chunk,
+            run.model,
+            run.t,
+            &run.correlation_id,
+            stage.name(),
+            run.node_type,
+            "chat",
+            output_scale,
+            quality,
+        );
+        run.t = end + after_us;
+        run.tokens += tk;
+        run.cost += c;
+        if !success {
+            let message = format!("{} failed 3 attempts", MODELS[run.model].name);
+            run.failure = Some((stage.name(), "MODEL_UNAVAILABLE", message));
+        }
+        success
+    }
+
+    /// Up to three stored patterns applied to the generation, when intelligence is on.
+    fn apply_patterns(&mut self, run: &mut SimRun) {
+        if !run.intelligence || self.patterns.is_empty() {
+            return;
+        }
+        let k = self.rng.random_range(0..=3.min(self.patterns.len()));
+        for _ in 0..k {
+            let p = self.patterns[self.rng.random_range(0..self.patterns.len())].clone();
+            if !run.patterns_applied.contains(&p) {
+                run.patterns_applied.push(p);
             }
         }
-        let total = round3((t - t0) as f64 / 1e6);
-        let svc = snake(service);
-        if let Some((stage, code, message)) = failure {
-            let payload = json!({
-                "failed_stage": stage, "partial_duration_seconds": total, "error_code": code,
-                "error_message": message, "error_context": {"model": m.name, "service": svc},
-                "partial_files": if stage == "compilation_test" { json!([format!("node_{svc}_{node_type}/v1_0_0/node.py")]) } else { json!([]) },
-                "retry_count": if code == "MODEL_UNAVAILABLE" { 3 } else { 0 },
-                "is_retryable": code != "VALIDATION_FAILED", "retry_after_seconds": if code == "MODEL_UNAVAILABLE" { json!(30.0) } else { Value::Null },
-                "primary_model": m.name, "node_type": node_type, "total_tokens": tokens, "total_cost_usd": cost,
-            });
-            let (v, _) = self.event(
-                Topic::GenerationFailed,
-                t,
-                &correlation_id,
-                Some(&stage_cause),
-                "codegen",
-                payload,
-            );
-            self.emit(chunk, Topic::GenerationFailed, v);
-        } else {
-            let base = format!("node_{}_{svc}_{node_type}/v1_0_0", domain);
-            let files = vec![
-                format!("{base}/node.py"),
-                format!("{base}/contract.yaml"),
-                format!("{base}/models/input.py"),
-                format!("{base}/models/output.py"),
-                format!("{base}/start_node.py"),
-                format!("{base}/tests/test_node.py"),
-            ];
-            let payload = json!({
-                "total_duration_seconds": total, "generated_files": files, "node_type": node_type,
-                "service_name": svc, "domain": domain, "quality_score": round3(quality),
-                "syntax_score": syntax, "onex_compliance_score": round3(onex), "contract_score": round3(contract),
-                "code_quality_score": round3(code), "passed": passed,
-                "test_coverage": round3(self.rng.random_range(0.55..0.95)), "complexity_score": round3(self.rng.random_range(0.1..0.6)),
-                "patterns_applied": patterns_applied, "intelligence_sources": if intelligence { json!(["pattern_store"]) } else { json!([]) },
-                "primary_model": m.name, "total_tokens": tokens, "total_cost_usd": cost,
-                "output_directory": format!("./generated/{svc}"), "node_module": format!("{base}/node.py"),
-                "models": ["models/input.py", "models/output.py"], "enums": [], "tests": ["tests/test_node.py"],
-            });
-            let (v, _) = self.event(
-                Topic::GenerationCompleted,
-                t,
-                &correlation_id,
-                Some(&stage_cause),
-                "codegen",
-                payload,
-            );
-            self.emit(chunk, Topic::GenerationCompleted, v);
-            if quality >= 0.95 {
-                let pattern_id = hex(&mut self.rng, 16);
-                let payload = json!({
-                    "pattern_id": pattern_id, "node_type": node_type, "domain": domain, "quality_score": round3(quality),
-                    "scorer_version": "quality-v1", "lifecycle": "candidate", "pattern_version": "1.0.0", "parent_ids": [],
-                });
-                let (v, _) = self.event(
-                    Topic::PatternStored,
-                    t + 1_000,
-                    &correlation_id,
-                    None,
-                    "intelligence",
-                    payload,
-                );
-                self.emit(chunk, Topic::PatternStored, v);
-                self.patterns.push(pattern_id);
+    }
+
+    /// G9-G12, each a validation-result; warnings for the ones this quality falls short of.
+    fn post_gates(&mut self, chunk: &mut Chunk, run: &mut SimRun, warnings: &mut Vec<String>) {
+        let stage = Stage::PostValidation.name();
+        let (q, node_type) = (run.quality, run.node_type);
+        for (gate_id, gate_name) in GATES.iter() {
+            let duration = self.rng.random_range(2.0..40.0);
+            let (status, score, message) = match *gate_id {
+                "G9" if !q.syntax_ok => (
+                    "fail",
+                    0.0,
+                    "SyntaxError: invalid syntax (node.py, line 42)".to_string(),
+                ),
+                "G10" if q.onex < 0.75 => (
+                    "warn",
+                    q.onex,
+                    format!(
+                        "class name does not follow Node<Name><{}>",
+                        camel(node_type)
+                    ),
+                ),
+                "G12" if q.code < 0.8 => (
+                    "warn",
+                    q.code,
+                    "uses pydantic v1 style `class Config`".to_string(),
+                ),
+                _ => ("pass", 1.0, "ok".to_string()),
+            };
+            if status == "warn" {
+                warnings.push(message.clone());
             }
+            let payload = json!({
+                "gate_id": gate_id, "gate_name": gate_name, "stage_name": stage, "status": status,
+                "score": score, "message": message, "duration_ms": round3(duration),
+            });
+            let (v, _) = self.event(
+                Topic::ValidationResult,
+                run.t,
+                &run.correlation_id,
+                None,
+                "codegen",
+                payload,
+            );
+            self.emit(chunk, Topic::ValidationResult, v);
+            run.t += (duration * 1000.0) as i64;
+        }
+    }
+
+    /// The judges' votes (some do not answer in time), each a validation-result.
+    fn quorum(&mut self, chunk: &mut Chunk, run: &mut SimRun) {
+        let stage = Stage::PostValidation.name();
+        for (judge, weight) in JUDGES {
+            let judge = *judge;
+            if self.rng.random_bool(0.08) {
+                continue; // this judge did not answer in time
+            }
+            let (end, tk, c, success) = self.model_call(
+                chunk,
+                judge,
+                run.t,
+                &run.correlation_id,
+                stage,
+                run.node_type,
+                "judge",
+                0.15,
+                None,
+            );
+            run.tokens += tk;
+            run.cost += c;
+            if !success {
+                continue;
+            }
+            let alignment =
+                (run.quality.score * 100.0 + self.rng.random_range(-8.0..8.0)).clamp(0.0, 100.0);
+            let rec = if alignment >= 80.0 {
+                "PASS"
+            } else if alignment >= 60.0 {
+                "RETRY"
+            } else {
+                "FAIL"
+            };
+            let payload = json!({
+                "gate_id": "QUORUM", "gate_name": "model_quorum", "stage_name": stage,
+                "status": if rec == "PASS" { "pass" } else if rec == "RETRY" { "warn" } else { "fail" },
+                "score": round3(alignment / 100.0), "voter_model": MODELS[judge].name, "weight": weight,
+                "recommendation": rec, "message": format!("alignment {alignment:.0}"),
+            });
+            let (v, _) = self.event(
+                Topic::ValidationResult,
+                end,
+                &run.correlation_id,
+                None,
+                "codegen",
+                payload,
+            );
+            self.emit(chunk, Topic::ValidationResult, v);
+        }
+        run.t += 50_000;
+    }
+
+    /// stage-completed, caused by the previous stage's event.
+    fn stage_completed(
+        &mut self,
+        chunk: &mut Chunk,
+        run: &mut SimRun,
+        stage: Stage,
+        stage_start: i64,
+        ok: bool,
+        warnings: Vec<String>,
+    ) {
+        let t = run.t;
+        let payload = json!({
+            "stage_name": stage.name(), "stage_number": stage.number(), "duration_seconds": round3((t - stage_start) as f64 / 1e6),
+            "cpu_time_seconds": round3((t - stage_start) as f64 / 1e6 * self.rng.random_range(0.05..0.4)),
+            "memory_mb": round3(self.rng.random_range(40.0..220.0)), "success": ok, "warnings": warnings,
+            "error_message": run.failure.as_ref().filter(|_| !ok).map(|f| f.2.clone()),
+        });
+        let (v, id) = self.event(
+            Topic::StageCompleted,
+            t,
+            &run.correlation_id,
+            Some(&run.stage_cause),
+            "codegen",
+            payload,
+        );
+        run.stage_cause = id;
+        self.emit(chunk, Topic::StageCompleted, v);
+    }
+
+    fn generation_failed(
+        &mut self,
+        chunk: &mut Chunk,
+        run: &SimRun,
+        (stage, code, message): (&str, &str, String),
+    ) {
+        let m = &MODELS[run.model];
+        let (svc, node_type) = (snake(run.service), run.node_type);
+        let payload = json!({
+            "failed_stage": stage, "partial_duration_seconds": run.seconds(), "error_code": code,
+            "error_message": message, "error_context": {"model": m.name, "service": svc},
+            "partial_files": if stage == "compilation_test" { json!([format!("node_{svc}_{node_type}/v1_0_0/node.py")]) } else { json!([]) },
+            "retry_count": if code == "MODEL_UNAVAILABLE" { 3 } else { 0 },
+            "is_retryable": code != "VALIDATION_FAILED", "retry_after_seconds": if code == "MODEL_UNAVAILABLE" { json!(30.0) } else { Value::Null },
+            "primary_model": m.name, "node_type": node_type, "total_tokens": run.tokens, "total_cost_usd": run.cost,
+        });
+        let (v, _) = self.event(
+            Topic::GenerationFailed,
+            run.t,
+            &run.correlation_id,
+            Some(&run.stage_cause),
+            "codegen",
+            payload,
+        );
+        self.emit(chunk, Topic::GenerationFailed, v);
+    }
+
+    /// generation-completed, and a stored pattern when it is worth learning from.
+    fn generation_completed(&mut self, chunk: &mut Chunk, run: &SimRun) {
+        let m = &MODELS[run.model];
+        let (svc, node_type, domain, q) =
+            (snake(run.service), run.node_type, run.domain, run.quality);
+        let base = format!("node_{}_{svc}_{node_type}/v1_0_0", domain);
+        let files = vec![
+            format!("{base}/node.py"),
+            format!("{base}/contract.yaml"),
+            format!("{base}/models/input.py"),
+            format!("{base}/models/output.py"),
+            format!("{base}/start_node.py"),
+            format!("{base}/tests/test_node.py"),
+        ];
+        let payload = json!({
+            "total_duration_seconds": run.seconds(), "generated_files": files, "node_type": node_type,
+            "service_name": svc, "domain": domain, "quality_score": round3(q.score),
+            "syntax_score": q.syntax, "onex_compliance_score": round3(q.onex), "contract_score": round3(q.contract),
+            "code_quality_score": round3(q.code), "passed": q.passed,
+            "test_coverage": round3(self.rng.random_range(0.55..0.95)), "complexity_score": round3(self.rng.random_range(0.1..0.6)),
+            "patterns_applied": run.patterns_applied, "intelligence_sources": if run.intelligence { json!(["pattern_store"]) } else { json!([]) },
+            "primary_model": m.name, "total_tokens": run.tokens, "total_cost_usd": run.cost,
+            "output_directory": format!("./generated/{svc}"), "node_module": format!("{base}/node.py"),
+            "models": ["models/input.py", "models/output.py"], "enums": [], "tests": ["tests/test_node.py"],
+        });
+        let (v, _) = self.event(
+            Topic::GenerationCompleted,
+            run.t,
+            &run.correlation_id,
+            Some(&run.stage_cause),
+            "codegen",
+            payload,
+        );
+        self.emit(chunk, Topic::GenerationCompleted, v);
+        if q.score >= 0.95 {
+            let pattern_id = hex(&mut self.rng, 16);
+            let payload = json!({
+                "pattern_id": pattern_id, "node_type": node_type, "domain": domain, "quality_score": round3(q.score),
+                "scorer_version": "quality-v1", "lifecycle": "candidate", "pattern_version": "1.0.0", "parent_ids": [],
+            });
+            let (v, _) = self.event(
+                Topic::PatternStored,
+                run.t + 1_000,
+                &run.correlation_id,
+                None,
+                "intelligence",
+                payload,
+            );
+            self.emit(chunk, Topic::PatternStored, v);
+            self.patterns.push(pattern_id);
         }
     }
 
