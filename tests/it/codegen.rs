@@ -302,10 +302,23 @@ fn model_errors_are_recorded_attempt_by_attempt_and_never_stop_the_job() {
     );
     let calls = result["model_calls"].as_array().unwrap();
     assert!(calls.iter().all(|c| c["success"] == true));
-    // Priced from the table: 100 input tokens at $1/M plus output at $2/M.
-    let cost: f64 = calls.iter().map(|c| c["cost_usd"].as_f64().unwrap()).sum();
-    assert!(cost > 0.0002 && cost < 0.001, "{cost}");
-    assert!(result["end"]["total_cost_usd"].as_f64().unwrap() > 0.0);
+    // Priced from the table: input tokens at $1/M plus output tokens at $2/M, per call, and the
+    // end event's total is their sum.
+    let mut cost = 0.0;
+    for c in calls {
+        let (input, output) = (
+            c["input_tokens"].as_f64().unwrap(),
+            c["output_tokens"].as_f64().unwrap(),
+        );
+        let expected = input * 1e-6 + output * 2e-6;
+        assert!(
+            (c["cost_usd"].as_f64().unwrap() - expected).abs() < 1e-12,
+            "{c}"
+        );
+        cost += expected;
+    }
+    let total = result["end"]["total_cost_usd"].as_f64().unwrap();
+    assert!((total - cost).abs() < 1e-12, "{total} vs {cost}");
 
     // A slow model times out; the job carries on with the next request.
     let server = ScriptedServer::start(|_, _| Reply::Slow(Duration::from_secs(3)));

@@ -240,8 +240,27 @@ fn incremental_batches_equal_a_recompute_from_scratch() {
     backfill_all(&scratch);
     assert_same_derived_tables(&env, &scratch, &format!("seed {seed}"));
     // The tables are not trivially empty.
-    assert!(env.sql_int("SELECT count(*) FROM model_performance WHERE granularity = '1m'") > 10);
-    assert!(env.sql_int("SELECT count(*) FROM node_activity") >= 6);
+    // Row counts against DuckDB: one row per minute, model and node type that had calls, and
+    // one per day and node that announced or beat.
+    let minutes = duckdb(
+        &env,
+        "SELECT count(*) AS n FROM (SELECT DISTINCT date_trunc('minute', emitted_at), model, \
+         coalesce(node_type, 'unknown') FROM read_parquet('{lake}/model_call/*/*.parquet'))",
+    );
+    assert_eq!(
+        Some(env.sql_int("SELECT count(*) FROM model_performance WHERE granularity = '1m'")),
+        minutes[0]["n"].as_i64()
+    );
+    let node_days = duckdb(
+        &env,
+        "SELECT count(*) AS n FROM (SELECT DISTINCT date_trunc('day', emitted_at), node_id FROM ( \
+             SELECT emitted_at, node_id FROM read_parquet('{lake}/node_introspection/*/*.parquet') \
+             UNION ALL SELECT emitted_at, node_id FROM read_parquet('{lake}/node_heartbeat/*/*.parquet')))",
+    );
+    assert_eq!(
+        Some(env.sql_int("SELECT count(*) FROM node_activity")),
+        node_days[0]["n"].as_i64()
+    );
 }
 
 #[test]
@@ -369,7 +388,8 @@ fn the_jobs_cli_lists_runs_reports_and_backfills() {
     env.ok(&["jobs", "run", "all", "--once"]);
     let models: Vec<Value> =
         serde_json::from_str(&env.ok(&["models", "--format", "json"])).unwrap();
-    assert!(models.len() >= 4, "{models:?}");
+    // The workload of seed 42 (simulate's default): six models, 21 Effect generations of 60.
+    assert_eq!(models.len(), 6, "{models:?}");
     let total: i64 = models
         .iter()
         .map(|m| m["generations"].as_i64().unwrap())
@@ -387,7 +407,7 @@ fn the_jobs_cli_lists_runs_reports_and_backfills() {
         .iter()
         .map(|m| m["generations"].as_i64().unwrap())
         .sum();
-    assert!(effect_total > 0 && effect_total < 60, "{effect_total}");
+    assert_eq!(effect_total, 21);
     let last = env.sql("SELECT CAST(max(emitted_at) AS VARCHAR) AS t FROM node_heartbeat")[0]["t"]
         .as_str()
         .unwrap()
@@ -403,7 +423,7 @@ fn the_jobs_cli_lists_runs_reports_and_backfills() {
     );
     // The views are tables for `omnistream sql` too.
     assert_eq!(env.sql_int("SELECT count(*) FROM node_registry"), 5);
-    assert!(env.sql_int("SELECT count(*) FROM model_leaderboard") >= 4);
+    assert_eq!(env.sql_int("SELECT count(*) FROM model_leaderboard"), 6);
 }
 
 #[test]
