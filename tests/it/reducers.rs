@@ -604,3 +604,89 @@ fn a_reducer_whose_columns_changed_stops_and_asks_for_a_backfill() {
         ["calls", "date", "granularity", "model", "window_start"]
     );
 }
+
+#[test]
+fn models_since_counts_only_the_recent_generations() {
+    let env = Env::new();
+    let at = |ago: chrono::Duration| {
+        (chrono::Utc::now() - ago).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    // 20 generations ten days ago, 30 in the last hour (30 a minute: a minute and a bit each).
+    for (generations, seed, start) in [
+        ("20", "1", at(chrono::Duration::days(10))),
+        ("30", "2", at(chrono::Duration::minutes(50))),
+    ] {
+        let args = ["simulate", "--generations", generations, "--nodes", "1"];
+        env.ok(&[&args[..], &["--seed", seed, "--start", start.as_str()]].concat());
+    }
+    env.ok(&["jobs", "run", "all", "--once"]);
+    let total = |args: &[&str]| -> i64 {
+        let out = env.ok(&[&["models", "--format", "json"], args].concat());
+        serde_json::from_str::<Vec<Value>>(&out)
+            .unwrap()
+            .iter()
+            .map(|m| m["generations"].as_i64().unwrap())
+            .sum()
+    };
+    assert_eq!(total(&[]), 50);
+    assert_eq!(total(&["--since", "7d"]), 30);
+    assert_eq!(total(&["--since", "30d"]), 50);
+    let out = env.run(&["models", "--since", "lately"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("error: --since 'lately' is not a duration like 24h or 7d"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn one_job_failing_stops_the_others_and_names_itself() {
+    let env = Env::new();
+    env.ok(&["simulate", "--generations", "5", "--nodes", "1"]);
+    let jobs = env.path("my-jobs");
+    std::fs::create_dir_all(&jobs).unwrap();
+    std::fs::write(
+        jobs.join("broken.toml"),
+        "name = \"broken\"\nkind = \"reducer\"\ninputs = [\"model_call\"]\nsql = \"broken.sql\"\n\
+         output = \"broken\"\nwindows = [\"1h\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        jobs.join("broken.sql"),
+        "SELECT $granularity AS granularity, date_bin(INTERVAL $interval, emitted_at) AS window_start, \
+         no_such_column FROM model_call WHERE emitted_at >= $window_start AND emitted_at < $window_end",
+    )
+    .unwrap();
+    // Follow mode: without the failure, every job would run until told to stop.
+    let mut all = crate::Running::spawn(
+        env.cmd(&["jobs", "run", "all", "--follow"])
+            .env("OMNISTREAM_JOBS_DIR", &jobs)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while all.try_wait().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other jobs kept running"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = all.wait_with_output();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut lines = stderr
+        .lines()
+        .filter(|l| l.starts_with("error") || l.starts_with("  caused by"));
+    assert_eq!(lines.next(), Some("error: job broken"), "{stderr}");
+    let cause = lines.next().unwrap_or_default();
+    assert!(
+        cause.starts_with("  caused by: broken: ") && cause.ends_with("broken.sql failed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no_such_column"), "{stderr}");
+    // The others stopped cleanly: what they committed is there.
+    assert!(env.sql_int("SELECT count(*) FROM model_call") > 0);
+}
