@@ -793,4 +793,33 @@ mod tests {
         assert_eq!(grade(0.81), "B");
         assert_eq!(grade(0.3), "F");
     }
+
+    #[test]
+    fn each_code_quality_deduction_costs_exactly_its_weight() {
+        let p = parse_prompt("Create PostgreSQL writer Effect node", None).unwrap();
+        let score = |src: &str| {
+            let files = [file("v1_0_0/extra.py", src)];
+            post_gates(&files, &p, &mut no_missing, &mut PythonParser::new()).code_quality
+        };
+        // The weights add up in floating point: equal to the last few bits.
+        let close = |got: f64, want: f64| assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        let two = |a: &str, b: &str| format!("{a}\n\n{b}\n");
+        let good = "def f(x: int) -> int:\n    \"\"\"Double.\"\"\"\n    return 2 * x";
+        let undocumented = "def g(x: int) -> int:\n    return 2 * x";
+        let unhinted = "def h(x):\n    \"\"\"Double.\"\"\"\n    return 2 * x";
+        close(score(&two(good, good)), 1.0);
+        // Docstrings and return hints weigh 0.35 each, by the share of functions that lack them.
+        close(score(&two(good, undocumented)), 1.0 - 0.35 / 2.0);
+        close(score(&two(good, unhinted)), 1.0 - 0.35 / 2.0);
+        // A bare except and a TODO cost 0.1 each, however many there are.
+        let bare = "def k() -> None:\n    \"\"\"Try.\"\"\"\n    try:\n        pass\n    except:\n        pass";
+        close(score(&two(good, bare)), 0.9);
+        close(score(&format!("{good}\n# TODO: more\n# FIXME\n")), 0.9);
+        // Lines over 100 characters cost 0.1 by their share of the lines (1 of 4 here).
+        let long = format!("{good}\nX = \"{}\"\n", "x".repeat(100));
+        close(score(&long), 1.0 - 0.1 / 4.0);
+        // 100 characters of multi-byte text are not a long line.
+        let wide = format!("{good}\nX = \"{}\"\n", "é".repeat(94));
+        close(score(&wide), 1.0);
+    }
 }
