@@ -424,7 +424,7 @@ impl EventLog for EmbeddedLog {
                     header.base_offset
                 )));
             }
-            frame::verify(&header, &buf[HEADER_LEN..]).map_err(corrupt)?;
+            frame::verify(&header, &buf[HEADER_LEN..]).map_err(|e| corrupt(e.to_string()))?;
             let mut batch = frame::decode(buf.slice(HEADER_LEN))?;
             let mut base_offset = entry.base_offset;
             if from > base_offset {

@@ -122,14 +122,22 @@ pub fn encode_into(
     Ok(())
 }
 
+/// Why a frame's payload does not match its header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("payload is {actual} bytes, header says {expected}")]
+    Length { actual: usize, expected: u32 },
+    #[error("CRC mismatch: stored {stored:08x}, computed {computed:08x}")]
+    Crc { stored: u32, computed: u32 },
+}
+
 /// Verify a frame's payload against its header.
-pub fn verify(header: &FrameHeader, payload: &[u8]) -> std::result::Result<(), String> {
+pub fn verify(header: &FrameHeader, payload: &[u8]) -> std::result::Result<(), FrameError> {
     if payload.len() != header.payload_len as usize {
-        return Err(format!(
-            "payload is {} bytes, header says {}",
-            payload.len(),
-            header.payload_len
-        ));
+        return Err(FrameError::Length {
+            actual: payload.len(),
+            expected: header.payload_len,
+        });
     }
     let crc = checksum(
         header.record_count,
@@ -138,10 +146,10 @@ pub fn verify(header: &FrameHeader, payload: &[u8]) -> std::result::Result<(), S
         payload,
     );
     if crc != header.crc {
-        return Err(format!(
-            "CRC mismatch: stored {:08x}, computed {crc:08x}",
-            header.crc
-        ));
+        return Err(FrameError::Crc {
+            stored: header.crc,
+            computed: crc,
+        });
     }
     Ok(())
 }
@@ -213,7 +221,7 @@ mod tests {
                 panic!()
             };
             assert!(
-                verify(&h, &bad[HEADER_LEN..]).is_err(),
+                matches!(verify(&h, &bad[HEADER_LEN..]), Err(FrameError::Crc { .. })),
                 "flip at byte {i} went unnoticed"
             );
         }
