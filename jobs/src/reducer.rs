@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, AsArray, RecordBatch, StringArray, UInt32Array};
 use arrow::compute::{cast, concat_batches, take_record_batch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType};
+use datafusion::common::{ParamValues, ScalarValue};
 use omnistream_lake::{Action, DataFile, Lake, LakeWriter, Snapshot, TableDef, date_of};
 use omnistream_streams::{EventLog, GroupOffsets, Topic, envelope};
 
@@ -406,19 +407,21 @@ impl<'a> Reducer<'a> {
         };
         // The result schema, from planning the SQL (no data needed).
         let first = &self.def.windows[0];
-        let plan = self.runtime.block_on(omnistream_lake::session::plan_query(
-            &ctx,
-            &self.render(first, 0, first.micros())?,
-        ));
+        let (sql, params) = self.render(first, 0, first.micros())?;
+        let plan = self
+            .runtime
+            .block_on(omnistream_lake::session::plan_query_with(
+                &ctx, &sql, params,
+            ));
         let schema = derived_schema(plan.map_err(failed)?.schema().as_arrow());
         let mut out = Vec::new();
         for (i, starts) in touched {
             let window = &self.def.windows[*i];
             for (a, b) in runs(starts, window.micros()) {
-                let sql = self.render(window, a, b)?;
+                let (sql, params) = self.render(window, a, b)?;
                 let (_, batches) = self
                     .runtime
-                    .block_on(omnistream_lake::query(&ctx, &sql))
+                    .block_on(omnistream_lake::query_with(&ctx, &sql, params))
                     .map_err(failed)?;
                 for batch in batches {
                     if batch.num_rows() > 0 {
@@ -431,16 +434,30 @@ impl<'a> Reducer<'a> {
     }
 
     /// The SQL with its parameters filled in.
-    fn render(&self, window: &Window, start: i64, end: i64) -> Result<String> {
-        let mut params: BTreeMap<&str, String> = BTreeMap::new();
-        params.insert("window_start", timestamp_literal(start));
-        params.insert("window_end", timestamp_literal(end));
-        params.insert("interval", format!("'{}'", window.sql_interval()));
-        params.insert("granularity", format!("'{}'", window.label));
-        for (k, v) in &self.def.params {
-            params.insert(k.as_str(), v.clone());
-        }
-        substitute(&self.spec.name, &self.def.sql.text, &params)
+    /// The SQL and its bound parameters: `$window_start`, `$window_end`, `$granularity` and the
+    /// spec's own are DataFusion parameters. `$interval` alone is spliced in as text, because
+    /// DataFusion takes an INTERVAL's value only as a literal.
+    fn render(&self, window: &Window, start: i64, end: i64) -> Result<(String, ParamValues)> {
+        let utc = Some(Arc::from("UTC"));
+        let mut bound: Vec<(String, ScalarValue)> = vec![
+            (
+                "window_start".into(),
+                ScalarValue::TimestampMicrosecond(Some(start), utc.clone()),
+            ),
+            (
+                "window_end".into(),
+                ScalarValue::TimestampMicrosecond(Some(end), utc),
+            ),
+            (
+                "granularity".into(),
+                ScalarValue::Utf8(Some(window.label.clone())),
+            ),
+        ];
+        bound.extend(self.def.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let literals = BTreeMap::from([("interval", format!("'{}'", window.sql_interval()))]);
+        let names: Vec<&str> = bound.iter().map(|(k, _)| k.as_str()).collect();
+        let sql = substitute_except(&self.spec.name, &self.def.sql.text, &literals, &names)?;
+        Ok((sql, ParamValues::from(bound)))
     }
 }
 
@@ -453,8 +470,19 @@ pub fn timestamp_literal(micros: i64) -> String {
     )
 }
 
-/// Replace `$name` parameters; a name with no value is an error naming it.
+/// Replace `$name` parameters with the SQL text of their values; a name with no value is an
+/// error naming it. (Views are stored SQL text, and the benchmarks' peers take plain SQL.)
 pub fn substitute(job: &str, sql: &str, params: &BTreeMap<&str, String>) -> Result<String> {
+    substitute_except(job, sql, params, &[])
+}
+
+/// [`substitute`], leaving the `$name`s of `bound` for DataFusion to bind.
+fn substitute_except(
+    job: &str,
+    sql: &str,
+    params: &BTreeMap<&str, String>,
+    bound: &[&str],
+) -> Result<String> {
     let mut out = String::with_capacity(sql.len() + 64);
     let mut chars = sql.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
@@ -475,12 +503,17 @@ pub fn substitute(job: &str, sql: &str, params: &BTreeMap<&str, String>) -> Resu
         match params.get(name) {
             Some(v) => out.push_str(v),
             None if name.is_empty() => out.push('$'),
+            None if bound.contains(&name) => {
+                out.push('$');
+                out.push_str(name);
+            }
             None => {
                 return Err(JobError::UnknownParameter {
                     job: job.to_string(),
                     name: name.to_string(),
                     known: params
                         .keys()
+                        .chain(bound)
                         .map(|k| format!("${k}"))
                         .collect::<Vec<_>>()
                         .join(", "),

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use datafusion::common::ScalarValue;
 use omnistream_streams::Topic;
 use serde::Deserialize;
 
@@ -64,8 +65,8 @@ pub struct ReducerSpec {
     pub lookback: Duration,
     /// Bounds DataFusion's partitions for the reducer's queries.
     pub parallelism: usize,
-    /// Extra `$name` parameters of the SQL, as SQL literals.
-    pub params: BTreeMap<String, String>,
+    /// Extra `$name` parameters of the SQL, bound as DataFusion parameters.
+    pub params: BTreeMap<String, ScalarValue>,
 }
 
 /// A job file as written.
@@ -378,18 +379,18 @@ fn reducer_spec(
         .params
         .iter()
         .map(|(k, v)| {
-            let text = match v {
-                toml::Value::String(s) => format!("'{}'", s.replace('\'', "''")),
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Float(f) => f.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
+            let value = match v {
+                toml::Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
+                toml::Value::Integer(i) => ScalarValue::Int64(Some(*i)),
+                toml::Value::Float(f) => ScalarValue::Float64(Some(*f)),
+                toml::Value::Boolean(b) => ScalarValue::Boolean(Some(*b)),
                 other => {
                     return Err(bad(format!(
                         "field `params.{k}`: {other} is not a string, number or boolean"
                     )));
                 }
             };
-            Ok((k.clone(), text))
+            Ok((k.clone(), value))
         })
         .collect::<Result<_>>()?;
     Ok(ReducerSpec {

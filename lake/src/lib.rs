@@ -12,7 +12,9 @@ pub mod txlog;
 
 pub use error::{LakeError, Result};
 pub use lake::{DATE_COLUMN, Lake, LakeWriter, StagedFile, date_of, filter_rows, split_by_date};
-pub use session::{query, query_stream, raw_table_def, read_only, session, session_with};
+pub use session::{
+    query, query_stream, query_with, raw_table_def, read_only, session, session_with,
+};
 pub use txlog::{Action, DataFile, Snapshot, TableDef};
 
 #[cfg(test)]

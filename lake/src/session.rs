@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+use datafusion::common::ParamValues;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
@@ -91,6 +92,28 @@ pub async fn query_stream(
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let stream = df.execute_stream().await?;
     Ok((schema, stream))
+}
+
+/// [`plan_query`] with its `$name` parameters bound to `params` (DataFusion placeholders).
+pub async fn plan_query_with(
+    ctx: &SessionContext,
+    sql: &str,
+    params: ParamValues,
+) -> Result<LogicalPlan> {
+    Ok(plan_query(ctx, sql).await?.with_param_values(params)?)
+}
+
+/// [`query`] with its `$name` parameters bound to `params`.
+pub async fn query_with(
+    ctx: &SessionContext,
+    sql: &str,
+    params: ParamValues,
+) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+    let plan = plan_query_with(ctx, sql, params).await?;
+    let df = ctx.execute_logical_plan(plan).await?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    Ok((schema, batches))
 }
 
 /// Run a read-only query and collect its results.
