@@ -56,10 +56,6 @@ pub enum JobError {
     #[error(transparent)]
     External(Box<dyn std::error::Error + Send + Sync>),
 
-    /// Another process holds the job.
-    #[error("{0}")]
-    Busy(String),
-
     /// What was being done when the cause failed (e.g. which job of `jobs run all`).
     #[error("{0}")]
     Context(String, #[source] Box<JobError>),

@@ -129,13 +129,28 @@ impl<'a> LakeSink<'a> {
     /// Start the sink: takes the lake's `lake-sink` writer lock (one sink per lake at a time).
     pub fn new(log: &'a dyn EventLog, lake: &'a Lake, options: LakeSinkOptions) -> Result<Self> {
         let writer = lake.writer(LAKE_SINK)?;
-        Ok(LakeSink {
+        let sink = LakeSink {
             log,
             writer,
             dedup: DedupIndex::new(options.dedup_partitions),
             options,
             ahead: None,
-        })
+        };
+        sink.check_positions()?;
+        Ok(sink)
+    }
+
+    /// The lake's committed offsets must not be past the log's end (a log cut or lost after the
+    /// sink read it): checked once, when the sink starts, since only opening the log cuts it.
+    fn check_positions(&self) -> Result<()> {
+        let snapshot = self.writer.lake().snapshot()?;
+        for (topic, offsets) in self.committed(&snapshot)? {
+            for (p, at) in offsets.into_iter().filter(|(_, at)| *at > 0) {
+                let end = self.log.offsets(topic, p)?.end;
+                omnistream_streams::log::check_position(LAKE_SINK, topic, p, at, end)?;
+            }
+        }
+        Ok(())
     }
 
     /// Offsets the lake has committed for every partition of every topic.
@@ -145,12 +160,7 @@ impl<'a> LakeSink<'a> {
             let committed = snapshot.source_offsets(LAKE_SINK, topic.name());
             let mut offsets = GroupOffsets::new();
             for p in 0..self.log.partitions(topic)? {
-                let at = committed.get(&p).copied().unwrap_or(0);
-                if at > 0 {
-                    let end = self.log.offsets(topic, p)?.end;
-                    omnistream_streams::log::check_position(LAKE_SINK, topic, p, at, end)?;
-                }
-                offsets.insert(p, at);
+                offsets.insert(p, committed.get(&p).copied().unwrap_or(0));
             }
             out.insert(topic, offsets);
         }

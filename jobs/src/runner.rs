@@ -124,9 +124,11 @@ pub fn run(
     mut on_batch: impl FnMut(&RunTotals),
 ) -> Result<RunTotals> {
     let started = Instant::now();
-    // Built before the status is written: a job held by another process (codegen's lock) must
-    // not overwrite the running one's status.
-    let mut job = build(ctx, spec, from)?;
+    // A job built by the factory first: one held by another process (codegen's lock) must not
+    // overwrite the running one's status. The others are built below, their failures recorded.
+    let mut external = matches!(spec.kind, JobKind::Codegen)
+        .then(|| build(ctx, spec, from))
+        .transpose()?;
     // Totals and the last batch carry over from earlier runs; the rest describes this run.
     let previous = ctx.status.read(&spec.name).unwrap_or_default();
     let mut status = JobStatus {
@@ -139,6 +141,10 @@ pub fn run(
     };
     ctx.status.write(&status);
     let result = (|| -> Result<RunTotals> {
+        let mut job = match external.take() {
+            Some(job) => job,
+            None => build(ctx, spec, from)?,
+        };
         let mut totals = RunTotals::default();
         loop {
             if let Mode::Follow(stop) = mode

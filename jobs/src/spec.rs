@@ -317,20 +317,21 @@ pub fn parse(text: &str, origin: &str, dir: Option<&Path>) -> Result<JobSpec> {
     let kind = match raw.kind {
         RawKind::Reducer => JobKind::Reducer(reducer_spec(&raw, windows, lookback, dir, bad)?),
         RawKind::Sink | RawKind::Codegen => {
-            let kind = format!("{:?}", raw.kind).to_lowercase();
-            if raw.sql.is_some() {
-                return Err(bad(format!("field `sql`: a {kind} job has no SQL")));
-            }
-            if raw.output.is_some() {
-                return Err(bad(format!(
-                    "field `output`: a {kind} job has no output table"
-                )));
-            }
-            if raw.kind == RawKind::Sink {
+            let kind = if raw.kind == RawKind::Sink {
                 JobKind::Sink
             } else {
                 JobKind::Codegen
+            };
+            let name = kind.name();
+            if raw.sql.is_some() {
+                return Err(bad(format!("field `sql`: a {name} job has no SQL")));
             }
+            if raw.output.is_some() {
+                return Err(bad(format!(
+                    "field `output`: a {name} job has no output table"
+                )));
+            }
+            kind
         }
     };
     Ok(JobSpec {

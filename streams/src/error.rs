@@ -55,6 +55,10 @@ pub enum StreamsError {
     #[error("topic {topic} has no field '{field}'")]
     UnknownField { topic: String, field: String },
 
+    /// An event's payload that is not a JSON object of fields.
+    #[error("an event of topic {topic} needs an object of fields as its payload")]
+    PayloadNotObject { topic: String },
+
     /// A consumer group or topic name that cannot become a file name.
     #[error("invalid name '{name}': {reason}")]
     InvalidName { name: String, reason: &'static str },

@@ -68,9 +68,8 @@ impl Event {
     /// Add the payload's fields; each must be one of the topic's fields.
     pub fn payload(mut self, payload: Value) -> Result<Event> {
         let Value::Object(payload) = payload else {
-            return Err(StreamsError::UnknownField {
+            return Err(StreamsError::PayloadNotObject {
                 topic: self.topic.name().to_string(),
-                field: "(a payload that is not an object)".into(),
             });
         };
         let spec = self.topic.spec();

@@ -291,38 +291,34 @@ async fn a_dead_endpoint_is_a_transport_error() {
     assert_eq!(attempts.len(), 2);
 }
 
-#[tokio::test]
-async fn retry_after_is_waited_for_and_capped_by_the_backoff_limit() {
-    // Retry-After: 1 (second), the backoff would be 1-5 ms: the second attempt waits the second.
+/// A 429 with `Retry-After: retry_after`, then an answer: how long the call took, and how many
+/// attempts it made.
+async fn after_a_rate_limit(retry_after: &'static str, backoff_max: Duration) -> (Duration, usize) {
     let server = serve(vec![
-        Reply::WithHeader(429, "retry-after", "1", "{}".into()),
+        Reply::WithHeader(429, "retry-after", retry_after, "{}".into()),
         Reply::Json(200, openai_ok("after the wait", 5, 2)),
     ])
     .await;
     let mut c = config(&server.url, WireFormat::OpenAi);
-    c.backoff_max = Duration::from_secs(2);
+    c.backoff_max = backoff_max;
     let provider = HttpProvider::new(c).unwrap();
     let started = Instant::now();
     let (result, attempts) = call(&provider).await;
     let waited = started.elapsed();
     assert_eq!(result.unwrap().text, "after the wait");
-    assert_eq!(attempts.len(), 2);
+    (waited, attempts.len())
+}
+
+#[tokio::test]
+async fn retry_after_is_waited_for_and_capped_by_the_backoff_limit() {
+    // Retry-After: 1 (second), the backoff would be 1-5 ms: the second attempt waits the second.
+    let (waited, attempts) = after_a_rate_limit("1", Duration::from_secs(2)).await;
+    assert_eq!(attempts, 2);
     assert!(waited >= Duration::from_secs(1), "waited only {waited:?}");
     assert!(waited < Duration::from_secs(2), "waited {waited:?}");
-
     // A Retry-After longer than backoff_max is cut to it (a server cannot stall the job).
-    let server = serve(vec![
-        Reply::WithHeader(429, "retry-after", "3600", "{}".into()),
-        Reply::Json(200, openai_ok("capped", 5, 2)),
-    ])
-    .await;
-    let mut c = config(&server.url, WireFormat::OpenAi);
-    c.backoff_max = Duration::from_millis(200);
-    let provider = HttpProvider::new(c).unwrap();
-    let started = Instant::now();
-    let (result, _) = call(&provider).await;
-    let waited = started.elapsed();
-    assert_eq!(result.unwrap().text, "capped");
+    let (waited, attempts) = after_a_rate_limit("3600", Duration::from_millis(200)).await;
+    assert_eq!(attempts, 2);
     assert!(
         waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
         "waited {waited:?}"

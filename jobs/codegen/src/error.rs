@@ -43,10 +43,6 @@ pub enum CodegenError {
     /// The long-lived Python worker (compile check, import check) failed.
     #[error(transparent)]
     Python(#[from] crate::python::PythonError),
-
-    /// What was being done when the cause failed.
-    #[error("{0}")]
-    Context(String, #[source] Box<CodegenError>),
 }
 
 /// An error and its causes on one line, for an event's message.

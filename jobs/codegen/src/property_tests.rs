@@ -144,7 +144,9 @@ fn read_all(log: &EmbeddedLog, topic: Topic) -> Vec<arrow::array::RecordBatch> {
         let end = log.offsets(topic, p).unwrap().end;
         let mut at = 0;
         while at < end {
-            for b in log.read(topic, p, at, 100_000).unwrap() {
+            let batches = log.read(topic, p, at, 100_000).unwrap();
+            assert!(!batches.is_empty(), "{topic} {p}: nothing at {at} of {end}");
+            for b in batches {
                 at = b.next_offset();
                 out.push(b.batch);
             }
