@@ -65,6 +65,8 @@ pub(crate) struct CodegenConfig {
     pub(crate) temperature: f32,
     /// Requests older than this many seconds are skipped (imported history, abandoned requests).
     pub(crate) request_ttl_secs: u64,
+    /// A JSON Schema every contract must satisfy besides the shipped one (gate G7).
+    pub(crate) contract_rules: Option<PathBuf>,
 }
 
 impl Default for CodegenConfig {
@@ -87,6 +89,7 @@ impl Default for CodegenConfig {
             max_tokens: d.max_tokens,
             temperature: d.temperature,
             request_ttl_secs: d.request_ttl.as_secs(),
+            contract_rules: None,
         }
     }
 }
@@ -463,6 +466,18 @@ impl Config {
             max_tokens: c.max_tokens.max(1),
             temperature: c.temperature,
             request_ttl: Duration::from_secs(c.request_ttl_secs),
+            contract_rules: c
+                .contract_rules
+                .as_deref()
+                .map(omnistream_codegen::contract::ContractRules::load)
+                .transpose()
+                .map_err(|e| {
+                    bad(format!(
+                        "codegen.contract_rules: {}",
+                        omnistream_codegen::error::error_chain(&e)
+                    ))
+                })?
+                .map(Arc::new),
         })
     }
 

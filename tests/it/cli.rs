@@ -657,18 +657,9 @@ impl Env {
     }
 }
 
-/// Whether this machine lets an unprivileged test mount a small filesystem of its own.
-fn can_mount_tmpfs() -> bool {
-    Command::new("unshare")
-        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
-        .arg("d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs \"$d\"")
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[test]
 fn a_full_disk_stops_ingest_with_the_line_to_resume_from_and_the_resume_loses_nothing() {
-    if !can_mount_tmpfs() {
+    if !crate::can_mount_tmpfs() {
         eprintln!("skipped: this machine does not allow a user namespace to mount a tmpfs");
         return;
     }

@@ -697,3 +697,108 @@ fn each_documented_failure_has_its_code_and_keeps_the_files() {
         .collect();
     assert!(visible.is_empty(), "{visible:?}");
 }
+
+#[test]
+fn a_contract_that_breaks_the_teams_rules_fails_at_g7_with_contract_invalid() {
+    let env = Env::new();
+    let strict = env.write(
+        "strict.json",
+        r#"{"required": ["owner"], "properties": {"description": {"maxLength": 12}}}"#,
+    );
+    let lenient = env.write("lenient.json", r#"{"required": ["name", "node_type"]}"#);
+    let generate = |rules: &std::path::Path, out: &str| {
+        let mut cmd = env.cmd(&["generate", "price calculator compute node", "--out", out]);
+        cmd.args(["--format", "json"])
+            .env("OMNISTREAM_CODEGEN__CONTRACT_RULES", rules)
+            .env("OMNISTREAM_CODEGEN__RUN_TESTS", "false");
+        generate_json(&mut cmd)
+    };
+    let (ok, result, stderr) = generate(&strict, "strict");
+    assert!(!ok, "{result}");
+    let end = &result["end"];
+    assert_eq!(end["failed_stage"], "contract_building", "{end}\n{stderr}");
+    assert_eq!(end["error_code"], "CONTRACT_INVALID", "{end}");
+    let message = end["error_message"].as_str().unwrap();
+    for says in [
+        "\"owner\" is a required property",
+        "/description: ",
+        "is longer than 12 characters",
+        strict.to_str().unwrap(),
+    ] {
+        assert!(message.contains(says), "{says}: {message}");
+    }
+    // Nothing was written: the contract comes before any file.
+    assert!(
+        !env.path("strict").exists()
+            || std::fs::read_dir(env.path("strict")).unwrap().all(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.'))
+    );
+
+    // Rules the contract meets change nothing.
+    let (ok, result, _) = generate(&lenient, "lenient");
+    assert!(ok, "{result}");
+
+    // Rules that are not a schema stop the command before anything runs, naming the file.
+    let broken = env.write("broken.json", r#"{"type": 12}"#);
+    let out = env
+        .cmd(&["generate", "price calculator compute node"])
+        .env("OMNISTREAM_CODEGEN__CONTRACT_RULES", &broken)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("codegen.contract_rules: ")
+            && stderr.contains(&format!("{} is not a JSON Schema", broken.display())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_full_output_disk_fails_the_generation_with_write_failed_and_leaves_nothing() {
+    if !crate::can_mount_tmpfs() {
+        eprintln!("skipped: this machine does not allow a user namespace to mount a tmpfs");
+        return;
+    }
+    let env = Env::new();
+    std::fs::create_dir_all(env.path("out")).unwrap();
+    // One page of space: the output directory's write probe fits, the node's files do not.
+    let script = r#"
+        set -u
+        mount -t tmpfs -o size=4k tmpfs out || exit 90
+        "$BIN" --data-dir "$DATA" generate "price calculator compute node" --out out \
+            --format json >gen.json 2>gen.err
+        echo $? >gen.rc
+        find out >files.txt
+    "#;
+    let status = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c", script])
+        .current_dir(env.dir.path())
+        .env("BIN", env!("CARGO_BIN_EXE_omnistream"))
+        .env("DATA", env.data())
+        .env("OMNISTREAM_CODEGEN__RUN_TESTS", "false")
+        .status()
+        .unwrap();
+    let read = |name: &str| std::fs::read_to_string(env.path(name)).unwrap_or_default();
+    assert!(status.success(), "{status}: {}", read("gen.err"));
+    assert_eq!(read("gen.rc").trim(), "1", "{}", read("gen.err"));
+    let result: Value = serde_json::from_str(&read("gen.json")).unwrap();
+    let end = &result["end"];
+    assert_eq!(end["failed_stage"], "file_writing", "{end}");
+    assert_eq!(end["error_code"], "WRITE_FAILED", "{end}");
+    let message = end["error_message"].as_str().unwrap();
+    assert!(message.contains("No space left on device"), "{message}");
+    // No node appeared and nothing stayed in staging: only the (empty) staging directory.
+    let listing = read("files.txt");
+    let files: Vec<&str> = listing.lines().map(str::trim).collect();
+    assert_eq!(files, ["out", "out/.omnistream-staging"], "{message}");
+    // The failure is in the log like any other end.
+    env.ok(&["jobs", "run", "lake-sink", "--once"]);
+    assert_eq!(
+        env.sql_int("SELECT count(*) FROM generation_failed WHERE error_code = 'WRITE_FAILED'"),
+        1
+    );
+}

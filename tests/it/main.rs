@@ -189,3 +189,12 @@ pub(crate) fn model_call(event_id: &str, model: &str, emitted_at: &str, latency_
 pub(crate) fn uuid(n: u64) -> String {
     format!("00000000-0000-7000-8000-{n:012}")
 }
+
+/// Whether this machine lets an unprivileged test mount a small filesystem of its own.
+pub(crate) fn can_mount_tmpfs() -> bool {
+    Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg("d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs \"$d\"")
+        .status()
+        .is_ok_and(|s| s.success())
+}

@@ -1,6 +1,7 @@
 //! Stage 2, contract building: the ONEX contract of the node (`v1_0_0/contract.yaml`), checked
 //! against the JSON Schema the project ships (`jobs/codegen/schemas/onex_contract.schema.json`, gate G7).
 
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use serde::Serialize;
@@ -296,23 +297,66 @@ fn validator() -> &'static jsonschema::Validator {
     })
 }
 
-/// Check a contract.yaml text against the schema: every violation, with where it is.
-pub fn validate_yaml(yaml: &str) -> Vec<String> {
+/// Why a file of contract rules cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ContractRulesError {
+    #[error("reading {}", .0.display())]
+    Read(PathBuf, #[source] std::io::Error),
+    #[error("{} is not JSON", .0.display())]
+    NotJson(PathBuf, #[source] serde_json::Error),
+    #[error("{} is not a JSON Schema", .0.display())]
+    NotASchema(PathBuf, #[source] Box<jsonschema::ValidationError<'static>>),
+}
+
+/// An organisation's own rules for contracts (`codegen.contract_rules`): a JSON Schema every
+/// contract must satisfy besides the shipped one, checked at G7 (for example a required tag, or
+/// a shorter description).
+#[derive(Debug)]
+pub struct ContractRules {
+    path: PathBuf,
+    validator: jsonschema::Validator,
+}
+
+impl ContractRules {
+    pub fn load(path: &Path) -> Result<ContractRules, ContractRulesError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ContractRulesError::Read(path.into(), e))?;
+        let schema: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| ContractRulesError::NotJson(path.into(), e))?;
+        let validator = jsonschema::validator_for(&schema)
+            .map_err(|e| ContractRulesError::NotASchema(path.into(), Box::new(e)))?;
+        Ok(ContractRules {
+            path: path.into(),
+            validator,
+        })
+    }
+}
+
+/// Check a contract.yaml text against the shipped schema and `rules`: every violation, with where
+/// it is (and, for a rule of `rules`, which file it comes from).
+pub fn validate_yaml(yaml: &str, rules: Option<&ContractRules>) -> Vec<String> {
     let value: serde_json::Value = match serde_yaml_ng::from_str(yaml) {
         Ok(v) => v,
         Err(e) => return vec![format!("not YAML: {e}")],
     };
-    validator()
-        .iter_errors(&value)
-        .map(|e| {
-            let at = e.instance_path().to_string();
-            if at.is_empty() {
-                e.to_string()
-            } else {
-                format!("{at}: {e}")
-            }
-        })
-        .collect()
+    let describe = |e: jsonschema::ValidationError<'_>| {
+        let at = e.instance_path().to_string();
+        if at.is_empty() {
+            e.to_string()
+        } else {
+            format!("{at}: {e}")
+        }
+    };
+    let mut errors: Vec<String> = validator().iter_errors(&value).map(describe).collect();
+    if let Some(rules) = rules {
+        errors.extend(
+            rules
+                .validator
+                .iter_errors(&value)
+                .map(|e| format!("{} (rules of {})", describe(e), rules.path.display())),
+        );
+    }
+    errors
 }
 
 #[cfg(test)]
@@ -330,7 +374,7 @@ mod tests {
         ] {
             let p = parse_prompt(prompt, None).unwrap();
             let yaml = to_yaml(&build_contract(&p, prompt, "template", "c", "t"));
-            assert_eq!(validate_yaml(&yaml), Vec::<String>::new(), "{yaml}");
+            assert_eq!(validate_yaml(&yaml, None), Vec::<String>::new(), "{yaml}");
         }
     }
 
@@ -341,11 +385,11 @@ mod tests {
         let broken = yaml
             .replace("name: NodePostgresqlWriterEffect", "name: postgres_writer")
             .replace("io_operations:", "io_operationz:");
-        let errors = validate_yaml(&broken);
+        let errors = validate_yaml(&broken, None);
         assert!(errors.iter().any(|e| e.contains("/name")), "{errors:?}");
         assert!(errors.len() >= 2, "{errors:?}");
         assert!(
-            validate_yaml(": : :\n- [")
+            validate_yaml(": : :\n- [", None)
                 .iter()
                 .any(|e| e.contains("not YAML"))
         );
@@ -355,14 +399,11 @@ mod tests {
     fn the_shipped_example_contracts_are_valid() {
         // At run time: a test binary reused from another checkout must read this one's files.
         let dir = std::env::var_os("CARGO_MANIFEST_DIR")
-            .map_or_else(
-                || env!("CARGO_MANIFEST_DIR").into(),
-                std::path::PathBuf::from,
-            )
+            .map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from)
             .join("templates/node/examples");
         for kind in ["effect", "compute", "reducer", "orchestrator"] {
             let yaml = std::fs::read_to_string(dir.join(format!("{kind}.contract.yaml"))).unwrap();
-            assert_eq!(validate_yaml(&yaml), Vec::<String>::new(), "{kind}");
+            assert_eq!(validate_yaml(&yaml, None), Vec::<String>::new(), "{kind}");
         }
     }
 

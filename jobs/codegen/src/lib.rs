@@ -97,6 +97,8 @@ pub struct CodegenOptions {
     pub temperature: f32,
     /// Requests older than this are not generated (history, or nobody waits any more).
     pub request_ttl: Duration,
+    /// Rules every contract must satisfy besides the shipped schema (G7).
+    pub contract_rules: Option<Arc<contract::ContractRules>>,
 }
 
 impl Default for CodegenOptions {
@@ -120,6 +122,7 @@ impl Default for CodegenOptions {
             max_tokens: 2048,
             temperature: 0.2,
             request_ttl: Duration::from_secs(3600),
+            contract_rules: None,
         }
     }
 }

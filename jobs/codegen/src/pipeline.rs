@@ -266,7 +266,8 @@ fn contract_building(
         &generated_at(),
     );
     let contract_yaml = to_yaml(&contract);
-    let g7 = gates::contract_gate(&validate_yaml(&contract_yaml));
+    let rules = rec.shared.options.contract_rules.as_deref();
+    let g7 = gates::contract_gate(&validate_yaml(&contract_yaml, rules));
     rec.gate(stage, &g7);
     if g7.status == GateStatus::Fail {
         let f = Failure::new(stage, FailureCode::ContractInvalid, g7.message.clone());
