@@ -33,11 +33,8 @@ pub(crate) enum CliError {
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
 
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] omnistream_streams::io::IoError),
 
     /// A generation ended in generation-failed (its report has been printed).
     #[error("{0}")]
@@ -62,11 +59,6 @@ pub(crate) enum CliError {
 }
 
 impl CliError {
-    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
-        let context = context.into();
-        move |source| CliError::Io { context, source }
-    }
-
     /// Exit codes: 1 for an error, 2 for a command that completed with rejected input.
     pub(crate) fn exit_code(&self) -> ExitCode {
         match self {

@@ -14,6 +14,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::error::{CliError, Result};
+use omnistream_streams::io::IoContext;
 
 /// mimalloc, for Rust and (below) for tree-sitter's C allocations: the allocation-heavy paths (a
 /// syntax tree per generated file, JSON decoding, DataFusion) spent about a tenth of their CPU in
@@ -70,7 +71,7 @@ fn run(cli: Cli) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(CliError::io("starting the async runtime"))?;
+        .io_context(|| "starting the async runtime".to_string())?;
     runtime.block_on(async move {
         match cli.command {
             Command::Generate(args) => commands::generate::run(&config, args).await,

@@ -19,6 +19,7 @@ use futures::StreamExt;
 
 use crate::cli::{OutputArgs, OutputFormat};
 use crate::error::{CliError, Result};
+use omnistream_streams::io::{IoContext, IoError};
 
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
@@ -131,7 +132,7 @@ impl Output {
     fn sink(&self) -> Result<Sink> {
         Ok(match &self.args.output {
             Some(path) => Sink::File(
-                File::create(path).map_err(CliError::io(format!("creating {}", path.display())))?,
+                File::create(path).io_context(|| format!("creating {}", path.display()))?,
             ),
             None => Sink::Stdout(Stdout::new()),
         })
@@ -144,10 +145,7 @@ impl Output {
         mut stream: SendableRecordBatchStream,
     ) -> Result<u64> {
         let mut sink = self.sink()?;
-        let io = |e| CliError::Io {
-            context: "writing output".into(),
-            source: e,
-        };
+        let io = |e| CliError::Io(IoError::new("writing output", e));
         let mut rows = 0u64;
         match self.args.format {
             OutputFormat::Table => {

@@ -6,9 +6,10 @@ use std::fs::File;
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::error::{IoContext, LakeError, Result};
+use crate::error::{LakeError, Result};
 use crate::lake::LakeWriter;
 use crate::txlog::{Action, DataFile, Snapshot};
+use omnistream_streams::io::IoError;
 
 /// When and how to compact.
 #[derive(Debug, Clone)]
@@ -150,7 +151,7 @@ pub fn run(
                     )));
                 }
                 Err(e) => {
-                    return Err(e).io_context(|| format!("opening {}", path.display()));
+                    return Err(IoError::new(format!("opening {}", path.display()), e).into());
                 }
             };
             for batch in ParquetRecordBatchReaderBuilder::try_new(f)?

@@ -42,11 +42,8 @@ pub enum LakeError {
     #[error(transparent)]
     Streams(#[from] omnistream_streams::StreamsError),
 
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] omnistream_streams::io::IoError),
 
     /// A broken invariant: a bug, please report it.
     #[error("internal error (a bug, please report): {0}")]
@@ -74,17 +71,4 @@ pub fn describe_datafusion_error(e: &datafusion::error::DataFusionError) -> Stri
         .replace('\n', " ")
         .trim()
         .to_string()
-}
-
-pub(crate) trait IoContext<T> {
-    fn io_context(self, context: impl FnOnce() -> String) -> Result<T>;
-}
-
-impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
-    fn io_context(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| LakeError::Io {
-            context: context(),
-            source,
-        })
-    }
 }

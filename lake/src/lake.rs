@@ -10,7 +10,7 @@
 //! finished on the next open) or not (the staged files are discarded by the writer's next start).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -26,8 +26,9 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
-use crate::error::{IoContext, LakeError, Result};
+use crate::error::{LakeError, Result};
 use crate::txlog::{Action, CHECKPOINT_INTERVAL, DataFile, Snapshot, TableDef, TxLog, sync_dir};
+use omnistream_streams::io::{IoContext, IoError};
 
 /// Name of the Hive partition column.
 pub const DATE_COLUMN: &str = "date";
@@ -87,27 +88,17 @@ impl Lake {
     /// its last commit and discards whatever it staged but never committed.
     pub fn writer(&self, name: &str) -> Result<LakeWriter<'_>> {
         omnistream_streams::log::validate_name(name)?;
-        let locks = self.root.join("_omnistream").join("writers");
-        fs::create_dir_all(&locks).io_context(|| format!("creating {}", locks.display()))?;
-        let lock_path = locks.join(format!("{name}.lock"));
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .io_context(|| format!("opening {}", lock_path.display()))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                return Err(LakeError::WriterBusy {
-                    writer: name.to_string(),
-                    path: lock_path,
-                });
-            }
-            Err(fs::TryLockError::Error(e)) => {
-                return Err(e).io_context(|| format!("locking {}", lock_path.display()));
-            }
-        }
+        let lock_path = self
+            .root
+            .join("_omnistream")
+            .join("writers")
+            .join(format!("{name}.lock"));
+        let Some(lock) = omnistream_streams::io::lock_exclusively(&lock_path)? else {
+            return Err(LakeError::WriterBusy {
+                writer: name.to_string(),
+                path: lock_path,
+            });
+        };
         let staging = self.root.join("_omnistream").join("staging").join(name);
         fs::create_dir_all(&staging).io_context(|| format!("creating {}", staging.display()))?;
         let snapshot = self.snapshot()?;
@@ -153,8 +144,8 @@ impl Lake {
                         // Another process finished it first.
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(e) => {
-                            return Err(e)
-                                .io_context(|| format!("moving {} into place", staged.display()));
+                            let context = format!("moving {} into place", staged.display());
+                            return Err(IoError::new(context, e).into());
                         }
                     }
                     dirs.insert(dir.to_path_buf());
@@ -167,7 +158,9 @@ impl Lake {
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(e) => {
-                            return Err(e).io_context(|| format!("removing {}", target.display()));
+                            return Err(
+                                IoError::new(format!("removing {}", target.display()), e).into()
+                            );
                         }
                     }
                 }

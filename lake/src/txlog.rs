@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use arrow::datatypes::Schema;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{IoContext, LakeError, Result};
+use crate::error::{LakeError, Result};
+use omnistream_streams::io::{IoContext, IoError};
 
 /// Commits between checkpoints.
 pub const CHECKPOINT_INTERVAL: u64 = 50;
@@ -247,7 +248,7 @@ impl TxLog {
                     })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).io_context(|| format!("reading {}", path.display())),
+            Err(e) => Err(IoError::new(format!("reading {}", path.display()), e).into()),
         }
     }
 
@@ -257,7 +258,7 @@ impl TxLog {
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e).io_context(|| format!("listing {}", dir.display())),
+            Err(e) => return Err(IoError::new(format!("listing {}", dir.display()), e).into()),
         };
         let mut latest = 0;
         for entry in entries {
@@ -297,7 +298,7 @@ impl TxLog {
                 }
                 // Replaced by a newer checkpoint while we looked: look again.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).io_context(|| format!("reading {}", path.display())),
+                Err(e) => return Err(IoError::new(format!("reading {}", path.display()), e).into()),
             }
         }
         while let Some(commit) = self.read_commit(snapshot.seq + 1)? {
@@ -336,7 +337,7 @@ impl TxLog {
                 Ok(Some(commit))
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
-            Err(e) => Err(e).io_context(|| format!("publishing commit {}", commit.seq)),
+            Err(e) => Err(IoError::new(format!("publishing commit {}", commit.seq), e).into()),
         }
     }
 
@@ -382,14 +383,14 @@ impl TxLog {
 /// Write a file and sync it.
 pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = File::create(path).io_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)
+    Ok(f.write_all(bytes)
         .and_then(|_| f.sync_all())
-        .io_context(|| format!("writing {}", path.display()))
+        .io_context(|| format!("writing {}", path.display()))?)
 }
 
 /// Sync a directory so that entries created or renamed in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
+    Ok(File::open(dir)
         .and_then(|d| d.sync_all())
-        .io_context(|| format!("syncing directory {}", dir.display()))
+        .io_context(|| format!("syncing directory {}", dir.display()))?)
 }

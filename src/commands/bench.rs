@@ -16,6 +16,7 @@ use crate::config::Config;
 use crate::error::{CliError, Result};
 use crate::output::outln;
 use crate::workload::{Workload, WorkloadConfig};
+use omnistream_streams::io::IoContext;
 
 pub(crate) async fn run(config: &Config, command: BenchCommand) -> Result<()> {
     match command {
@@ -42,7 +43,7 @@ pub(crate) fn write_model_calls(path: &Path, events: u64) -> Result<u64> {
     });
     let mut out = BufWriter::with_capacity(
         1 << 20,
-        File::create(path).map_err(CliError::io(format!("creating {}", path.display())))?,
+        File::create(path).io_context(|| format!("creating {}", path.display()))?,
     );
     let (mut written, mut bytes) = (0u64, 0u64);
     while written < events {
@@ -53,12 +54,12 @@ pub(crate) fn write_model_calls(path: &Path, events: u64) -> Result<u64> {
             }
             out.write_all(line.as_bytes())
                 .and_then(|_| out.write_all(b"\n"))
-                .map_err(CliError::io("writing JSONL"))?;
+                .io_context(|| "writing JSONL".to_string())?;
             written += 1;
             bytes += line.len() as u64 + 1;
         }
     }
-    out.flush().map_err(CliError::io("writing JSONL"))?;
+    out.flush().io_context(|| "writing JSONL".to_string())?;
     Ok(bytes)
 }
 
@@ -70,7 +71,7 @@ fn ingest_bench(config: &Config, args: BenchIngestArgs) -> Result<()> {
             (t.path().to_path_buf(), Some(t))
         }
     };
-    fs::create_dir_all(&dir).map_err(CliError::io(format!("creating {}", dir.display())))?;
+    fs::create_dir_all(&dir).io_context(|| format!("creating {}", dir.display()))?;
     let input = dir.join("model_call.jsonl");
     eprintln!(
         "bench: writing {} simulated model-call events to {}",
@@ -173,7 +174,7 @@ fn omnistream_run(config: &Config, dir: &Path, input: &Path, events: u64) -> Res
     let t = Instant::now();
     // Opened as `omnistream ingest` opens a file.
     let reader =
-        omnistream_connectors::Input::file(input).map_err(CliError::io("opening input"))?;
+        omnistream_connectors::Input::file(input).io_context(|| "opening input".to_string())?;
     let report = omnistream_connectors::ingest(
         &log,
         Topic::ModelCall.name(),
@@ -224,7 +225,7 @@ fn duckdb_run(python: &str, dir: &Path, input: &Path, events: u64) -> Result<Pee
         .arg("-c")
         .arg(&script)
         .output()
-        .map_err(CliError::io(format!("running {python}")))?;
+        .io_context(|| format!("running {python}"))?;
     if !result.status.success() {
         return Err(CliError::Usage(format!(
             "DuckDB run failed (install it with scripts/setup.sh, or pass --no-peer): {}",

@@ -24,6 +24,7 @@ use crate::cli::BenchCodegenArgs;
 use crate::config::Config;
 use crate::error::{CliError, Result};
 use crate::output::outln;
+use omnistream_streams::io::IoContext;
 
 const PEER: &str = include_str!("codegen_peer.py");
 
@@ -60,7 +61,7 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("omnistream-bench-codegen"));
     let _ = fs::remove_dir_all(&work);
-    fs::create_dir_all(&work).map_err(CliError::io(format!("creating {}", work.display())))?;
+    fs::create_dir_all(&work).io_context(|| format!("creating {}", work.display()))?;
     let mut config = config.clone();
     config.data_dir = work.join("data");
     let mut options = config.codegen_options()?;
@@ -90,7 +91,7 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
 
     // The peer's inputs: the same templates, contexts and contracts.
     let mut inputs = fs::File::create(work.join("peer_inputs.jsonl"))
-        .map_err(CliError::io("writing the peer's inputs"))?;
+        .io_context(|| "writing the peer's inputs".to_string())?;
     for r in &requests {
         let parsed = parse_prompt(&r.prompt, None).map_err(|e| CliError::Usage(e.to_string()))?;
         let ctx = TemplateContext::new(
@@ -112,15 +113,15 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
             "t",
         ));
         writeln!(inputs, "{}", json!({"context": ctx, "contract": contract}))
-            .map_err(CliError::io("writing the peer's inputs"))?;
+            .io_context(|| "writing the peer's inputs".to_string())?;
     }
     let sources: Vec<_> = template_sources();
     fs::write(
         work.join("peer_templates.json"),
         serde_json::to_vec(&sources).unwrap(),
     )
-    .map_err(CliError::io("writing the peer's templates"))?;
-    fs::write(work.join("codegen_peer.py"), PEER).map_err(CliError::io("writing the peer"))?;
+    .io_context(|| "writing the peer's templates".to_string())?;
+    fs::write(work.join("codegen_peer.py"), PEER).io_context(|| "writing the peer".to_string())?;
 
     // What is compiled, said to the reader and to the peer (which compiles the same).
     let (compiled, peer_compiles) = match (options.compile_check, options.compile_scope) {
@@ -179,7 +180,7 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
         .arg(concurrency.to_string())
         .arg(peer_compiles)
         .output()
-        .map_err(CliError::io(format!("starting {}", args.python)))?;
+        .io_context(|| format!("starting {}", args.python))?;
     if !peer.status.success() {
         return Err(CliError::Usage(format!(
             "the Python peer failed: {}",

@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::error::{CliError, Result};
 use crate::output::outln;
 use crate::workload::{Workload, WorkloadConfig};
+use omnistream_streams::io::IoContext;
 
 /// Simulated model calls, in time order, as JSON lines.
 struct ModelCalls {
@@ -100,7 +101,7 @@ fn land(
 fn work_dir(dir: &Option<PathBuf>) -> Result<(PathBuf, Option<tempfile::TempDir>)> {
     Ok(match dir {
         Some(d) => {
-            fs::create_dir_all(d).map_err(CliError::io(format!("creating {}", d.display())))?;
+            fs::create_dir_all(d).io_context(|| format!("creating {}", d.display()))?;
             (d.clone(), None)
         }
         None => {
@@ -247,7 +248,7 @@ print(time.perf_counter() - t, n, duckdb.__version__ if engine == "duckdb" else 
             .arg(&pattern)
             .arg(engine)
             .output()
-            .map_err(CliError::io(format!("running {}", args.python)))?;
+            .io_context(|| format!("running {}", args.python))?;
         if !out.status.success() {
             return Err(CliError::Usage(format!(
                 "{engine} run failed (scripts/setup.sh installs it): {}",

@@ -17,6 +17,7 @@ use crate::cli::{GenerateArgs, GenerateFormat};
 use crate::config::Config;
 use crate::error::{CliError, Result};
 use crate::output::outln;
+use omnistream_streams::io::IoContext;
 
 /// The topics a generation's progress shows up on.
 const WATCHED: [Topic; 5] = [
@@ -116,7 +117,7 @@ fn generate(config: &Config, args: GenerateArgs, runtime: tokio::runtime::Handle
         .as_ref()
         .map(std::path::absolute)
         .transpose()
-        .map_err(CliError::io("resolving --out"))?
+        .io_context(|| "resolving --out".to_string())?
         .map(|p| p.display().to_string());
     request.model = args.model.clone();
     request.node_type = args.node_type.clone();

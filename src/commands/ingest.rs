@@ -12,6 +12,7 @@ use crate::cli::{IngestArgs, ProgressMode};
 use crate::config::Config;
 use crate::error::{CliError, Result};
 use crate::output::outln;
+use omnistream_streams::io::IoContext;
 
 pub(crate) async fn run(config: &Config, args: IngestArgs) -> Result<()> {
     super::blocking("ingest", config, move |config, _| {
@@ -28,7 +29,7 @@ fn run_blocking(config: &Config, args: IngestArgs) -> Result<()> {
         Input::stream(std::io::stdin())
     } else {
         Input::file(std::path::Path::new(&args.file))
-            .map_err(CliError::io(format!("opening {}", args.file)))?
+            .io_context(|| format!("opening {}", args.file))?
     };
     let size = input.size();
     let show_bar = match args.progress {

@@ -22,6 +22,7 @@ use omnistream_streams::EmbeddedLog;
 
 use crate::config::Config;
 use crate::error::{CliError, Result};
+use omnistream_streams::io::IoContext;
 
 /// Run a command's synchronous work (log, lake, files, subprocesses) on tokio's blocking pool,
 /// with its own copy of the config and a handle to the runtime for what it drives async; `what`
@@ -74,8 +75,8 @@ pub(crate) fn thousands(n: u64) -> String {
 
 /// A temporary directory for a benchmark's data, removed when dropped.
 pub(crate) fn temp_dir() -> Result<tempfile::TempDir> {
-    tempfile::Builder::new()
+    Ok(tempfile::Builder::new()
         .prefix("omnistream-bench-")
         .tempdir()
-        .map_err(CliError::io("creating a temporary directory"))
+        .io_context(|| "creating a temporary directory".to_string())?)
 }

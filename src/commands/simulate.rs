@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::error::{CliError, Result};
 use crate::output::outln;
 use crate::workload::{Workload, WorkloadConfig};
+use omnistream_streams::io::IoContext;
 
 /// Generations per chunk: events are ingested a chunk at a time.
 const CHUNK_GENERATIONS: u64 = 500;
@@ -84,7 +85,7 @@ fn run_blocking(config: &Config, args: SimulateArgs) -> Result<()> {
     let mut files: BTreeMap<Topic, BufWriter<File>> = BTreeMap::new();
     let log = match &args.jsonl_dir {
         Some(dir) => {
-            fs::create_dir_all(dir).map_err(CliError::io(format!("creating {}", dir.display())))?;
+            fs::create_dir_all(dir).io_context(|| format!("creating {}", dir.display()))?;
             None
         }
         None => Some(open_log(config)?),
@@ -128,12 +129,12 @@ fn run_blocking(config: &Config, args: SimulateArgs) -> Result<()> {
                         std::collections::btree_map::Entry::Vacant(e) => {
                             let path = dir.join(format!("{}.jsonl", topic.table()));
                             let f = File::create(&path)
-                                .map_err(CliError::io(format!("creating {}", path.display())))?;
+                                .io_context(|| format!("creating {}", path.display()))?;
                             e.insert(BufWriter::new(f))
                         }
                     };
                     for line in &lines {
-                        writeln!(file, "{line}").map_err(CliError::io("writing JSONL"))?;
+                        writeln!(file, "{line}").io_context(|| "writing JSONL".to_string())?;
                     }
                 }
                 (None, None) => unreachable!(),
@@ -142,7 +143,7 @@ fn run_blocking(config: &Config, args: SimulateArgs) -> Result<()> {
         bar.inc(before - workload.remaining());
     }
     for (_, mut f) in files {
-        f.flush().map_err(CliError::io("writing JSONL"))?;
+        f.flush().io_context(|| "writing JSONL".to_string())?;
     }
     bar.finish_and_clear();
     let total: u64 = counts.values().sum();

@@ -72,27 +72,10 @@ pub enum StreamsError {
     Arrow(#[from] arrow::error::ArrowError),
 
     /// File system I/O failed.
-    #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::io::IoError),
 
     /// A broken invariant: a bug, please report it.
     #[error("internal error (a bug, please report): {0}")]
     Internal(String),
-}
-
-/// Attach a human-readable context to an I/O error.
-pub(crate) trait IoContext<T> {
-    fn io_context(self, context: impl FnOnce() -> String) -> Result<T>;
-}
-
-impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
-    fn io_context(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| StreamsError::Io {
-            context: context(),
-            source,
-        })
-    }
 }

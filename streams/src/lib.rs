@@ -4,6 +4,7 @@
 pub mod docs;
 pub mod error;
 pub mod event;
+pub mod io;
 pub mod log;
 pub mod registry;
 pub mod schema;

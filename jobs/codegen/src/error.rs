@@ -25,12 +25,8 @@ pub enum CodegenError {
     #[error("another process runs the codegen job (lock {})", .0.display())]
     Busy(PathBuf),
 
-    #[error("{context}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] omnistream_streams::io::IoError),
 
     /// A template that does not render (a bug in a shipped template, or a user's).
     #[error("rendering {name}")]
@@ -48,21 +44,19 @@ pub enum CodegenError {
 /// An error and its causes on one line, for an event's message.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
+    let mut last = text.clone();
     let mut source = e.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let next = cause.to_string();
+        // A message that already carries its cause's text (`{context}: {source}`, `transparent`).
+        if !last.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        last = next;
         source = cause.source();
     }
     text
-}
-
-impl CodegenError {
-    /// An io error with what was being done.
-    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CodegenError {
-        let context = context.into();
-        move |source| CodegenError::Io { context, source }
-    }
 }
 
 /// Why events did not become durable. Shared by every generation whose events were in the

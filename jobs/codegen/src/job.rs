@@ -8,7 +8,7 @@
 //! imported with its outcomes), or when it is older than `request_ttl` (history, or a request nobody waits for any
 //! more). A crash in the middle of a generation runs it again from the start.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -246,22 +246,6 @@ fn recent_ends(log: &dyn EventLog) -> Result<HashSet<String>> {
 }
 
 fn take_lock(state_dir: &Path) -> Result<File> {
-    std::fs::create_dir_all(state_dir).map_err(CodegenError::io(format!(
-        "creating {}",
-        state_dir.display()
-    )))?;
     let path = state_dir.join(format!("{CODEGEN}.lock"));
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(CodegenError::io(format!("opening {}", path.display())))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(CodegenError::Busy(path)),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(CodegenError::io(format!("locking {}", path.display()))(e))
-        }
-    }
+    omnistream_streams::io::lock_exclusively(&path)?.ok_or(CodegenError::Busy(path))
 }

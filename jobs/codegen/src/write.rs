@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
+use omnistream_streams::io::{IoContext, IoError};
+
 use crate::render::GeneratedFile;
 
 /// Why a node's files could not be written where the request asked.
@@ -21,16 +23,8 @@ pub enum WriteError {
     Outside { requested: String, allowed: String },
     #[error("refusing to write outside the node: {0}")]
     Escape(String),
-    #[error("{context}")]
-    Io {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-fn io(context: String) -> impl FnOnce(std::io::Error) -> WriteError {
-    move |source| WriteError::Io { context, source }
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 const STAGING: &str = ".omnistream-staging";
@@ -79,11 +73,11 @@ pub fn check_output(dir: &Path) -> Result<(), WriteError> {
         return Ok(());
     }
     std::fs::create_dir_all(dir.join(STAGING))
-        .map_err(io(format!("cannot create {}", dir.display())))?;
+        .io_context(|| format!("cannot create {}", dir.display()))?;
     let probe = dir
         .join(STAGING)
         .join(format!(".probe-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(io(format!("cannot write in {}", dir.display())))?;
+    std::fs::write(&probe, b"").io_context(|| format!("cannot write in {}", dir.display()))?;
     let _ = std::fs::remove_file(probe);
     CHECKED.lock().unwrap().insert(dir.to_path_buf());
     Ok(())
@@ -128,9 +122,10 @@ pub fn stage(
                 && created.insert(parent.to_path_buf())
             {
                 std::fs::create_dir_all(parent)
-                    .map_err(io(format!("creating {}", parent.display())))?;
+                    .io_context(|| format!("creating {}", parent.display()))?;
             }
-            std::fs::write(&path, &f.content).map_err(io(format!("writing {}", path.display())))?;
+            std::fs::write(&path, &f.content)
+                .io_context(|| format!("writing {}", path.display()))?;
         }
         Ok(())
     })();
@@ -153,17 +148,16 @@ impl Staged {
         let _ = std::fs::remove_dir_all(&old);
         let had_old = self.target.exists();
         if had_old {
-            std::fs::rename(&self.target, &old).map_err(io(format!(
-                "moving the previous {} aside",
-                self.target.display()
-            )))?;
+            std::fs::rename(&self.target, &old)
+                .io_context(|| format!("moving the previous {} aside", self.target.display()))?;
         }
         if let Err(e) = std::fs::rename(&self.staging, &self.target) {
             if had_old {
                 let _ = std::fs::rename(&old, &self.target);
             }
             let _ = std::fs::remove_dir_all(&self.staging);
-            return Err(io(format!("publishing {}", self.target.display()))(e));
+            let context = format!("publishing {}", self.target.display());
+            return Err(IoError::new(context, e).into());
         }
         if had_old {
             let _ = std::fs::remove_dir_all(&old);

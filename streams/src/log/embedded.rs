@@ -23,7 +23,8 @@ use serde::{Deserialize, Serialize};
 use super::frame::{self, FrameHeader, HEADER_LEN, HeaderRead};
 use super::groups::{GroupStore, sync_dir};
 use super::{AppendAck, EventLog, GroupOffsets, LogBatch, PartitionOffsets};
-use crate::error::{IoContext, Result, StreamsError};
+use crate::error::{Result, StreamsError};
+use crate::io::{IoContext, IoError};
 use crate::registry::Topic;
 
 /// Settings of the embedded log.
@@ -236,7 +237,7 @@ impl EmbeddedLog {
                         }
                     }),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(e).io_context(|| format!("reading {}", path.display())),
+                    Err(e) => Err(IoError::new(format!("reading {}", path.display()), e).into()),
                 }
             };
         let meta = match read(&path)? {
@@ -273,7 +274,9 @@ impl EmbeddedLog {
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(&path)?
                         .ok_or_else(|| StreamsError::Internal("topic.json vanished".into()))?,
                     Err(e) => {
-                        return Err(e).io_context(|| format!("publishing {}", path.display()));
+                        return Err(
+                            IoError::new(format!("publishing {}", path.display()), e).into()
+                        );
                     }
                 }
             }
@@ -543,7 +546,7 @@ impl PartitionState {
             let file = match File::open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).io_context(|| format!("opening {}", path.display())),
+                Err(e) => return Err(IoError::new(format!("opening {}", path.display()), e).into()),
             };
             self.segments.push(Segment {
                 base_offset: base,
@@ -622,21 +625,16 @@ impl PartitionState {
     }
 
     fn try_lock_writer(&mut self) -> Result<bool> {
-        let file = self.lock_file()?;
-        match file.try_lock() {
-            Ok(()) => Ok(true),
-            Err(fs::TryLockError::WouldBlock) => Ok(false),
-            Err(fs::TryLockError::Error(e)) => {
-                Err(e).io_context(|| format!("locking {}", self.dir.display()))
-            }
-        }
+        let path = self.lock_path();
+        Ok(crate::io::try_lock(self.lock_file()?, &path)?)
     }
 
     fn lock_writer(&mut self) -> Result<()> {
-        let dir = self.dir.clone();
-        self.lock_file()?
+        let path = self.lock_path();
+        Ok(self
+            .lock_file()?
             .lock()
-            .io_context(|| format!("locking {}", dir.display()))
+            .io_context(|| format!("locking {}", path.display()))?)
     }
 
     fn unlock_writer(&mut self) {
@@ -645,16 +643,13 @@ impl PartitionState {
         }
     }
 
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join("writer.lock")
+    }
+
     fn lock_file(&mut self) -> Result<&File> {
         if self.lock_file.is_none() {
-            let path = self.dir.join("writer.lock");
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-                .io_context(|| format!("opening {}", path.display()))?;
-            self.lock_file = Some(file);
+            self.lock_file = Some(crate::io::open_lock_file(&self.lock_path())?);
         }
         Ok(self.lock_file.as_ref().unwrap())
     }

@@ -6,7 +6,8 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::{IoContext, Result, StreamsError};
+use crate::error::{Result, StreamsError};
+use crate::io::{IoContext, IoError};
 use crate::log::{GroupOffsets, validate_name};
 use crate::registry::Topic;
 
@@ -47,7 +48,7 @@ impl GroupStore {
                     .collect()
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(GroupOffsets::new()),
-            Err(e) => Err(e).io_context(|| format!("reading {}", path.display())),
+            Err(e) => Err(IoError::new(format!("reading {}", path.display()), e).into()),
         }
     }
 
@@ -85,7 +86,7 @@ impl GroupStore {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => return Err(e).io_context(|| format!("listing {}", self.dir.display())),
+            Err(e) => return Err(IoError::new(format!("listing {}", self.dir.display()), e).into()),
         };
         let mut groups = Vec::new();
         for entry in entries {
@@ -123,7 +124,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// fsync a directory so that a rename or a new file in it is durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
+    Ok(fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .io_context(|| format!("syncing directory {}", dir.display()))
+        .io_context(|| format!("syncing directory {}", dir.display()))?)
 }
