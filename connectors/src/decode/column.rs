@@ -1,4 +1,6 @@
-//! Checked cells and the Arrow column builders they go into.
+//! Checked cells and the Arrow column builders they go into. The per-value functions here and in
+//! `convert` are `#[inline]`: they run for every cell, and a module of their own is a codegen unit
+//! of its own, across which they would not be inlined otherwise.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -46,6 +48,7 @@ impl Column {
         }
     }
 
+    #[inline]
     pub(super) fn push(&mut self, cell: Cell) {
         match (self, cell) {
             (Column::Utf8(b), Cell::Str(s)) => b.append_value(s),

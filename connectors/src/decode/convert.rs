@@ -44,6 +44,7 @@ pub(super) enum Plain<'t> {
 
 impl<'t> Plain<'t> {
     /// The same value as the general walk holds it.
+    #[inline]
     pub(super) fn raw(self) -> Option<Raw<'t>> {
         match self {
             Plain::Null => None,
@@ -56,6 +57,7 @@ impl<'t> Plain<'t> {
 }
 
 impl Raw<'_> {
+    #[inline]
     pub(super) fn kind(&self) -> &'static str {
         match self {
             Raw::Null => "null",
@@ -105,6 +107,7 @@ pub(super) fn metadata_cell<'de>(
     })
 }
 
+#[inline]
 pub(super) fn expect_str<'de>(field: &FieldSpec, v: Raw<'de>) -> Result<Cow<'de, str>, Rejection> {
     match v {
         Raw::Str(s) => Ok(s),
@@ -113,10 +116,12 @@ pub(super) fn expect_str<'de>(field: &FieldSpec, v: Raw<'de>) -> Result<Cow<'de,
 }
 
 /// An RFC 3339 timestamp as microseconds since the epoch: how every timestamp field is read.
+#[inline]
 pub(super) fn rfc3339_micros(text: &str) -> Result<i64, chrono::ParseError> {
     chrono::DateTime::parse_from_rfc3339(text).map(|time| time.timestamp_micros())
 }
 
+#[inline]
 pub(super) fn convert<'de>(field: &FieldSpec, v: Raw<'de>) -> Result<Cell<'de>, Rejection> {
     Ok(match field.ty {
         FieldType::Utf8 => Cell::Str(expect_str(field, v)?),
