@@ -31,6 +31,35 @@ pub(crate) struct Config {
     pub(crate) models: BTreeMap<String, ModelSettings>,
 }
 
+/// Limits of every contained run of generated code (its tests, its examples): `[codegen.sandbox]`.
+/// The time limit is `codegen.test_timeout_secs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct SandboxConfig {
+    /// Address space of each process, in MiB.
+    pub(crate) memory_mb: u64,
+    pub(crate) cpu_secs: u64,
+    /// Largest file it may write, in MiB.
+    pub(crate) file_mb: u64,
+    /// Processes and threads at once.
+    pub(crate) processes: u64,
+    /// Output kept before the run is stopped, in KiB.
+    pub(crate) output_kb: u64,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        let d = omnistream_codegen::sandbox::Limits::default();
+        SandboxConfig {
+            memory_mb: d.memory_bytes >> 20,
+            cpu_secs: d.cpu_secs,
+            file_mb: d.file_bytes >> 20,
+            processes: d.processes,
+            output_kb: d.output_bytes >> 10,
+        }
+    }
+}
+
 /// The codegen job (`omnistream generate`, `jobs run codegen`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -67,6 +96,28 @@ pub(crate) struct CodegenConfig {
     pub(crate) request_ttl_secs: u64,
     /// A JSON Schema every contract must satisfy besides the shipped one (gate G7).
     pub(crate) contract_rules: Option<PathBuf>,
+    pub(crate) sandbox: SandboxConfig,
+}
+
+/// `/` and the home directory: never a root requests may write under.
+fn too_wide(dir: &Path) -> bool {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .and_then(|h| std::fs::canonicalize(h).ok());
+    dir.parent().is_none() || home.is_some_and(|h| h == dir)
+}
+
+/// A configured output root as an absolute path, refused when it is `/` or the home directory.
+fn writable_root(key: &str, dir: &Path) -> crate::error::Result<PathBuf> {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    if too_wide(&absolute) {
+        return Err(crate::error::CliError::Config(format!(
+            "{key}: {} is / or the home directory; generated nodes need a directory of their own",
+            absolute.display()
+        )));
+    }
+    Ok(absolute)
 }
 
 impl Default for CodegenConfig {
@@ -90,6 +141,7 @@ impl Default for CodegenConfig {
             temperature: d.temperature,
             request_ttl_secs: d.request_ttl.as_secs(),
             contract_rules: None,
+            sandbox: SandboxConfig::default(),
         }
     }
 }
@@ -443,14 +495,18 @@ impl Config {
             concurrency: c.concurrency.max(1),
             max_batch: c.max_batch.max(1),
             // Absolute, so events and messages say exactly where nodes went.
-            output_root: std::path::absolute(&c.output_dir)
-                .unwrap_or_else(|_| c.output_dir.clone()),
+            output_root: writable_root("codegen.output_dir", &c.output_dir)?,
             allowed_output_roots: match &c.allowed_output_roots {
                 Some(roots) => roots
                     .iter()
-                    .map(|r| std::path::absolute(r).unwrap_or_else(|_| r.clone()))
+                    .map(|r| writable_root("codegen.allowed_output_roots", r))
+                    .collect::<crate::error::Result<_>>()?,
+                // The working directory, unless it is / or the home directory: requests must
+                // not get to write anywhere under those.
+                None => std::env::current_dir()
+                    .into_iter()
+                    .filter(|d| !too_wide(d))
                     .collect(),
-                None => std::env::current_dir().into_iter().collect(),
             },
             default_model: c.model.clone(),
             models,
@@ -478,6 +534,14 @@ impl Config {
                     ))
                 })?
                 .map(Arc::new),
+            limits: omnistream_codegen::sandbox::Limits {
+                wall: Duration::from_secs(c.test_timeout_secs.max(1)),
+                cpu_secs: c.sandbox.cpu_secs.max(1),
+                memory_bytes: c.sandbox.memory_mb.max(64) << 20,
+                file_bytes: c.sandbox.file_mb.max(1) << 20,
+                processes: c.sandbox.processes.max(1),
+                output_bytes: c.sandbox.output_kb.max(1) << 10,
+            },
         })
     }
 

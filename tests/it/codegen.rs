@@ -802,3 +802,158 @@ fn a_full_output_disk_fails_the_generation_with_write_failed_and_leaves_nothing(
         1
     );
 }
+
+/// Model-written code that misbehaves when its tests import it: each is stopped, reported as a
+/// G14 failure with the reason, and the job goes on to the next request (one benign request at
+/// the end passes).
+#[test]
+fn model_code_that_misbehaves_is_stopped_and_the_job_goes_on() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let env = Env::new();
+    let victim = env.write("victim.txt", "intact");
+    let victim_path = victim.display().to_string();
+    // (word in the request, code appended to node.py, what G14 must say; "" when it passes)
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "keys",
+            "\nimport os\nif [k for k in os.environ if 'KEY' in k or k.startswith('OMNISTREAM')]:\n    raise RuntimeError('saw ' + ' '.join(os.environ))\n".into(),
+            "",
+        ),
+        (
+            "socket",
+            format!("\nimport socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n"),
+            "ConnectionRefusedError",
+        ),
+        (
+            "forks",
+            "\nimport os, time\nwhile True:\n    if os.fork() == 0:\n        time.sleep(60)\n        os._exit(0)\n".into(),
+            "BlockingIOError",
+        ),
+        (
+            "lingers",
+            "\nimport subprocess\nsubprocess.Popen(['sleep', '600'])\n".into(),
+            "the tests left processes running and were stopped",
+        ),
+        (
+            "chatty",
+            // pytest captures what a test prints; at exit it prints to the run's own output.
+            "\nimport atexit\natexit.register(lambda: print('x' * 5_000_000))\n".into(),
+            "printed more than",
+        ),
+        (
+            "escapes",
+            format!("\nopen({victim_path:?}, 'w').write('owned')\n"),
+            "PermissionError",
+        ),
+        (
+            "symlinked",
+            format!("\nimport os, pathlib\np = pathlib.Path(__file__).parent / 'link.txt'\nif not p.is_symlink():\n    os.symlink({victim_path:?}, p)\nopen(p, 'w').write('owned')\n"),
+            "PermissionError",
+        ),
+        (
+            "greedy",
+            "\nb = bytearray(10 * 1024 ** 3)\n".into(),
+            "MemoryError",
+        ),
+        (
+            "sleepy",
+            "\nimport time\ntime.sleep(600)\n".into(),
+            "ran longer than 8s",
+        ),
+        ("plain", String::new(), ""),
+    ];
+    let answers: Vec<(String, String)> = cases
+        .iter()
+        .map(|(word, code, _)| (format!("{word} price calculator"), code.clone()))
+        .collect();
+    let server = ScriptedServer::start(move |_, body| {
+        let prompt = last_user_message(body);
+        let extra = answers
+            .iter()
+            .find(|(p, _)| prompt.contains(p.as_str()))
+            .map(|(_, code)| code.as_str())
+            .unwrap_or_default();
+        Reply::Text(starting_point_with(body, extra))
+    });
+    for (word, _, _) in &cases {
+        let (prompt, out) = (
+            format!("{word} price calculator compute node"),
+            format!("out/{word}"),
+        );
+        let mut cmd = env.cmd(&["generate", &prompt, "--model", "coder", "--out", &out]);
+        with_models(cmd.arg("--no-wait"), &server, &["coder"]);
+        let done = cmd.output().unwrap();
+        assert!(done.status.success(), "{}", describe(&done));
+    }
+    let mut cmd = env.cmd(&["jobs", "run", "codegen", "--once"]);
+    with_models(&mut cmd, &server, &["coder"]);
+    cmd.env("OMNISTREAM_PROVIDERS__SCRIPTED__TIMEOUT_SECS", "5")
+        .env("OMNISTREAM_CODEGEN__MAX_REFINEMENTS", "0")
+        .env("OMNISTREAM_CODEGEN__TEST_TIMEOUT_SECS", "8")
+        .env("OMNISTREAM_CODEGEN__CONCURRENCY", "2")
+        .env("OMNISTREAM_CODEGEN__SANDBOX__PROCESSES", "32")
+        .env("OPENAI_API_KEY", "sk-must-not-leak");
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    env.ok(&["jobs", "run", "lake-sink", "--once"]);
+    assert!(
+        listener.accept().is_err(),
+        "generated code reached a socket outside"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "intact");
+    for (word, _, says) in &cases {
+        let rows = env.sql(&format!(
+            "SELECT r.correlation_id, c.passed, f.error_code, v.message \
+             FROM generation_requested r \
+             LEFT JOIN generation_completed c ON c.correlation_id = r.correlation_id \
+             LEFT JOIN generation_failed f ON f.correlation_id = r.correlation_id \
+             LEFT JOIN validation_result v ON v.correlation_id = r.correlation_id AND v.gate_id = 'G14' \
+             WHERE r.prompt LIKE '{word} %'"
+        ));
+        assert_eq!(rows.len(), 1, "{word}: {rows:?}");
+        let row = &rows[0];
+        let field = |k: &str| row.get(k).cloned().unwrap_or(Value::Null);
+        let message = field("message").as_str().unwrap_or_default().to_string();
+        assert!(!message.contains("sk-must-not-leak"), "{word}: {message}");
+        if says.is_empty() {
+            assert_eq!(field("passed"), true, "{word}: {row:?}");
+        } else {
+            assert_eq!(field("error_code"), "TESTS_FAILED", "{word}: {row:?}");
+            assert!(message.contains(says), "{word}: G14 says {message}");
+        }
+    }
+}
+
+#[test]
+fn neither_the_root_nor_the_home_directory_is_ever_an_output_root() {
+    let env = Env::new();
+    let out = env
+        .cmd(&["generate", "price calculator compute node"])
+        .env("OMNISTREAM_CODEGEN__OUTPUT_DIR", "/")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("codegen.output_dir: / is / or the home directory"),
+        "{stderr}"
+    );
+    // Run from the home directory, a request may not name a place under it (only output_dir).
+    let target = env.path("nodes").display().to_string();
+    let mut cmd = env.cmd(&[
+        "generate",
+        "price calculator compute node",
+        "--out",
+        &target,
+    ]);
+    cmd.args(["--format", "json"])
+        .env("HOME", env.dir.path())
+        .env("OMNISTREAM_CODEGEN__RUN_TESTS", "false");
+    let (ok, result, _) = generate_json(&mut cmd);
+    assert!(!ok, "{result}");
+    let message = result["end"]["error_message"].as_str().unwrap();
+    assert!(message.contains("allowed_output_roots"), "{message}");
+    assert!(!env.path("nodes").exists());
+}

@@ -1,8 +1,9 @@
 //! The HTTP provider against a real model: scripts/models/xlc_server.py serves the small
 //! Qwen2.5-Coder GGUF (fetched by scripts/setup.sh) on an OpenAI-compatible endpoint, and a node is
 //! generated with it end to end. A 0.5B model may well fail gates; what must hold is that the
-//! pipeline records what happened: real token counts and latencies, one end event, and files
-//! only when the gates passed.
+//! pipeline records what happened: the token counts the server reported, latencies that contain
+//! the server's time, the price table's cost, one end event, and files only when the gates passed.
+//! A recording proxy in front of the server (`model_server::Reply::Forward`) is the oracle.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::model_server::{Reply, ScriptedServer};
 use super::{Env, describe, repo_root};
 
 struct ModelServer {
@@ -76,6 +78,12 @@ fn start_server() -> ModelServer {
 #[test]
 fn a_node_is_generated_by_a_real_model_over_http_and_recorded_honestly() {
     let server = start_server();
+    let upstream = server
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_string();
+    let proxy = ScriptedServer::start(move |_, _| Reply::Forward(upstream.clone()));
     let env = Env::new();
     let started = Instant::now();
     let out = env
@@ -88,10 +96,12 @@ fn a_node_is_generated_by_a_real_model_over_http_and_recorded_honestly() {
             "json",
         ])
         .env("OMNISTREAM_PROVIDERS__LOCAL__FORMAT", "openai")
-        .env("OMNISTREAM_PROVIDERS__LOCAL__BASE_URL", &server.url)
+        .env("OMNISTREAM_PROVIDERS__LOCAL__BASE_URL", &proxy.url)
         .env("OMNISTREAM_PROVIDERS__LOCAL__TIMEOUT_SECS", "600")
         .env("OMNISTREAM_MODELS__QWEN__PROVIDER", "local")
         .env("OMNISTREAM_MODELS__QWEN__MODEL", "qwen2.5-coder")
+        .env("OMNISTREAM_MODELS__QWEN__INPUT_PER_MTOK", "1.5")
+        .env("OMNISTREAM_MODELS__QWEN__OUTPUT_PER_MTOK", "4.0")
         .env("OMNISTREAM_CODEGEN__MAX_TOKENS", "900")
         .env("OMNISTREAM_CODEGEN__MAX_REFINEMENTS", "0")
         .output()
@@ -106,23 +116,59 @@ fn a_node_is_generated_by_a_real_model_over_http_and_recorded_honestly() {
             .as_str()
             .unwrap_or("generated")
     );
+    let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
     let calls = result["model_calls"].as_array().unwrap();
-    let first = calls
-        .iter()
-        .find(|c| c["model"] == "qwen")
-        .expect("a model call");
-    assert_eq!(first["provider"], "local");
-    assert_eq!(first["success"], true, "{first}");
-    assert_eq!(first["http_status"], 200);
-    assert!(first["input_tokens"].as_i64().unwrap() > 200, "{first}");
-    assert!(first["output_tokens"].as_i64().unwrap() > 10, "{first}");
-    assert!(first["latency_ms"].as_f64().unwrap() > 100.0);
+    let qwen: Vec<&Value> = calls.iter().filter(|c| c["model"] == "qwen").collect();
+    let exchanges = proxy.exchanges.lock().unwrap().clone();
+    assert!(!qwen.is_empty(), "{result}");
+    assert_eq!(
+        qwen.len(),
+        exchanges.len(),
+        "one model-call event per request"
+    );
+    for (call, exchange) in qwen.iter().zip(&exchanges) {
+        let usage = &exchange.response["usage"];
+        assert_eq!(call["provider"], "local");
+        assert_eq!(call["success"], true, "{call}");
+        assert_eq!(call["http_status"], 200);
+        assert_eq!(
+            exchange.request["max_tokens"], 900,
+            "{:?}",
+            exchange.request
+        );
+        // The counts are the server's, not estimates.
+        assert_eq!(call["input_tokens"], usage["prompt_tokens"], "{call}");
+        assert_eq!(call["output_tokens"], usage["completion_tokens"], "{call}");
+        let (input, output) = (
+            usage["prompt_tokens"].as_f64().unwrap(),
+            usage["completion_tokens"].as_f64().unwrap(),
+        );
+        assert!((1.0..=900.0).contains(&output), "{usage}");
+        // The price table's cost: 1.5 and 4.0 USD per million tokens.
+        let cost = (input * 1.5 + output * 4.0) / 1e6;
+        assert!(
+            (call["cost_usd"].as_f64().unwrap() - cost).abs() < 1e-12,
+            "{call}"
+        );
+        // omnistream's latency contains the server's time (measured by the proxy) and is
+        // contained in the whole command's.
+        let latency = call["latency_ms"].as_f64().unwrap();
+        let server_ms = exchange.elapsed.as_secs_f64() * 1000.0;
+        assert!(
+            latency >= server_ms && latency <= wall_ms,
+            "{latency} ms: server {server_ms} ms, command {wall_ms} ms"
+        );
+    }
     let node = env.path("generated/node_nlp_text_tokenizer_compute");
     match result["status"].as_str() {
         Some("completed") => {
             assert!(out.status.success());
             assert!(node.join("v1_0_0/node.py").exists());
-            assert!(result["end"]["quality_score"].as_f64().unwrap() > 0.0);
+            let quality = result["end"]["quality_score"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&quality), "{quality}");
+            if result["end"]["passed"] == true {
+                assert!(quality >= 0.80, "passed needs quality >= 0.80: {quality}");
+            }
         }
         Some("failed") => {
             assert_eq!(out.status.code(), Some(1));

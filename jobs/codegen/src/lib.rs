@@ -22,6 +22,7 @@ pub mod quorum;
 mod recorder;
 pub mod render;
 pub mod request;
+pub mod sandbox;
 pub mod stage;
 pub mod syntax;
 pub mod write;
@@ -99,6 +100,8 @@ pub struct CodegenOptions {
     pub request_ttl: Duration,
     /// Rules every contract must satisfy besides the shipped schema (G7).
     pub contract_rules: Option<Arc<contract::ContractRules>>,
+    /// Limits of the contained runs of generated code (the wall time is `test_timeout`).
+    pub limits: sandbox::Limits,
 }
 
 impl Default for CodegenOptions {
@@ -123,6 +126,7 @@ impl Default for CodegenOptions {
             temperature: 0.2,
             request_ttl: Duration::from_secs(3600),
             contract_rules: None,
+            limits: sandbox::Limits::default(),
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::error::{EmitError, Result, error_chain};
 use crate::gates::{self, GateResult, GateStatus, PostValidation, Quality};
 use crate::parse::{ParsedPrompt, parse_prompt};
 use crate::prompts::{extract_code, generation_prompt, refinement_prompt};
-use crate::python::{PythonWorker, run_pytest};
+use crate::python::{PythonWorker, TestRun, run_pytest};
 use crate::quorum::{Decision, Recommendation, run_quorum};
 use crate::recorder::{Done, Recorder, Shared, call_model};
 use crate::render::{
@@ -23,6 +23,7 @@ use crate::render::{
     render_node,
 };
 use crate::request::GenerationRequest;
+use crate::sandbox::{Limits, Sandbox, SandboxError};
 use crate::stage::{Failure, FailureCode, Stage};
 use crate::syntax::PythonParser;
 use crate::write::{self, Staged};
@@ -48,6 +49,8 @@ pub enum Outcome {
 pub struct Worker {
     pub python: PythonWorker,
     pub parser: PythonParser,
+    /// Where generated code runs (found on first use: it asks the interpreter where it is).
+    sandbox: Option<Sandbox>,
 }
 
 impl Worker {
@@ -55,7 +58,15 @@ impl Worker {
         Worker {
             python: PythonWorker::new(python),
             parser: PythonParser::new(),
+            sandbox: None,
         }
+    }
+
+    fn sandbox(&mut self, python: &str) -> std::result::Result<&Sandbox, SandboxError> {
+        if self.sandbox.is_none() {
+            self.sandbox = Some(Sandbox::new(python)?);
+        }
+        Ok(self.sandbox.as_ref().expect("set above"))
     }
 }
 
@@ -485,7 +496,7 @@ fn post_validation(
 }
 
 fn validate(worker: &mut Worker, parsed: &ParsedPrompt, files: &[GeneratedFile]) -> PostValidation {
-    let Worker { python, parser } = worker;
+    let Worker { python, parser, .. } = worker;
     let mut resolve = |m: &[String]| python.missing_modules(m);
     gates::post_gates(files, parsed, &mut resolve, parser)
 }
@@ -625,7 +636,7 @@ fn compilation_test(
     if options.run_tests && problem.is_none() {
         // pytest takes a while: what happened so far is shown first.
         rec.flush().map_err(logged(stage))?;
-        let g14 = tests_gate(options, &staged);
+        let g14 = tests_gate(options, worker, &staged);
         rec.gate(stage, &g14);
         if g14.status == GateStatus::Fail {
             let summary = g14.message.lines().next().unwrap_or_default();
@@ -695,9 +706,20 @@ fn compile_gate(
 }
 
 /// G14: the node's generated tests pass under pytest. The message starts with pytest's summary.
-fn tests_gate(options: &CodegenOptions, staged: &Staged) -> GateResult {
+fn tests_gate(options: &CodegenOptions, worker: &mut Worker, staged: &Staged) -> GateResult {
     let started = Instant::now();
-    let run = run_pytest(&options.python, &staged.staging, options.test_timeout);
+    let limits = Limits {
+        wall: options.test_timeout,
+        ..options.limits.clone()
+    };
+    let run = match worker.sandbox(&options.python) {
+        Ok(sandbox) => run_pytest(sandbox, &staged.staging, &limits),
+        Err(e) => TestRun {
+            passed: false,
+            summary: format!("cannot run pytest: {}", error_chain(&e)),
+            output_tail: String::new(),
+        },
+    };
     GateResult {
         id: "G14",
         name: "generated_tests",

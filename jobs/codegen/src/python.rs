@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::sandbox::{Limits, Sandbox};
+
 use serde::Deserialize;
 use serde_json::json;
 
@@ -179,60 +181,44 @@ pub struct TestRun {
     pub output_tail: String,
 }
 
-/// Run `pytest` on the node's tests, in the node directory, without leaving caches behind.
-pub fn run_pytest(python: &str, node_dir: &Path, timeout: Duration) -> TestRun {
-    let child = Command::new(python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
-        .current_dir(node_dir)
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
+/// Run `pytest` on the node's tests, contained (see [`crate::sandbox`]), in the node directory,
+/// without leaving caches behind.
+pub fn run_pytest(sandbox: &Sandbox, node_dir: &Path, limits: &Limits) -> TestRun {
+    let args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"];
+    let run = match sandbox.run_python(&args, node_dir, limits) {
+        Ok(run) => run,
         Err(e) => {
             return TestRun {
                 passed: false,
-                summary: format!("cannot start {python} -m pytest: {e}"),
+                summary: format!("cannot run pytest: {}", crate::error::error_chain(&e)),
                 output_tail: String::new(),
             };
         }
     };
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return TestRun {
-                    passed: false,
-                    summary: format!("the tests ran longer than {timeout:?} and were stopped"),
-                    output_tail: String::new(),
-                };
-            }
-        }
+    let tail: Vec<&str> = run.output.lines().rev().take(25).collect();
+    let output_tail = tail.into_iter().rev().collect::<Vec<_>>().join("\n");
+    if let Some(why) = run.stopped_because(limits) {
+        return TestRun {
+            passed: false,
+            summary: format!("the tests {why} and were stopped"),
+            output_tail,
+        };
     }
-    let out = child.wait_with_output().expect("the child was waited for");
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let summary = text
+    let summary = run
+        .output
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
         .unwrap_or("")
         .trim()
         .to_string();
-    let tail: Vec<&str> = text.lines().rev().take(25).collect();
     TestRun {
-        passed: out.status.success(),
+        passed: run.succeeded(),
         summary: if summary.contains("No module named pytest") {
             "pytest is not installed (scripts/setup.sh installs it)".into()
         } else {
             summary
         },
-        output_tail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        output_tail,
     }
 }

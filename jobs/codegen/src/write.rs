@@ -23,12 +23,36 @@ pub enum WriteError {
     Outside { requested: String, allowed: String },
     #[error("refusing to write outside the node: {0}")]
     Escape(String),
+    #[error(
+        "refusing to replace {}: omnistream did not create it (it has no {MARKER}); move it away or choose another output directory",
+        .0.display()
+    )]
+    NotOurs(PathBuf),
     #[error(transparent)]
     Io(#[from] IoError),
 }
 
 const STAGING: &str = ".omnistream-staging";
 const FAILED: &str = ".omnistream-failed";
+/// Written into every node directory omnistream creates: only such a directory is ever replaced.
+pub const MARKER: &str = ".omnistream-node";
+
+/// `path` with the symlinks of its existing part resolved (the part that does not exist yet
+/// appended as it is): where a write would really go.
+fn resolved(path: &Path) -> PathBuf {
+    let mut existing = path;
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        let (Some(parent), Some(name)) = (existing.parent(), existing.file_name()) else {
+            return path.to_path_buf();
+        };
+        rest.push(name);
+        existing = parent;
+    }
+    let mut out = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
+    out.extend(rest.into_iter().rev());
+    out
+}
 
 /// Where a request's node goes: the request's `output_directory` (relative to the configured root,
 /// or absolute inside one of `allowed_roots`), never through `..`. Requests can come from anyone who
@@ -48,11 +72,13 @@ pub fn resolve_output(
     if path.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(WriteError::ParentDir(requested.to_string()));
     }
-    if !path.is_absolute() {
-        return Ok(root.join(path));
-    }
-    if path.starts_with(root) || allowed_roots.iter().any(|r| path.starts_with(r)) {
-        return Ok(path.to_path_buf());
+    // Checked where the writes would really go: a symlink on the way may lead anywhere.
+    let target = resolved(&root.join(path));
+    if std::iter::once(root)
+        .chain(allowed_roots.iter().map(PathBuf::as_path))
+        .any(|r| target.starts_with(resolved(r)))
+    {
+        return Ok(target);
     }
     Err(WriteError::Outside {
         requested: requested.to_string(),
@@ -129,6 +155,11 @@ pub fn stage(
         }
         Ok(())
     })();
+    let result = result.and_then(|()| {
+        std::fs::write(staging.join(MARKER), correlation_id)
+            .io_context(|| format!("writing {}", staging.join(MARKER).display()))
+            .map_err(WriteError::from)
+    });
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
@@ -147,6 +178,10 @@ impl Staged {
         let old = self.staging.with_file_name(format!("{}.old", self.tag));
         let _ = std::fs::remove_dir_all(&old);
         let had_old = self.target.exists();
+        if had_old && !self.target.join(MARKER).is_file() {
+            let _ = std::fs::remove_dir_all(&self.staging);
+            return Err(WriteError::NotOurs(self.target));
+        }
         if had_old {
             std::fs::rename(&self.target, &old)
                 .io_context(|| format!("moving the previous {} aside", self.target.display()))?;
@@ -239,5 +274,56 @@ mod tests {
         let allowed = [PathBuf::from("/srv/nodes")];
         assert!(resolve_output(root, &allowed, Some("/srv/nodes/x")).is_ok());
         assert!(resolve_output(root, &allowed, Some("/srv/nodesx")).is_err());
+    }
+
+    #[test]
+    fn a_symlink_on_the_way_is_followed_before_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
+        let err = resolve_output(&root, &[], Some("link/nodes")).unwrap_err();
+        assert!(matches!(err, WriteError::Outside { .. }), "{err}");
+        let absolute = root.join("link/nodes").display().to_string();
+        assert!(resolve_output(&root, &[], Some(&absolute)).is_err());
+        // A symlink that stays inside is fine, and the real place is returned.
+        std::fs::create_dir(root.join("real")).unwrap();
+        std::os::unix::fs::symlink(root.join("real"), root.join("alias")).unwrap();
+        assert_eq!(
+            resolve_output(&root, &[], Some("alias/n")).unwrap(),
+            std::fs::canonicalize(root.join("real")).unwrap().join("n")
+        );
+    }
+
+    #[test]
+    fn a_directory_omnistream_did_not_create_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let theirs = dir.path().join("node_x");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::write(theirs.join("precious.txt"), "mine").unwrap();
+        let staged = stage(dir.path(), "node_x", &[f("a.py")], "c1").unwrap();
+        let err = staged.publish().unwrap_err();
+        assert!(matches!(err, WriteError::NotOurs(_)), "{err}");
+        assert!(
+            err.to_string().contains("omnistream did not create it"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(theirs.join("precious.txt")).unwrap(),
+            "mine"
+        );
+        assert!(!theirs.join("a.py").exists());
+        // Ours is replaced.
+        let ours = stage(dir.path(), "node_y", &[f("a.py")], "c2")
+            .unwrap()
+            .publish()
+            .unwrap();
+        assert!(ours.join(MARKER).is_file());
+        stage(dir.path(), "node_y", &[f("b.py")], "c3")
+            .unwrap()
+            .publish()
+            .unwrap();
+        assert!(ours.join("b.py").exists() && !ours.join("a.py").exists());
     }
 }
