@@ -957,3 +957,73 @@ fn neither_the_root_nor_the_home_directory_is_ever_an_output_root() {
     assert!(message.contains("allowed_output_roots"), "{message}");
     assert!(!env.path("nodes").exists());
 }
+
+/// Pids of processes whose working directory is under `dir`.
+fn processes_under(dir: &std::path::Path) -> Vec<u32> {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .map_while(Result::ok)
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
+        })
+        .collect()
+}
+
+#[test]
+fn a_contained_run_dies_with_a_job_killed_by_kill_9() {
+    let server = ScriptedServer::start(|_, body| {
+        Reply::Text(starting_point_with(
+            body,
+            "\nimport time\ntime.sleep(600)\n",
+        ))
+    });
+    let env = Env::new();
+    let mut cmd = env.cmd(&[
+        "generate",
+        "sleepy price calculator compute node",
+        "--model",
+        "coder",
+    ]);
+    with_models(cmd.args(["--out", "out", "--no-wait"]), &server, &["coder"]);
+    assert!(cmd.output().unwrap().status.success());
+    let mut cmd = env.cmd(&["jobs", "run", "codegen"]);
+    with_models(&mut cmd, &server, &["coder"]);
+    cmd.env("OMNISTREAM_CODEGEN__TEST_TIMEOUT_SECS", "120")
+        .env("OMNISTREAM_PROVIDERS__SCRIPTED__TIMEOUT_SECS", "5")
+        .env("OMNISTREAM_CODEGEN__MAX_REFINEMENTS", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut job = crate::Running::spawn(&mut cmd);
+    let out = env.path("out");
+    let started = std::time::Instant::now();
+    while processes_under(&out).is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "pytest never started"
+        );
+        assert!(
+            job.try_wait().is_none(),
+            "the job ended before its tests ran"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = libc::pid_t::try_from(job.id()).unwrap();
+    // SAFETY: kill(2) of the job this test started and has not waited for.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let status = job.wait();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9)
+    );
+    let killed = std::time::Instant::now();
+    while !processes_under(&out).is_empty() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "the contained run outlived its job: {:?}",
+            processes_under(&out)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

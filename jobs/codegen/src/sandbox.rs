@@ -349,7 +349,10 @@ impl Sandbox {
             limits: limits.clone(),
             network: self.isolation.network,
             ruleset: ruleset.as_ref().map(|r| r.fd.as_raw_fd()),
-            cgroup_procs: cgroup.as_ref().map(|c| c.procs.as_raw_fd()),
+            cgroup_procs: cgroup
+                .as_ref()
+                .and_then(|c| c.procs.as_ref())
+                .map(|f| f.as_raw_fd()),
             nproc: if cgroup.is_none() {
                 Some(process_count_of_this_user() + limits.processes)
             } else {
@@ -478,6 +481,9 @@ impl PreExec {
         // SAFETY (every call below): plain system calls on integers and stack values.
         unsafe {
             check(libc::setpgid(0, 0))?;
+            // If the job dies (even by kill -9), the run dies with it instead of running on
+            // without its time limit.
+            check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0))?;
             if let Some(fd) = self.cgroup_procs {
                 let zero = b"0";
                 if libc::write(fd, zero.as_ptr().cast(), 1) != 1 {
@@ -810,15 +816,43 @@ mod cgroup {
                 candidates.push(Path::new("/sys/fs/cgroup/unified").join(path));
             }
         }
-        candidates
+        let parent = candidates
             .into_iter()
-            .find(|dir| PidsCgroup::create(dir, 1).is_ok())
+            .find(|dir| PidsCgroup::create(dir, 1).is_ok())?;
+        remove_stale(&parent);
+        Some(parent)
+    }
+
+    /// Remove the cgroups of runs whose job died without removing them (killed, say): their
+    /// processes are killed, their directories removed.
+    fn remove_stale(parent: &Path) {
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            return;
+        };
+        for entry in entries.map_while(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name
+                .strip_prefix("omnistream-")
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|p| p.parse::<libc::pid_t>().ok())
+            else {
+                continue;
+            };
+            // SAFETY: signal 0 only asks whether the job that made it still exists.
+            let alive = unsafe { libc::kill(pid, 0) } == 0;
+            if !alive {
+                drop(PidsCgroup {
+                    dir: entry.path(),
+                    procs: None,
+                });
+            }
+        }
     }
 
     pub(super) struct PidsCgroup {
         dir: PathBuf,
         /// `cgroup.procs`, open for the child to write itself into.
-        pub(super) procs: File,
+        pub(super) procs: Option<File>,
     }
 
     impl PidsCgroup {
@@ -837,7 +871,10 @@ mod cgroup {
                     .open(dir.join("cgroup.procs"))
             })();
             match made {
-                Ok(procs) => Ok(PidsCgroup { dir, procs }),
+                Ok(procs) => Ok(PidsCgroup {
+                    dir,
+                    procs: Some(procs),
+                }),
                 Err(e) => {
                     let _ = std::fs::remove_dir(&dir);
                     Err(e)
