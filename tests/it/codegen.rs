@@ -808,6 +808,20 @@ fn a_full_output_disk_fails_the_generation_with_write_failed_and_leaves_nothing(
 /// the end passes).
 #[test]
 fn model_code_that_misbehaves_is_stopped_and_the_job_goes_on() {
+    use omnistream_codegen::sandbox::{Isolation, NetworkIsolation};
+    let isolation = Isolation::detect();
+    // SAFETY: geteuid(2) cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if isolation.landlock.is_none()
+        || (root && isolation.pids_cgroup.is_none())
+        || !matches!(isolation.network, NetworkIsolation::Namespace { .. })
+    {
+        eprintln!(
+            "skipped: this machine lacks part of the isolation ({})",
+            isolation.describe()
+        );
+        return;
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     listener.set_nonblocking(true).unwrap();

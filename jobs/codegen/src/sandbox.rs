@@ -1035,6 +1035,11 @@ mod tests {
 
     #[test]
     fn forking_without_end_meets_the_process_limit() {
+        // SAFETY: geteuid(2) cannot fail.
+        if sandbox().isolation().pids_cgroup.is_none() && unsafe { libc::geteuid() } == 0 {
+            eprintln!("skipped: root without a pids cgroup has no process limit here");
+            return;
+        }
         let limits = Limits {
             processes: 16,
             wall: Duration::from_secs(5),
@@ -1055,6 +1060,10 @@ mod tests {
 
     #[test]
     fn a_socket_reaches_nothing() {
+        if sandbox().isolation().network == NetworkIsolation::None {
+            eprintln!("skipped: this kernel allows no network isolation");
+            return;
+        }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let code = format!(
