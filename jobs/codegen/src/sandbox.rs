@@ -28,6 +28,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use omnistream_streams::io::{IoContext, IoError};
+
 /// Limits of one contained run.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -129,8 +131,8 @@ pub enum SandboxError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Io(#[from] omnistream_streams::io::IoError),
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// How the network is taken away.
@@ -306,59 +308,10 @@ impl Sandbox {
         let tmp = tempfile::Builder::new()
             .prefix("omnistream-run-")
             .tempdir()
-            .map_err(|e| {
-                omnistream_streams::io::IoError::new("creating a temporary directory", e)
-            })?;
-        let mut cmd = Command::new(&self.python);
-        cmd.arg("-I")
-            .arg("-B")
-            .args(args)
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env("HOME", tmp.path())
-            .env("TMPDIR", tmp.path())
-            .env("LANG", "C.UTF-8")
-            .stdin(Stdio::null());
-        let (reader, writer) = std::io::pipe()
-            .map_err(|e| omnistream_streams::io::IoError::new("creating the output pipe", e))?;
-        let writer2 = writer
-            .try_clone()
-            .map_err(|e| omnistream_streams::io::IoError::new("creating the output pipe", e))?;
-        cmd.stdout(Stdio::from(writer)).stderr(Stdio::from(writer2));
-
-        let ruleset = match self.isolation.landlock {
-            Some(abi) => {
-                let mut read: Vec<&Path> = SYSTEM_DIRS.iter().map(Path::new).collect();
-                read.extend(self.python_dirs.iter().map(PathBuf::as_path));
-                Some(landlock::Ruleset::new(
-                    abi,
-                    &read,
-                    &[dir, tmp.path(), Path::new("/dev/null")],
-                    // With a network namespace of its own, its loopback stays usable.
-                    self.isolation.network == NetworkIsolation::LandlockTcp,
-                )?)
-            }
-            None => None,
-        };
-        let cgroup = match &self.isolation.pids_cgroup {
-            Some(parent) => cgroup::PidsCgroup::create(parent, limits.processes).ok(),
-            None => None,
-        };
-        let pre = PreExec {
-            limits: limits.clone(),
-            network: self.isolation.network,
-            ruleset: ruleset.as_ref().map(|r| r.fd.as_raw_fd()),
-            cgroup_procs: cgroup
-                .as_ref()
-                .and_then(|c| c.procs.as_ref())
-                .map(|f| f.as_raw_fd()),
-            nproc: if cgroup.is_none() {
-                Some(process_count_of_this_user() + limits.processes)
-            } else {
-                None
-            },
-        };
+            .io_context(|| "creating a temporary directory".into())?;
+        let (mut cmd, reader) = self.command(args, dir, tmp.path())?;
+        let confinement = self.confinement(dir, tmp.path(), limits)?;
+        let pre = confinement.pre_exec(self.isolation.network, limits);
         // SAFETY: the closure only makes async-signal-safe system calls on values prepared
         // before the fork (no allocation, no locks).
         unsafe {
@@ -372,41 +325,18 @@ impl Sandbox {
         // Our copies of the pipe's write end must go, or the reader never sees its end.
         drop(cmd);
         let output = Output::read(reader, limits.output_bytes);
-        let pgid = child.id() as libc::pid_t;
-        let ending = loop {
-            if let Some(status) = child.try_wait().map_err(|e| {
-                omnistream_streams::io::IoError::new("waiting for the contained run", e)
-            })? {
-                break match (status.code(), status.signal()) {
-                    (Some(code), _) => Ending::Exited(code),
-                    (None, Some(signal)) => Ending::Signalled(signal),
-                    (None, None) => Ending::Signalled(0),
-                };
-            }
-            let over = if output.overflowed() {
-                Some(Ending::TooMuchOutput)
-            } else if started.elapsed() >= limits.wall {
-                Some(Ending::TimedOut)
-            } else {
-                None
-            };
-            if let Some(ending) = over {
-                kill_all(pgid, cgroup.as_ref());
-                let _ = child.wait();
-                break ending;
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        let group = Group {
+            pgid: child.id() as libc::pid_t,
+            cgroup: confinement.cgroup.as_ref(),
         };
+        let ending = wait(&mut child, &output, &group, limits, started)?;
         // Whatever it started dies with it: nothing may outlive the run or hold its output.
         let ending = match ending {
-            Ending::Exited(code) if still_running(pgid, cgroup.as_ref()) => {
-                Ending::LeftRunning(code)
-            }
+            Ending::Exited(code) if group.still_running() => Ending::LeftRunning(code),
             other => other,
         };
-        kill_all(pgid, cgroup.as_ref());
+        group.kill();
         let (text, bytes) = output.finish(Duration::from_secs(2));
-        drop(cgroup);
         Ok(Run {
             ending,
             output: text,
@@ -414,22 +344,146 @@ impl Sandbox {
             elapsed: started.elapsed(),
         })
     }
-}
 
-/// Whether a process of the run is still alive (in its process group or its cgroup).
-fn still_running(pgid: libc::pid_t, cgroup: Option<&cgroup::PidsCgroup>) -> bool {
-    // SAFETY: signal 0 only checks that the group exists.
-    let group = unsafe { libc::kill(-pgid, 0) } == 0;
-    group || cgroup.is_some_and(cgroup::PidsCgroup::is_populated)
-}
-
-fn kill_all(pgid: libc::pid_t, cgroup: Option<&cgroup::PidsCgroup>) {
-    // SAFETY: kill(2) of the process group we created for the child.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
+    /// The interpreter with a clean environment, in `dir`, stdout and stderr into one pipe.
+    fn command(
+        &self,
+        args: &[&str],
+        dir: &Path,
+        tmp: &Path,
+    ) -> Result<(Command, std::io::PipeReader), SandboxError> {
+        let mut cmd = Command::new(&self.python);
+        cmd.arg("-I")
+            .arg("-B")
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", tmp)
+            .env("TMPDIR", tmp)
+            .env("LANG", "C.UTF-8")
+            .stdin(Stdio::null());
+        let (reader, writer) = std::io::pipe().io_context(|| "creating the output pipe".into())?;
+        let writer2 = writer
+            .try_clone()
+            .io_context(|| "creating the output pipe".into())?;
+        cmd.stdout(Stdio::from(writer)).stderr(Stdio::from(writer2));
+        Ok((cmd, reader))
     }
-    if let Some(c) = cgroup {
-        c.kill_all();
+
+    /// The Landlock ruleset and the pids cgroup of one run, made before the fork.
+    fn confinement(
+        &self,
+        dir: &Path,
+        tmp: &Path,
+        limits: &Limits,
+    ) -> Result<Confinement, SandboxError> {
+        let ruleset = match self.isolation.landlock {
+            Some(abi) => {
+                let mut read: Vec<&Path> = SYSTEM_DIRS.iter().map(Path::new).collect();
+                read.extend(self.python_dirs.iter().map(PathBuf::as_path));
+                Some(landlock::Ruleset::new(
+                    abi,
+                    &read,
+                    &[dir, tmp, Path::new("/dev/null")],
+                    // With a network namespace of its own, its loopback stays usable.
+                    self.isolation.network == NetworkIsolation::LandlockTcp,
+                )?)
+            }
+            None => None,
+        };
+        let cgroup = self
+            .isolation
+            .pids_cgroup
+            .as_ref()
+            .and_then(|parent| cgroup::PidsCgroup::create(parent, limits.processes).ok());
+        Ok(Confinement { ruleset, cgroup })
+    }
+}
+
+/// What confines one run, alive until it ends (the cgroup is removed when dropped).
+struct Confinement {
+    ruleset: Option<landlock::Ruleset>,
+    cgroup: Option<cgroup::PidsCgroup>,
+}
+
+impl Confinement {
+    fn pre_exec(&self, network: NetworkIsolation, limits: &Limits) -> PreExec {
+        PreExec {
+            limits: limits.clone(),
+            network,
+            ruleset: self.ruleset.as_ref().map(|r| r.fd.as_raw_fd()),
+            cgroup_procs: self
+                .cgroup
+                .as_ref()
+                .and_then(|c| c.procs.as_ref())
+                .map(|f| f.as_raw_fd()),
+            nproc: self
+                .cgroup
+                .is_none()
+                .then(|| process_count_of_this_user() + limits.processes),
+        }
+    }
+}
+
+/// Wait for the child until it exits, prints too much or runs out of time (then the whole group
+/// is killed).
+fn wait(
+    child: &mut std::process::Child,
+    output: &Output,
+    group: &Group<'_>,
+    limits: &Limits,
+    started: Instant,
+) -> Result<Ending, SandboxError> {
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .io_context(|| "waiting for the contained run".into())?
+        {
+            return Ok(match (status.code(), status.signal()) {
+                (Some(code), _) => Ending::Exited(code),
+                (None, Some(signal)) => Ending::Signalled(signal),
+                (None, None) => Ending::Signalled(0),
+            });
+        }
+        let over = if output.overflowed() {
+            Some(Ending::TooMuchOutput)
+        } else if started.elapsed() >= limits.wall {
+            Some(Ending::TimedOut)
+        } else {
+            None
+        };
+        if let Some(ending) = over {
+            group.kill();
+            let _ = child.wait();
+            return Ok(ending);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Every process of a run: its process group and, when there is one, its cgroup (which also
+/// holds what left the group).
+struct Group<'a> {
+    pgid: libc::pid_t,
+    cgroup: Option<&'a cgroup::PidsCgroup>,
+}
+
+impl Group<'_> {
+    fn still_running(&self) -> bool {
+        // SAFETY: signal 0 only checks that the group exists.
+        let group = unsafe { libc::kill(-self.pgid, 0) } == 0;
+        group || self.cgroup.is_some_and(cgroup::PidsCgroup::is_populated)
+    }
+
+    fn kill(&self) {
+        // SAFETY: kill(2) of the process group made for the child.
+        unsafe {
+            libc::kill(-self.pgid, libc::SIGKILL);
+        }
+        if let Some(c) = self.cgroup {
+            c.kill_all();
+        }
     }
 }
 
