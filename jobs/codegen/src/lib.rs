@@ -92,7 +92,6 @@ pub struct CodegenOptions {
     pub compile_scope: CompileScope,
     /// Run the generated tests with pytest (G14).
     pub run_tests: bool,
-    pub test_timeout: Duration,
     pub python: String,
     pub max_tokens: u32,
     pub temperature: f32,
@@ -100,7 +99,7 @@ pub struct CodegenOptions {
     pub request_ttl: Duration,
     /// Rules every contract must satisfy besides the shipped schema (G7).
     pub contract_rules: Option<Arc<contract::ContractRules>>,
-    /// Limits of the contained runs of generated code (the wall time is `test_timeout`).
+    /// Limits of the contained runs of generated code (`wall` is the tests' time limit).
     pub limits: sandbox::Limits,
 }
 
@@ -120,7 +119,6 @@ impl Default for CodegenOptions {
             compile_check: true,
             compile_scope: CompileScope::Changed,
             run_tests: true,
-            test_timeout: Duration::from_secs(120),
             python: "python3".into(),
             max_tokens: 2048,
             temperature: 0.2,

@@ -23,7 +23,7 @@ use crate::render::{
     render_node,
 };
 use crate::request::GenerationRequest;
-use crate::sandbox::{Limits, Sandbox, SandboxError};
+use crate::sandbox::{Sandbox, SandboxError};
 use crate::stage::{Failure, FailureCode, Stage};
 use crate::syntax::PythonParser;
 use crate::write::{self, Staged};
@@ -708,12 +708,8 @@ fn compile_gate(
 /// G14: the node's generated tests pass under pytest. The message starts with pytest's summary.
 fn tests_gate(options: &CodegenOptions, worker: &mut Worker, staged: &Staged) -> GateResult {
     let started = Instant::now();
-    let limits = Limits {
-        wall: options.test_timeout,
-        ..options.limits.clone()
-    };
     let run = match worker.sandbox(&options.python) {
-        Ok(sandbox) => run_pytest(sandbox, &staged.staging, &limits),
+        Ok(sandbox) => run_pytest(sandbox, &staged.staging, &options.limits),
         Err(e) => TestRun {
             passed: false,
             summary: format!("cannot run pytest: {}", error_chain(&e)),
