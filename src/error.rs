@@ -72,17 +72,6 @@ pub(crate) type Result<T, E = CliError> = std::result::Result<T, E>;
 
 /// The error and its causes, one per line after the first, as `error: ...` / `  caused by: ...`.
 pub(crate) fn render(error: &CliError) -> String {
-    let mut out = format!("error: {error}");
-    let mut source = std::error::Error::source(error);
-    let mut last = error.to_string();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // thiserror's `transparent` and `{0}` repeat the cause in the message: skip repeats.
-        if !last.contains(&text) {
-            out.push_str(&format!("\n  caused by: {text}"));
-        }
-        last = text;
-        source = cause.source();
-    }
-    out
+    let causes = omnistream_streams::error::distinct_causes(error);
+    format!("error: {}", causes.join("\n  caused by: "))
 }

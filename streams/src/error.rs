@@ -79,3 +79,18 @@ pub enum StreamsError {
     #[error("internal error (a bug, please report): {0}")]
     Internal(String),
 }
+
+/// An error's message and then each of its causes', skipping a cause whose text the message
+/// before it already carries (`{context}: {source}` and `transparent` repeat their cause).
+pub fn distinct_causes(error: &dyn std::error::Error) -> Vec<String> {
+    let mut out = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.last().is_some_and(|last| last.contains(&text)) {
+            out.push(text);
+        }
+        source = cause.source();
+    }
+    out
+}

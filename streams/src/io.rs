@@ -90,5 +90,10 @@ mod tests {
         assert_eq!(e.context, "reading /nonexistent/x");
         assert!(e.to_string().starts_with("reading /nonexistent/x: "), "{e}");
         assert_eq!(e.source.kind(), std::io::ErrorKind::NotFound);
+        // Its message carries its cause: the cause is not said twice.
+        let causes = crate::error::distinct_causes(&e);
+        assert_eq!(causes, [e.to_string()]);
+        let wrapped = crate::StreamsError::from(e);
+        assert_eq!(crate::error::distinct_causes(&wrapped), causes);
     }
 }

@@ -43,20 +43,7 @@ pub enum CodegenError {
 
 /// An error and its causes on one line, for an event's message.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut last = text.clone();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let next = cause.to_string();
-        // A message that already carries its cause's text (`{context}: {source}`, `transparent`).
-        if !last.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        last = next;
-        source = cause.source();
-    }
-    text
+    omnistream_streams::error::distinct_causes(e).join(": ")
 }
 
 /// Why events did not become durable. Shared by every generation whose events were in the
