@@ -819,15 +819,20 @@ impl Workload {
             "is_retryable": code != "VALIDATION_FAILED", "retry_after_seconds": if code == "MODEL_UNAVAILABLE" { json!(30.0) } else { Value::Null },
             "primary_model": m.name, "node_type": node_type, "total_tokens": run.tokens, "total_cost_usd": run.cost,
         });
+        self.emit_end(chunk, Topic::GenerationFailed, run, payload);
+    }
+
+    /// A generation's end event (completed or failed), caused by its last stage.
+    fn emit_end(&mut self, chunk: &mut Chunk, topic: Topic, run: &SimRun, payload: Value) {
         let (v, _) = self.event(
-            Topic::GenerationFailed,
+            topic,
             run.t,
             &run.correlation_id,
             Some(&run.stage_cause),
             "codegen",
             payload,
         );
-        self.emit(chunk, Topic::GenerationFailed, v);
+        self.emit(chunk, topic, v);
     }
 
     /// generation-completed, and a stored pattern when it is worth learning from.
@@ -855,15 +860,7 @@ impl Workload {
             "output_directory": format!("./generated/{svc}"), "node_module": format!("{base}/node.py"),
             "models": ["models/input.py", "models/output.py"], "enums": [], "tests": ["tests/test_node.py"],
         });
-        let (v, _) = self.event(
-            Topic::GenerationCompleted,
-            run.t,
-            &run.correlation_id,
-            Some(&run.stage_cause),
-            "codegen",
-            payload,
-        );
-        self.emit(chunk, Topic::GenerationCompleted, v);
+        self.emit_end(chunk, Topic::GenerationCompleted, run, payload);
         if q.score >= 0.95 {
             let pattern_id = hex(&mut self.rng, 16);
             let payload = json!({
