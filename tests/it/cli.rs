@@ -691,11 +691,8 @@ fn a_full_disk_stops_ingest_with_the_line_to_resume_from_and_the_resume_loses_no
         "$BIN" --data-dir "$DATA" jobs run lake-sink --once >/dev/null 2>&1 || exit 93
         "$BIN" --data-dir "$DATA" sql --format csv "SELECT count(*) AS n, count(DISTINCT correlation_id) AS d FROM model_call" >count.csv 2>&1 || exit 94
     "#;
-    let status = Command::new("unshare")
-        .args(["--user", "--map-root-user", "--mount", "sh", "-c", script])
-        .current_dir(env.dir.path())
-        .env("BIN", env!("CARGO_BIN_EXE_omnistream"))
-        .env("DATA", &data)
+    let status = env
+        .in_mount_namespace(script)
         .env("INPUT", &input)
         .env("OMNISTREAM_INGEST__BATCH_ROWS", "500")
         .status()

@@ -774,11 +774,8 @@ fn a_full_output_disk_fails_the_generation_with_write_failed_and_leaves_nothing(
         echo $? >gen.rc
         find out >files.txt
     "#;
-    let status = Command::new("unshare")
-        .args(["--user", "--map-root-user", "--mount", "sh", "-c", script])
-        .current_dir(env.dir.path())
-        .env("BIN", env!("CARGO_BIN_EXE_omnistream"))
-        .env("DATA", env.data())
+    let status = env
+        .in_mount_namespace(script)
         .env("OMNISTREAM_CODEGEN__RUN_TESTS", "false")
         .status()
         .unwrap();

@@ -124,14 +124,8 @@ impl KillPoints {
     }
 }
 
-/// `OMNISTREAM_CRASH_SEED` when set, otherwise a fresh seed; printed either way.
 fn seed(test: &str) -> u64 {
-    let seed = std::env::var("OMNISTREAM_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| rand::rng().random());
-    eprintln!("{test}: OMNISTREAM_CRASH_SEED={seed}");
-    seed
+    crate::replay_seed("OMNISTREAM_CRASH_SEED", test)
 }
 
 /// A job's committed offsets and its lag, as `jobs status` reports them.

@@ -55,6 +55,23 @@ impl Env {
         cmd
     }
 
+    /// `sh -c SCRIPT` in a user and mount namespace of its own (so it may mount a small
+    /// filesystem), in this environment's directory, with `$BIN` (the binary) and `$DATA` (the
+    /// data directory) set and no inherited OMNISTREAM_* settings.
+    pub(crate) fn in_mount_namespace(&self, script: &str) -> Command {
+        let mut cmd = Command::new("unshare");
+        for (key, _) in std::env::vars() {
+            if key.starts_with("OMNISTREAM_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.args(["--user", "--map-root-user", "--mount", "sh", "-c", script])
+            .current_dir(self.dir.path())
+            .env("BIN", env!("CARGO_BIN_EXE_omnistream"))
+            .env("DATA", self.data());
+        cmd
+    }
+
     pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().unwrap()
     }
@@ -197,4 +214,16 @@ pub(crate) fn can_mount_tmpfs() -> bool {
         .arg("d=$(mktemp -d) && mount -t tmpfs -o size=1m tmpfs \"$d\"")
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// The seed in environment variable `var` when set (to replay a run), otherwise a fresh one;
+/// printed either way, so a failure can be replayed.
+pub(crate) fn replay_seed(var: &str, what: &str) -> u64 {
+    use rand::Rng;
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| rand::rng().random());
+    eprintln!("{what}: {var}={seed}");
+    seed
 }

@@ -182,19 +182,9 @@ fn backfill_all(env: &Env) {
     }
 }
 
-/// `OMNISTREAM_REDUCER_SEED` when set (to replay a run), otherwise a fresh seed; printed either way.
-fn replay_seed() -> u64 {
-    let seed = std::env::var("OMNISTREAM_REDUCER_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| rand::rng().random());
-    eprintln!("OMNISTREAM_REDUCER_SEED={seed}");
-    seed
-}
-
 #[test]
 fn incremental_batches_equal_a_recompute_from_scratch() {
-    let seed = replay_seed();
+    let seed = crate::replay_seed("OMNISTREAM_REDUCER_SEED", "reducers");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let env = Env::new();
     let batches = rng.random_range(3..6);
