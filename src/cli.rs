@@ -130,7 +130,13 @@ The same seed gives the same events (ids included)."
 #[derive(Debug, Args)]
 pub(crate) struct GenerateArgs {
     /// What to generate, in plain words, e.g. "Create PostgreSQL writer Effect node".
-    pub(crate) prompt: String,
+    #[arg(required_unless_present = "requests")]
+    pub(crate) prompt: Option<String>,
+
+    /// Generate every request of a JSONL file instead (prompt, node_type, model, operations,
+    /// input and output fields, examples: docs/codegen.md); the whole file is checked first.
+    #[arg(long, value_name = "FILE", conflicts_with = "prompt")]
+    pub(crate) requests: Option<PathBuf>,
 
     /// Directory the node directory goes into (default: `codegen.output_dir`, ./generated).
     #[arg(long, env = "OMNISTREAM_GENERATE_OUT", value_name = "DIR")]
@@ -413,9 +419,17 @@ pub(crate) enum BenchCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchCodegenArgs {
-    /// Generations to run.
-    #[arg(long, short = 'n', default_value_t = 1000)]
-    pub(crate) generations: u64,
+    /// Generations to run (default 1000; with --requests, one per request of the file).
+    #[arg(long, short = 'n')]
+    pub(crate) generations: Option<u64>,
+    /// Requests of a JSONL file (as `generate --requests`), cycled to --generations: the report
+    /// adds the functional pass rate (every example passes) beside the gate pass rate.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) requests: Option<PathBuf>,
+    /// Model of requests that name none: `template` (default) or a name under [models]; the
+    /// Python peer runs only with the template model.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) model: Option<String>,
     /// Generations at once (and processes of the Python peer). The template model is CPU work,
     /// so the default is one per core; `codegen.concurrency` (4) suits models over HTTP.
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(2, |n| n.get()))]

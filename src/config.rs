@@ -88,6 +88,11 @@ pub(crate) struct CodegenConfig {
     /// Run the generated tests with pytest (gate G14).
     pub(crate) run_tests: bool,
     pub(crate) test_timeout_secs: u64,
+    /// Time each example of a request may take (the behaviour gate, G15), in seconds.
+    pub(crate) example_timeout_secs: f64,
+    /// What an HTTP model writes: `import_first` (logic.py into the scaffold) or `rewrite`
+    /// (node.py whole).
+    pub(crate) strategy: omnistream_codegen::assemble::Strategy,
     /// The Python interpreter of the compile check and the tests.
     pub(crate) python: String,
     pub(crate) max_tokens: u32,
@@ -136,6 +141,8 @@ impl Default for CodegenConfig {
             compile_scope: d.compile_scope,
             run_tests: d.run_tests,
             test_timeout_secs: d.limits.wall.as_secs(),
+            example_timeout_secs: d.example_timeout.as_secs_f64(),
+            strategy: d.strategy,
             python: d.python,
             max_tokens: d.max_tokens,
             temperature: d.temperature,
@@ -541,6 +548,8 @@ impl Config {
                 processes: c.sandbox.processes.max(1),
                 output_bytes: c.sandbox.output_kb.max(1) << 10,
             },
+            example_timeout: Duration::from_secs_f64(c.example_timeout_secs.clamp(0.01, 3600.0)),
+            strategy: c.strategy,
         })
     }
 

@@ -55,7 +55,8 @@ pub(crate) async fn models(config: &Config, args: ModelsArgs) -> Result<()> {
         params.node_type = format!("'{}'", t.replace('\'', "''"));
     }
     let sql = format!(
-        "SELECT model, generations, round(pass_rate, 3) AS pass_rate, round(mean_quality, 3) AS mean_quality, \
+        "SELECT model, generations, round(pass_rate, 3) AS pass_rate, round(functional_pass_rate, 3) AS functional_pass_rate, \
+         round(gate_pass_rate, 3) AS gate_pass_rate, round(mean_quality, 3) AS mean_quality, \
          round(cost_per_passing_generation, 5) AS cost_per_passing_generation, round(p95_latency_ms, 1) AS p95_latency_ms, \
          calls, round(call_error_rate, 3) AS call_error_rate, round(total_cost_usd, 4) AS total_cost_usd \
          FROM ({}) ORDER BY cost_per_passing_generation NULLS LAST",

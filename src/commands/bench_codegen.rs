@@ -15,10 +15,12 @@ use omnistream_codegen::catalog::catalog_patterns;
 use omnistream_codegen::contract::{build_contract, to_yaml};
 use omnistream_codegen::parse::parse_prompt;
 use omnistream_codegen::render::{GeneratorContext, TemplateContext, template_sources};
-use omnistream_codegen::{Codegen, GenerationRequest};
+use omnistream_codegen::{Codegen, GenerationRequest, TEMPLATE_MODEL};
 use omnistream_streams::{EmbeddedLog, EventLog, Topic};
 use serde_json::json;
 
+use super::generate::Watch;
+use super::requests::{Outcome, Tally};
 use super::stats::percentile;
 use crate::cli::BenchCodegenArgs;
 use crate::config::Config;
@@ -78,25 +80,28 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
     options.python = args.python.clone();
     let log = EmbeddedLog::open(config.log_config())?;
 
-    let requests: Vec<GenerationRequest> = (0..args.generations)
-        .map(|i| {
-            let mut r = GenerationRequest::new(PROMPTS[i as usize % PROMPTS.len()]);
-            r.output_directory = Some(format!("g{i}"));
-            r
-        })
-        .collect();
+    let requests = bench_requests(&args)?;
+    let generations = requests.len() as u64;
+    let ids: Vec<&str> = requests.iter().map(|r| r.correlation_id.as_str()).collect();
+    let mut watch = Watch::new(&log, ids.iter().copied())?;
     for chunk in requests.chunks(1000) {
         GenerationRequest::publish(&log, chunk)?;
     }
+    let template = args.model.as_deref().is_none_or(|m| m == TEMPLATE_MODEL);
 
     // The peer's inputs: the same templates, contexts and contracts.
     let mut inputs = fs::File::create(work.join("peer_inputs.jsonl"))
         .io_context(|| "writing the peer's inputs".to_string())?;
     for r in &requests {
-        let parsed = parse_prompt(&r.prompt, None).map_err(|e| CliError::Usage(e.to_string()))?;
+        let mut parsed = parse_prompt(&r.prompt, r.node_type.as_deref())
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        if !r.spec.operations.is_empty() {
+            parsed.operations = r.spec.operations.clone();
+        }
         let ctx = TemplateContext::new(
             &parsed,
             &r.prompt,
+            &r.spec,
             catalog_patterns(&parsed, &r.prompt),
             GeneratorContext {
                 tool: "omnistream".into(),
@@ -130,12 +135,16 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
         (true, CompileScope::Changed) => ("on (files a model or a patch changed)", "changed"),
     };
     outln!(
-        "bench codegen: {} generations (template model), concurrency {}, compile check {compiled}, generated tests {}",
-        args.generations,
+        "bench codegen: {generations} generations ({} model{}), concurrency {}, compile check {compiled}, generated tests {}",
+        args.model.as_deref().unwrap_or(TEMPLATE_MODEL),
+        match &args.requests {
+            Some(f) => format!(", requests of {}", f.display()),
+            None => String::new(),
+        },
         options.concurrency,
         if options.run_tests { "on" } else { "off" }
     );
-    let bar = ProgressBar::new(args.generations);
+    let bar = ProgressBar::new(generations);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} generations [{elapsed}, {per_sec}]")
             .unwrap(),
@@ -166,17 +175,71 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
         .map(|(c, secs)| secs * 1000.0 - model_ms.get(c).copied().unwrap_or(0.0))
         .collect();
     overhead.sort_by(f64::total_cmp);
-    if overhead.is_empty() {
+    if durations.is_empty() && failed == 0 {
         return Err(CliError::Usage(format!(
-            "no generation completed ({failed} failed): see `omnistream --data-dir {} sql \"SELECT * FROM generation_failed LIMIT 5\"` after `jobs run lake-sink --once`",
+            "no generation ended: see `omnistream --data-dir {} sql \"SELECT * FROM generation_failed LIMIT 5\"` after `jobs run lake-sink --once`",
             config.data_dir.display()
         )));
     }
-    let rate = durations.len() as f64 / ours;
+    // Every generation that ended is work done, failed ones (examples that fail) included.
+    let rate = (durations.len() as u64 + failed) as f64 / ours;
+    let ends = end_events(&log, &mut watch)?;
+    let outcomes: Vec<Outcome> = requests
+        .iter()
+        .map(|r| Outcome::of(r, ends.get(&r.correlation_id)))
+        .collect();
+    let tally = Tally::of(&outcomes);
 
+    outln!(
+        "omnistream  {:>8.3} s  {:>8.1} generations/s  ({} completed, {failed} failed)",
+        ours,
+        rate,
+        durations.len()
+    );
+    if !overhead.is_empty() {
+        outln!(
+            "overhead per completed generation (all but model time): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
+            percentile(&overhead, 0.5),
+            percentile(&overhead, 0.9),
+            percentile(&overhead, 0.99)
+        );
+    }
+    let output_tokens: f64 = float_column(&log, Topic::ModelCall, "output_tokens")?
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    let per = |x: f64| x / tally.generations.max(1) as f64;
+    outln!(
+        "{}; per generation {:.3} s, {:.0} tokens ({:.0} output)",
+        tally.rates(),
+        per(tally.seconds),
+        per(tally.tokens as f64),
+        per(output_tokens)
+    );
+    if template {
+        run_peer(&args, &work, concurrency, peer_compiles, generations, rate)?;
+    } else {
+        outln!(
+            "python peer: not run (a served model's time dominates; the peer renders templates only)"
+        );
+    }
+    let _ = fs::remove_dir_all(work.join("out"));
+    let _ = fs::remove_dir_all(work.join("peer_out"));
+    Ok(())
+}
+
+/// The Python peer on the same templates and contexts, and the ratio of the rates.
+fn run_peer(
+    args: &BenchCodegenArgs,
+    work: &std::path::Path,
+    concurrency: usize,
+    peer_compiles: &str,
+    generations: u64,
+    rate: f64,
+) -> Result<()> {
     let peer = Command::new(&args.python)
         .arg(work.join("codegen_peer.py"))
-        .arg(&work)
+        .arg(work)
         .arg(concurrency.to_string())
         .arg(peer_compiles)
         .output()
@@ -190,20 +253,8 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
     let peer: serde_json::Value = serde_json::from_slice(&peer.stdout)
         .map_err(|e| CliError::Usage(format!("the Python peer printed no result: {e}")))?;
     let peer_secs = peer["seconds"].as_f64().unwrap_or(f64::NAN);
-    let peer_rate = args.generations as f64 / peer_secs;
+    let peer_rate = generations as f64 / peer_secs;
 
-    outln!(
-        "omnistream  {:>8.3} s  {:>8.1} generations/s  ({} completed, {failed} failed)",
-        ours,
-        rate,
-        durations.len()
-    );
-    outln!(
-        "overhead per generation (all but model time): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
-        percentile(&overhead, 0.5),
-        percentile(&overhead, 0.9),
-        percentile(&overhead, 0.99)
-    );
     outln!(
         "python peer {:>8.3} s  {:>8.1} generations/s  (Jinja2 render + write{}, {concurrency} processes, no events or gates)",
         peer_secs,
@@ -214,12 +265,57 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
         "ratio (omnistream rate / peer rate): {:.2}x",
         rate / peer_rate
     );
-    let _ = fs::remove_dir_all(work.join("out"));
-    let _ = fs::remove_dir_all(work.join("peer_out"));
     Ok(())
 }
 
-/// (correlation_id, value) of a Float64 column over a whole topic.
+/// The requests of the run: the file's (cycled to `--generations`), or the built-in prompts.
+fn bench_requests(args: &BenchCodegenArgs) -> Result<Vec<GenerationRequest>> {
+    let base: Vec<GenerationRequest> = match &args.requests {
+        Some(file) => omnistream_codegen::request::read_request_file(file)?,
+        None => PROMPTS.iter().map(|p| GenerationRequest::new(*p)).collect(),
+    };
+    let n = args.generations.unwrap_or(if args.requests.is_some() {
+        base.len() as u64
+    } else {
+        1000
+    });
+    Ok((0..n)
+        .map(|i| {
+            let mut r = GenerationRequest {
+                output_directory: Some(format!("g{i}")),
+                ..base[i as usize % base.len()].clone()
+            };
+            let fresh = GenerationRequest::new(r.prompt.clone());
+            (r.event_id, r.correlation_id) = (fresh.event_id, fresh.correlation_id);
+            if r.model.is_none() {
+                r.model = args.model.clone();
+            }
+            r
+        })
+        .collect())
+}
+
+/// Every end event of the watched generations.
+fn end_events(
+    log: &EmbeddedLog,
+    watch: &mut Watch,
+) -> Result<HashMap<String, (Topic, serde_json::Value)>> {
+    let mut ends = HashMap::new();
+    loop {
+        let events = watch.poll(log)?;
+        if events.is_empty() {
+            return Ok(ends);
+        }
+        for (topic, e) in events {
+            if matches!(topic, Topic::GenerationCompleted | Topic::GenerationFailed) {
+                let id = e["correlation_id"].as_str().unwrap_or_default().to_string();
+                ends.insert(id, (topic, e));
+            }
+        }
+    }
+}
+
+/// (correlation_id, value) of a numeric column over a whole topic.
 fn float_column(log: &dyn EventLog, topic: Topic, column: &str) -> Result<Vec<(String, f64)>> {
     let mut out = Vec::new();
     for p in 0..log.partitions(topic)? {
@@ -235,9 +331,13 @@ fn float_column(log: &dyn EventLog, topic: Topic, column: &str) -> Result<Vec<(S
                     .batch
                     .column_by_name("correlation_id")
                     .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned());
+                // Integer columns (token counts) are read as floats too.
                 let vals = b
                     .batch
                     .column_by_name(column)
+                    .and_then(|c| {
+                        arrow::compute::cast(c, &arrow::datatypes::DataType::Float64).ok()
+                    })
                     .and_then(|c| c.as_any().downcast_ref::<Float64Array>().cloned());
                 if let (Some(ids), Some(vals)) = (ids, vals) {
                     for i in 0..ids.len() {

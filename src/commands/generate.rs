@@ -1,7 +1,7 @@
 //! `omnistream generate PROMPT`: publish a generation request, then follow its events until the
 //! end, running the codegen job in-process when no other process runs it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -28,14 +28,17 @@ const WATCHED: [Topic; 5] = [
     Topic::GenerationFailed,
 ];
 
-/// Reads the events of one correlation id as they are appended, from where the log ended.
+/// Reads the events of some correlation ids as they are appended, from where the log ended.
 pub(crate) struct Watch {
-    correlation_id: String,
+    correlation_ids: HashSet<String>,
     positions: Vec<(Topic, u32, u64)>,
 }
 
 impl Watch {
-    pub(crate) fn new(log: &dyn EventLog, correlation_id: &str) -> Result<Self> {
+    pub(crate) fn new<'a>(
+        log: &dyn EventLog,
+        correlation_ids: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self> {
         let mut positions = Vec::new();
         for topic in WATCHED {
             for p in 0..log.partitions(topic)? {
@@ -43,7 +46,7 @@ impl Watch {
             }
         }
         Ok(Watch {
-            correlation_id: correlation_id.to_string(),
+            correlation_ids: correlation_ids.into_iter().map(str::to_string).collect(),
             positions,
         })
     }
@@ -54,7 +57,7 @@ impl Watch {
         for (topic, partition, at) in &mut self.positions {
             for b in log.read(*topic, *partition, *at, 10_000)? {
                 *at = b.next_offset();
-                let rows = rows_of(&b.batch, &self.correlation_id)?;
+                let rows = rows_of(&b.batch, &self.correlation_ids)?;
                 out.extend(rows.into_iter().map(|r| (*topic, r)));
             }
         }
@@ -62,7 +65,7 @@ impl Watch {
     }
 }
 
-fn rows_of(batch: &RecordBatch, correlation_id: &str) -> Result<Vec<Value>> {
+fn rows_of(batch: &RecordBatch, correlation_ids: &HashSet<String>) -> Result<Vec<Value>> {
     let Some(ids) = batch
         .column_by_name("correlation_id")
         .and_then(|c| c.as_any().downcast_ref::<StringArray>())
@@ -71,7 +74,7 @@ fn rows_of(batch: &RecordBatch, correlation_id: &str) -> Result<Vec<Value>> {
     };
     let mask: arrow::array::BooleanArray = ids
         .iter()
-        .map(|v| Some(v == Some(correlation_id)))
+        .map(|v| Some(v.is_some_and(|v| correlation_ids.contains(v))))
         .collect();
     if mask.true_count() == 0 {
         return Ok(vec![]);
@@ -105,109 +108,65 @@ fn generate(config: &Config, args: GenerateArgs, runtime: tokio::runtime::Handle
             known.join(", ")
         )));
     }
-    if args.prompt.trim().is_empty() {
+    if let Some(file) = &args.requests {
+        return super::requests::generate_all(config, options, file, &args, runtime);
+    }
+    let prompt = args.prompt.clone().unwrap_or_default();
+    if prompt.trim().is_empty() {
         return Err(CliError::Usage(
             "the prompt is empty: say what to generate".into(),
         ));
     }
     let log = open_log(config)?;
-    let mut request = GenerationRequest::new(args.prompt.clone());
-    request.output_directory = args
-        .out
-        .as_ref()
-        .map(std::path::absolute)
-        .transpose()
-        .io_context(|| "resolving --out".to_string())?
-        .map(|p| p.display().to_string());
-    request.model = args.model.clone();
-    request.node_type = args.node_type.clone();
-    request.enable_quorum = args.no_quorum.then_some(false);
-    request.enable_intelligence = args.no_intelligence.then_some(false);
-    request.user_id = std::env::var("USER").ok();
-    let mut watch = Watch::new(&log, &request.correlation_id)?;
+    let mut request = GenerationRequest::new(prompt);
+    apply_flags(&mut request, &args)?;
+    let mut watch = Watch::new(&log, [request.correlation_id.as_str()])?;
     GenerationRequest::publish(&log, std::slice::from_ref(&request))?;
     if args.no_wait {
         outln!("{}", request.correlation_id);
         return Ok(());
     }
 
-    // Run the job here unless another process does.
-    let local = match Codegen::new(&log, options, runtime, &config.status_dir()) {
-        Ok(c) => Some(c),
-        Err(busy @ CodegenError::Busy(_)) => {
-            tracing::info!("{busy}: waiting for it to take the request");
-            None
-        }
-        Err(e) => return Err(e.into()),
-    };
     let bar = spinner("generating");
     let table = args.format == GenerateFormat::Table;
-    let deadline = Instant::now() + Duration::from_secs(args.timeout.max(1));
-    let stop = AtomicBool::new(false);
     let mut seen: BTreeMap<&'static str, Vec<Value>> = BTreeMap::new();
-    let result = std::thread::scope(|scope| -> Result<(Topic, Value)> {
-        let mut runner = local.map(|mut codegen| {
-            let stop = &stop;
-            scope.spawn(move || -> Result<()> {
-                while !stop.load(Ordering::SeqCst) {
-                    if codegen.step()?.requests == 0 {
-                        break;
+    let mut end = None;
+    let followed = follow(
+        config,
+        options,
+        &log,
+        &mut watch,
+        args.timeout,
+        runtime,
+        |topic, event| {
+            match topic {
+                Topic::StageCompleted => {
+                    let name = event["stage_name"].as_str().unwrap_or("?").to_string();
+                    bar.set_message(format!("{name} done"));
+                    if table {
+                        bar.suspend(|| print_stage(&event));
                     }
+                    seen.entry("stages").or_default().push(event);
                 }
-                Ok(())
-            })
-        });
-        let end = loop {
-            let events = watch.poll(&log)?;
-            let mut end = None;
-            for (topic, event) in events {
-                match topic {
-                    Topic::StageCompleted => {
-                        let name = event["stage_name"].as_str().unwrap_or("?").to_string();
-                        bar.set_message(format!("{name} done"));
-                        if table {
-                            bar.suspend(|| print_stage(&event));
-                        }
-                        seen.entry("stages").or_default().push(event);
-                    }
-                    Topic::ModelCall => seen.entry("model_calls").or_default().push(event),
-                    Topic::ValidationResult => {
-                        seen.entry("validation_results").or_default().push(event)
-                    }
-                    Topic::GenerationCompleted | Topic::GenerationFailed => {
-                        end = Some((topic, event))
-                    }
-                    _ => {}
+                Topic::ModelCall => seen.entry("model_calls").or_default().push(event),
+                Topic::ValidationResult => {
+                    seen.entry("validation_results").or_default().push(event)
                 }
+                Topic::GenerationCompleted | Topic::GenerationFailed => end = Some((topic, event)),
+                _ => {}
             }
-            if let Some(end) = end {
-                break end;
-            }
-            if let Some(r) = runner.take_if(|r| r.is_finished()) {
-                r.join()
-                    .map_err(|_| CliError::Usage("the codegen job panicked".into()))??;
-                // The job finished its work; our end event must be in the log now.
-                continue;
-            }
-            if Instant::now() > deadline {
-                stop.store(true, Ordering::SeqCst);
-                return Err(CliError::Usage(format!(
-                    "no end event for {} after {} s; the generation goes on: follow it with \
-                     `omnistream sql \"SELECT * FROM generation_completed WHERE correlation_id = '{}'\"`",
-                    request.correlation_id, args.timeout, request.correlation_id
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        };
-        stop.store(true, Ordering::SeqCst);
-        if let Some(r) = runner {
-            r.join()
-                .map_err(|_| CliError::Usage("the codegen job panicked".into()))??;
-        }
-        Ok(end)
-    });
+            end.is_some()
+        },
+    );
     bar.finish_and_clear();
-    let (topic, end) = result?;
+    if !followed? {
+        return Err(CliError::Usage(format!(
+            "no end event for {} after {} s; the generation goes on: follow it with \
+             `omnistream sql \"SELECT * FROM generation_completed WHERE correlation_id = '{}'\"`",
+            request.correlation_id, args.timeout, request.correlation_id
+        )));
+    }
+    let (topic, end) = end.expect("followed until the end event");
     // Events emitted together with the end event may still be on their way in other topics.
     for (t, e) in watch.poll(&log)? {
         let key = match t {
@@ -242,6 +201,91 @@ fn generate(config: &Config, args: GenerateArgs, runtime: tokio::runtime::Handle
         )));
     }
     Ok(())
+}
+
+/// The command line's choices, for what a request does not say itself.
+pub(crate) fn apply_flags(request: &mut GenerationRequest, args: &GenerateArgs) -> Result<()> {
+    if request.output_directory.is_none() {
+        request.output_directory = args
+            .out
+            .as_ref()
+            .map(std::path::absolute)
+            .transpose()
+            .io_context(|| "resolving --out".to_string())?
+            .map(|p| p.display().to_string());
+    }
+    request.model = request.model.take().or_else(|| args.model.clone());
+    request.node_type = request.node_type.take().or_else(|| args.node_type.clone());
+    if args.no_quorum {
+        request.enable_quorum = Some(false);
+    }
+    if args.no_intelligence {
+        request.enable_intelligence = Some(false);
+    }
+    request.user_id = std::env::var("USER").ok();
+    Ok(())
+}
+
+/// Feed every watched event to `on_event` until it returns true (everything awaited has ended),
+/// running the codegen job here unless another process does. `Ok(false)`: no end after
+/// `timeout_secs` (the generations go on).
+pub(crate) fn follow(
+    config: &Config,
+    options: omnistream_codegen::CodegenOptions,
+    log: &super::EmbeddedLog,
+    watch: &mut Watch,
+    timeout_secs: u64,
+    runtime: tokio::runtime::Handle,
+    mut on_event: impl FnMut(Topic, Value) -> bool,
+) -> Result<bool> {
+    let local = match Codegen::new(log, options, runtime, &config.status_dir()) {
+        Ok(c) => Some(c),
+        Err(busy @ CodegenError::Busy(_)) => {
+            tracing::info!("{busy}: waiting for it to take the requests");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let deadline = Instant::now() + Duration::from_secs(timeout_secs.max(1));
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| -> Result<bool> {
+        let mut runner = local.map(|mut codegen| {
+            let stop = &stop;
+            scope.spawn(move || -> Result<()> {
+                while !stop.load(Ordering::SeqCst) {
+                    if codegen.step()?.requests == 0 {
+                        break;
+                    }
+                }
+                Ok(())
+            })
+        });
+        let ended = loop {
+            let mut ended = false;
+            for (topic, event) in watch.poll(log)? {
+                ended = on_event(topic, event);
+            }
+            if ended {
+                break true;
+            }
+            if let Some(r) = runner.take_if(|r| r.is_finished()) {
+                r.join()
+                    .map_err(|_| CliError::Usage("the codegen job panicked".into()))??;
+                // The job finished its work; the end events must be in the log now.
+                continue;
+            }
+            if Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        };
+        stop.store(true, Ordering::SeqCst);
+        if let Some(r) = runner {
+            r.join()
+                .map_err(|_| CliError::Usage("the codegen job panicked".into()))??;
+        }
+        Ok(ended)
+    })
 }
 
 fn print_stage(e: &Value) {

@@ -12,8 +12,19 @@ use super::model_server::{Reply, ScriptedServer, judgement};
 use super::{Env, describe, terminate};
 
 /// Configure models served by `server` (provider `scripted`), fast retries. A model `judge-a` on
-/// the wire is `judge_a` in the config (environment variable names have no dashes).
-fn with_models(cmd: &mut Command, server: &ScriptedServer, models: &[&str]) {
+/// the wire is `judge_a` in the config (environment variable names have no dashes). These tests
+/// script whole node.py answers: the `rewrite` strategy (import-first has its own tests).
+pub(crate) fn with_models(cmd: &mut Command, server: &ScriptedServer, models: &[&str]) {
+    cmd.env("OMNISTREAM_CODEGEN__STRATEGY", "rewrite");
+    with_models_writing_logic(cmd, server, models);
+}
+
+/// Configure models served by `server`, which answer as import-first asks (logic.py).
+pub(crate) fn with_models_writing_logic(
+    cmd: &mut Command,
+    server: &ScriptedServer,
+    models: &[&str],
+) {
     cmd.env("OMNISTREAM_PROVIDERS__SCRIPTED__FORMAT", "openai")
         .env("OMNISTREAM_PROVIDERS__SCRIPTED__BASE_URL", &server.url)
         .env("OMNISTREAM_PROVIDERS__SCRIPTED__MAX_RETRIES", "2")
@@ -568,7 +579,7 @@ fn requests_cannot_write_outside_the_allowed_directories() {
 }
 
 /// What the pipeline last asked the model (the system prompt comes first).
-fn last_user_message(body: &Value) -> &str {
+pub(crate) fn last_user_message(body: &Value) -> &str {
     body["messages"]
         .as_array()
         .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))

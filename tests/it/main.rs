@@ -1,6 +1,7 @@
 //! Integration tests: the real `omnistream` binary on real files, and the SQL specification in
 //! `tests/slt/*.slt` run against a real lake.
 
+mod behaviour;
 mod cli;
 mod codegen;
 mod crash;

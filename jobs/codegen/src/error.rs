@@ -21,6 +21,13 @@ pub enum CodegenError {
     #[error("the request is not valid: {0}")]
     InvalidRequest(String),
 
+    /// A request file with lines that are not requests: nothing of it was published.
+    #[error("{}: {} (nothing was published)", .path.display(), .problems.join("; "))]
+    RequestFile {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+
     /// Another process runs the codegen job.
     #[error("another process runs the codegen job (lock {})", .0.display())]
     Busy(PathBuf),

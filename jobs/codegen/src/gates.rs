@@ -620,8 +620,14 @@ pub struct Quality {
     pub onex_compliance: f64,
     pub contract: f64,
     pub code_quality: f64,
+    /// Share of the request's examples that passed; `None` when it gave none.
+    pub functional: Option<f64>,
     pub passed: bool,
 }
+
+/// Weight of the functional dimension when the request has examples; the structural dimensions
+/// share the rest in their own proportions (.30/.40/.20/.10 of .60).
+pub const FUNCTIONAL_WEIGHT: f64 = 0.40;
 
 pub const PASS_QUALITY: f64 = 0.80;
 pub const PASS_ONEX: f64 = 0.70;
@@ -632,6 +638,7 @@ pub fn quality(
     code_quality: f64,
     event_bus_ok: bool,
     node_type: NodeType,
+    functional: Option<f64>,
 ) -> Quality {
     let score_of = |id: &str| {
         gates
@@ -649,10 +656,15 @@ pub fn quality(
     };
     let onex = 0.5 * score_of("G10") + 0.3 * score_of("G11") + 0.2 * event_bus;
     let contract = score_of("G7");
-    let score = 0.30 * syntax + 0.40 * onex + 0.20 * contract + 0.10 * code_quality;
+    let structural = 0.30 * syntax + 0.40 * onex + 0.20 * contract + 0.10 * code_quality;
+    let score = match functional {
+        Some(f) => FUNCTIONAL_WEIGHT * f + (1.0 - FUNCTIONAL_WEIGHT) * structural,
+        None => structural,
+    };
     let hard_failure = gates
         .iter()
-        .any(|g| g.status == GateStatus::Fail && matches!(g.id, "G7" | "G9" | "G10"));
+        .any(|g| g.status == GateStatus::Fail && matches!(g.id, "G7" | "G9" | "G10"))
+        || functional.is_some_and(|f| f < 1.0);
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
     Quality {
         score: round(score),
@@ -660,6 +672,7 @@ pub fn quality(
         onex_compliance: round(onex),
         contract: round(contract),
         code_quality: round(code_quality),
+        functional: functional.map(round),
         passed: !hard_failure && score >= PASS_QUALITY && onex >= PASS_ONEX,
     }
 }
@@ -779,14 +792,20 @@ mod tests {
             g("G10", 1.0, GateStatus::Pass),
             g("G11", 1.0, GateStatus::Pass),
         ];
-        let q = quality(&gates, 1.0, true, NodeType::Effect);
-        assert_eq!((q.score, q.passed), (1.0, true));
+        let q = quality(&gates, 1.0, true, NodeType::Effect, None);
+        assert_eq!((q.score, q.passed, q.functional), (1.0, true, None));
         // No event-bus mixin on an Effect node: ONEX 0.8, score 0.92.
-        let q = quality(&gates, 1.0, false, NodeType::Effect);
+        let q = quality(&gates, 1.0, false, NodeType::Effect, None);
         assert_eq!((q.onex_compliance, q.score, q.passed), (0.8, 0.92, true));
+        // With examples, .40 is theirs and the structure's .60 scales: 0.4 + 0.6 * 0.92.
+        let q = quality(&gates, 1.0, false, NodeType::Effect, Some(1.0));
+        assert_eq!((q.score, q.functional, q.passed), (0.952, Some(1.0), true));
+        // One example of four failing: never a pass, whatever the score.
+        let q = quality(&gates, 1.0, true, NodeType::Effect, Some(0.75));
+        assert_eq!((q.score, q.passed), (0.9, false));
         let mut bad = gates.clone();
         bad[1] = g("G9", 0.5, GateStatus::Fail);
-        let q = quality(&bad, 1.0, true, NodeType::Compute);
+        let q = quality(&bad, 1.0, true, NodeType::Compute, None);
         assert_eq!(q.score, 0.85);
         assert!(!q.passed, "a syntax failure never passes");
         assert_eq!(grade(0.96), "A+");

@@ -5,6 +5,8 @@
 //! Each stage emits stage-completed, each model call model-call, each gate validation-result, and
 //! every request ends with exactly one generation-completed or generation-failed.
 
+pub mod assemble;
+pub mod behaviour;
 pub mod catalog;
 pub mod contract;
 pub mod emit;
@@ -23,6 +25,7 @@ mod recorder;
 pub mod render;
 pub mod request;
 pub mod sandbox;
+pub mod spec;
 pub mod stage;
 pub mod syntax;
 pub mod write;
@@ -101,6 +104,10 @@ pub struct CodegenOptions {
     pub contract_rules: Option<Arc<contract::ContractRules>>,
     /// Limits of the contained runs of generated code (`wall` is the tests' time limit).
     pub limits: sandbox::Limits,
+    /// Time each example of a request may take (the behaviour gate, G15).
+    pub example_timeout: Duration,
+    /// What a model writes: logic.py into the scaffold (import-first), or node.py whole.
+    pub strategy: assemble::Strategy,
 }
 
 impl Default for CodegenOptions {
@@ -125,6 +132,8 @@ impl Default for CodegenOptions {
             request_ttl: Duration::from_secs(3600),
             contract_rules: None,
             limits: sandbox::Limits::default(),
+            example_timeout: Duration::from_secs(5),
+            strategy: assemble::Strategy::ImportFirst,
         }
     }
 }

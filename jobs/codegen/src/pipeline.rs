@@ -9,18 +9,20 @@ use std::time::Instant;
 use omnistream_connectors::models::ChatMessage;
 use serde_json::json;
 
+use crate::assemble::{LOGIC_MODULE, Strategy, assembly_gate};
+use crate::behaviour::{CaseVerdict, NodeNames, example_name, run_examples};
 use crate::catalog::{PatternRef, catalog_patterns};
 use crate::contract::{build_contract, contract_hash, to_yaml, validate_yaml};
 use crate::error::{EmitError, Result, error_chain};
 use crate::gates::{self, GateResult, GateStatus, PostValidation, Quality};
 use crate::parse::{ParsedPrompt, parse_prompt};
-use crate::prompts::{extract_code, generation_prompt, refinement_prompt};
+use crate::prompts::{extract_code, generation_prompt, logic_prompt, refinement_prompt};
 use crate::python::{PythonWorker, TestRun, run_pytest};
 use crate::quorum::{Decision, Recommendation, run_quorum};
 use crate::recorder::{Done, Recorder, Shared, call_model};
 use crate::render::{
     CONTRACT_FILE, GeneratedFile, GeneratorContext, NODE_MODULE, TemplateContext, render_event_bus,
-    render_node,
+    render_examples, render_node,
 };
 use crate::request::GenerationRequest;
 use crate::sandbox::{Sandbox, SandboxError};
@@ -84,7 +86,10 @@ pub fn run(shared: &Shared<'_>, worker: &mut Worker, req: &GenerationRequest) ->
         .into_iter()
         .filter(|s| {
             *s != Stage::Refinement
-                && (*s != Stage::CompilationTest || options.compile_check || options.run_tests)
+                && (*s != Stage::CompilationTest
+                    || options.compile_check
+                    || options.run_tests
+                    || !req.spec.examples.is_empty())
         })
         .map(Stage::name)
         .collect();
@@ -158,20 +163,21 @@ fn stages(
     if parsed.node_type.uses_event_bus() {
         event_bus_integration(rec, worker, &parsed, &ctx, &mut draft)?;
     }
-    let (validation, decision, rounds) = post_validation(
+    let (validation, decision, rounds, behaviour) = post_validation(
         rec, worker, req, &parsed, model, &ctx, &mut draft, quorum_on,
     )?;
     accept(&validation, decision.as_ref(), rounds, rec.shared.options)
         .map_err(|f| keep_failed_files(f, &out_dir, &parsed, &draft.files, req))?;
+    let staged = file_writing(rec, &out_dir, &parsed, &draft.files, req)?;
+    let written = staged.files.clone();
+    let staged = compilation_test(rec, worker, staged, &draft.changed, behaviour.as_ref())?;
     let quality = gates::quality(
         &rec.gates,
         validation.code_quality,
         validation.event_bus_ok,
         parsed.node_type,
+        behaviour.as_ref().map(|b| b.share),
     );
-    let staged = file_writing(rec, &out_dir, &parsed, &draft.files, req)?;
-    let written = staged.files.clone();
-    let staged = compilation_test(rec, worker, staged, &draft.changed)?;
     let directory = staged.publish().map_err(|e| {
         Failure::new(
             Stage::FileWriting,
@@ -209,11 +215,11 @@ fn prompt_parsing(
 ) -> std::result::Result<(ParsedPrompt, Option<ModelRoute>), Failure> {
     let stage = Stage::PromptParsing;
     let t = Instant::now();
-    let parsed = parse_prompt(&req.prompt, req.node_type.as_deref()).map_err(|e| {
+    let parsed = parse_request(req).map_err(|message| {
         stage_failed(
             rec,
             t,
-            Failure::new(stage, FailureCode::ParseFailed, e.to_string()),
+            Failure::new(stage, FailureCode::ParseFailed, message),
         )
     })?;
     rec.node_type = Some(parsed.node_type.as_str().to_string());
@@ -239,6 +245,37 @@ fn prompt_parsing(
     rec.stage(stage, t, true, &[], Some(output.to_string()), None)
         .map_err(logged(stage))?;
     Ok((parsed, route))
+}
+
+/// The prompt's words and the request's declarations: declared operations replace the ones the
+/// words suggest, and every example must name one of the node's operations.
+fn parse_request(req: &GenerationRequest) -> std::result::Result<ParsedPrompt, String> {
+    if let Some(problem) = &req.spec_problem {
+        return Err(format!(
+            "the request's declarations are not valid: {problem}"
+        ));
+    }
+    let mut parsed =
+        parse_prompt(&req.prompt, req.node_type.as_deref()).map_err(|e| e.to_string())?;
+    if !req.spec.operations.is_empty() {
+        parsed.operations = req.spec.operations.clone();
+    }
+    let ops = &parsed.operations;
+    for (i, e) in req.spec.examples.iter().enumerate() {
+        let named = e.before.iter().filter_map(|c| c.operation.as_ref());
+        if let Some(op) = named
+            .chain(e.operation.as_ref())
+            .find(|op| !ops.contains(op))
+        {
+            return Err(format!(
+                "example {}: operation '{op}' is not one of the node's ({}); declare the \
+                 request's operations to choose them",
+                i + 1,
+                ops.join(", ")
+            ));
+        }
+    }
+    Ok(parsed)
 }
 
 /// 1.5: the patterns that apply (the built-in catalog).
@@ -314,7 +351,10 @@ fn pre_validation(
         correlation_id: req.correlation_id.clone(),
         generated_at: generated_at(),
     };
-    let ctx = TemplateContext::new(parsed, &req.prompt, patterns.to_vec(), generator);
+    let mut ctx =
+        TemplateContext::new(parsed, &req.prompt, &req.spec, patterns.to_vec(), generator);
+    // A model writes logic.py into the scaffold (import-first), or node.py whole.
+    ctx.node.logic = model_name != TEMPLATE_MODEL && options.strategy == Strategy::ImportFirst;
     let rendered = render_node(&ctx);
     let out_dir = write::resolve_output(
         &options.output_root,
@@ -353,6 +393,7 @@ fn pre_validation(
         path: CONTRACT_FILE.into(),
         content: contract_yaml.to_string(),
     });
+    files.extend(render_examples(&req.spec, &parsed.operations));
     Ok((ctx, out_dir, files))
 }
 
@@ -372,13 +413,24 @@ fn code_generation(
     match model {
         None => rec.template_call(t.elapsed()),
         Some((model_name, route)) => {
-            let skeleton = &draft
-                .files
-                .iter()
-                .find(|f| f.path == NODE_MODULE)
-                .expect("rendered")
-                .content;
-            let prompt = generation_prompt(&req.prompt, parsed, contract_yaml, patterns, skeleton);
+            let prompt = match rec.shared.options.strategy {
+                Strategy::ImportFirst => {
+                    let service = parsed
+                        .external_services
+                        .first()
+                        .unwrap_or(&parsed.service_name);
+                    logic_prompt(&req.prompt, parsed, &req.spec, service)
+                }
+                Strategy::Rewrite => {
+                    let skeleton = &draft
+                        .files
+                        .iter()
+                        .find(|f| f.path == NODE_MODULE)
+                        .expect("rendered")
+                        .content;
+                    generation_prompt(&req.prompt, parsed, contract_yaml, patterns, skeleton)
+                }
+            };
             draft.conversation.push(ChatMessage::user(prompt));
             let answer = call_model(
                 rec,
@@ -396,8 +448,9 @@ fn code_generation(
             draft
                 .conversation
                 .push(ChatMessage::assistant(answer.text.clone()));
-            set_node_module(&mut draft.files, extract_code(&answer.text));
-            draft.changed.insert(NODE_MODULE);
+            let part = model_part(rec.shared.options.strategy);
+            set_file(&mut draft.files, part, extract_code(&answer.text));
+            draft.changed.insert(part);
         }
     }
     let output = format!("{} files", draft.files.len());
@@ -421,8 +474,9 @@ fn event_bus_integration(
         .map_err(logged(stage))
 }
 
-/// 5: the post-gates (G9-G12) and the quorum; 5.5: refinement rounds while a model can fix what
-/// they found. Returns the last validation, the last decision and the rounds taken.
+/// 5: the post-gates (G9-G12), the request's examples (G15) and the quorum; 5.5: refinement
+/// rounds while a model can fix what they found. Returns the last validation, decision, rounds
+/// taken and the examples' verdict (`None`: the request has none, or a hard gate failed).
 #[allow(clippy::too_many_arguments)]
 fn post_validation(
     rec: &mut Recorder<'_, '_>,
@@ -433,7 +487,7 @@ fn post_validation(
     ctx: &TemplateContext,
     draft: &mut Draft,
     quorum_on: bool,
-) -> std::result::Result<(PostValidation, Option<Decision>, u32), Failure> {
+) -> std::result::Result<(PostValidation, Option<Decision>, u32, Option<Behaviour>), Failure> {
     let max_refinements = rec.shared.options.max_refinements;
     let mut round = 0u32;
     let mut stage = Stage::PostValidation;
@@ -447,9 +501,12 @@ fn post_validation(
             .gates
             .iter()
             .any(|g| g.status == GateStatus::Fail);
+        let behaviour = (!hard && !req.spec.examples.is_empty())
+            .then(|| behaviour_gate(rec, worker, &draft.files, req, ctx, stage));
         let decision =
             (quorum_on && !hard).then(|| run_quorum(rec, &req.prompt, parsed, &draft.files, stage));
-        let problems = problems(&validation, decision.as_ref());
+        let mut problems = problems(&validation, decision.as_ref());
+        problems.extend(behaviour.iter().flat_map(|b| b.problems.iter().cloned()));
         let refine_with = model.filter(|_| round < max_refinements && !problems.is_empty());
         rec.stage(
             stage,
@@ -461,25 +518,28 @@ fn post_validation(
         )
         .map_err(logged(stage))?;
         let Some((model_name, route)) = refine_with else {
-            return Ok((validation, decision, round));
+            return Ok((validation, decision, round, behaviour));
         };
         // 5.5: ask the model to fix what the gates and the judges found.
         round += 1;
         stage = Stage::Refinement;
         stage_started = Instant::now();
-        draft
-            .conversation
-            .push(ChatMessage::user(refinement_prompt(&problems)));
+        draft.conversation.push(ChatMessage::user(refinement_prompt(
+            &problems,
+            rec.shared.options.strategy,
+        )));
         match call_model(rec, model_name, route, &draft.conversation, "refine", stage) {
             Ok(answer) => {
                 draft
                     .conversation
                     .push(ChatMessage::assistant(answer.text.clone()));
                 let code = extract_code(&answer.text);
+                let part = model_part(rec.shared.options.strategy);
                 if !code.trim().is_empty() {
-                    set_node_module(&mut draft.files, code);
-                    draft.changed.insert(NODE_MODULE);
-                    if parsed.node_type.uses_event_bus() {
+                    set_file(&mut draft.files, part, code);
+                    draft.changed.insert(part);
+                    // Only a rewritten node.py needs the event bus patched in again.
+                    if part == NODE_MODULE && parsed.node_type.uses_event_bus() {
                         integrate_event_bus(&mut draft.files, ctx, parsed, &mut worker.parser);
                     }
                 }
@@ -489,16 +549,23 @@ fn post_validation(
                 tracing::warn!(correlation_id = %rec.correlation_id, "refinement call failed: {e}");
                 rec.stage(stage, stage_started, false, &[], None, Some(&e.to_string()))
                     .map_err(logged(stage))?;
-                return Ok((validate(worker, parsed, &draft.files), None, round));
+                let validation = validate(worker, parsed, &draft.files);
+                return Ok((validation, None, round, behaviour));
             }
         }
     }
 }
 
+/// G9-G12, and G16 when a model wrote the node's logic.
 fn validate(worker: &mut Worker, parsed: &ParsedPrompt, files: &[GeneratedFile]) -> PostValidation {
     let Worker { python, parser, .. } = worker;
     let mut resolve = |m: &[String]| python.missing_modules(m);
-    gates::post_gates(files, parsed, &mut resolve, parser)
+    let mut validation = gates::post_gates(files, parsed, &mut resolve, parser);
+    if let Some(logic) = files.iter().find(|f| f.path == LOGIC_MODULE) {
+        let g16 = assembly_gate(&logic.content, parsed, &mut resolve, parser);
+        validation.gates.push(g16);
+    }
+    validation
 }
 
 /// What the gates and the judges want changed, as the refinement prompt lists it.
@@ -610,17 +677,23 @@ fn file_writing(
     Ok(staged)
 }
 
-/// 7: the compile check (G13) and the generated tests (G14), in staging. A failure discards the
-/// staged node (its files kept under `.omnistream-failed/`).
+/// 7: the compile check (G13) and the generated tests (G14), in staging; then the verdict of
+/// the request's examples (G15, run at post-validation), so that a node failing only its
+/// examples is known to pass its gates. A failure discards the staged node (its files kept
+/// under `.omnistream-failed/`).
 fn compilation_test(
     rec: &mut Recorder<'_, '_>,
     worker: &mut Worker,
     staged: Staged,
     changed: &BTreeSet<&'static str>,
+    behaviour: Option<&Behaviour>,
 ) -> std::result::Result<Staged, Failure> {
     let stage = Stage::CompilationTest;
     let options = rec.shared.options;
-    if !options.compile_check && !options.run_tests {
+    let examples_failed = behaviour
+        .and_then(|b| b.failure.clone())
+        .map(|m| (FailureCode::ExamplesFailed, m));
+    if !options.compile_check && !options.run_tests && examples_failed.is_none() {
         return Ok(staged);
     }
     let t = Instant::now();
@@ -646,7 +719,7 @@ fn compilation_test(
             ));
         }
     }
-    if let Some((code, message)) = problem {
+    if let Some((code, message)) = problem.or(examples_failed) {
         let written = staged.files.clone();
         let message = match staged.discard() {
             Some(kept) => format!("{message} (files kept in {})", kept.display()),
@@ -658,6 +731,87 @@ fn compilation_test(
     rec.stage(stage, t, true, &[], None, None)
         .map_err(logged(stage))?;
     Ok(staged)
+}
+
+/// The verdict of the request's examples on a draft.
+pub(crate) struct Behaviour {
+    /// Share of the examples that passed.
+    pub(crate) share: f64,
+    /// `G15 examples: 2 of 5 failed; example 3: ...`, when any failed.
+    pub(crate) failure: Option<String>,
+    /// One line per failing example, for a refinement prompt.
+    pub(crate) problems: Vec<String>,
+}
+
+/// G15: the request's examples against the draft, written to a scratch directory (the node is
+/// not staged yet), one validation result each.
+fn behaviour_gate(
+    rec: &mut Recorder<'_, '_>,
+    worker: &mut Worker,
+    files: &[GeneratedFile],
+    req: &GenerationRequest,
+    ctx: &TemplateContext,
+    stage: Stage,
+) -> Behaviour {
+    let options = rec.shared.options;
+    let examples = &req.spec.examples;
+    let not_run = |message: String| {
+        let v = CaseVerdict {
+            passed: false,
+            message: format!("not run: {message}"),
+            duration_ms: 0.0,
+        };
+        vec![v; examples.len()]
+    };
+    let verdicts = match (scratch_copy(files), worker.sandbox(&options.python)) {
+        (Ok(dir), Ok(sandbox)) => run_examples(
+            sandbox,
+            dir.path(),
+            &NodeNames::from(&ctx.node),
+            examples,
+            &options.limits,
+            options.example_timeout,
+        ),
+        (Err(e), _) => not_run(format!("writing the draft: {}", error_chain(&e))),
+        (_, Err(e)) => not_run(error_chain(&e)),
+    };
+    let mut problems = Vec::new();
+    for (i, (e, v)) in examples.iter().zip(&verdicts).enumerate() {
+        rec.example(stage, &example_name(i, e), v);
+        if !v.passed {
+            problems.push(format!("G15 {}: {}", example_name(i, e), v.message));
+        }
+    }
+    let passed = verdicts.len() - problems.len();
+    rec.examples_passed = Some(passed as i64);
+    let failure = problems.first().map(|first| {
+        format!(
+            "G15 examples: {} of {} failed; {}",
+            problems.len(),
+            examples.len(),
+            first.trim_start_matches("G15 ")
+        )
+    });
+    Behaviour {
+        share: passed as f64 / examples.len() as f64,
+        failure,
+        problems,
+    }
+}
+
+/// The draft's files in a new temporary directory, for a contained run before staging.
+fn scratch_copy(files: &[GeneratedFile]) -> std::io::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("omnistream-draft-")
+        .tempdir()?;
+    for f in files {
+        let path = dir.path().join(&f.path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, &f.content)?;
+    }
+    Ok(dir)
 }
 
 /// G13: Python compiles the node's files (those in `scope`).
@@ -734,9 +888,22 @@ fn tests_gate(options: &CodegenOptions, worker: &mut Worker, staged: &Staged) ->
     }
 }
 
-fn set_node_module(files: &mut [GeneratedFile], code: String) {
-    if let Some(f) = files.iter_mut().find(|f| f.path == NODE_MODULE) {
-        f.content = code;
+/// The file a model writes with `strategy`.
+fn model_part(strategy: Strategy) -> &'static str {
+    match strategy {
+        Strategy::ImportFirst => LOGIC_MODULE,
+        Strategy::Rewrite => NODE_MODULE,
+    }
+}
+
+/// Replace the file at `path`, or add it.
+fn set_file(files: &mut Vec<GeneratedFile>, path: &str, code: String) {
+    match files.iter_mut().find(|f| f.path == path) {
+        Some(f) => f.content = code,
+        None => files.push(GeneratedFile {
+            path: path.to_string(),
+            content: code,
+        }),
     }
 }
 

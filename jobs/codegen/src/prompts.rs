@@ -1,8 +1,10 @@
 //! What the pipeline says to models: the code-generation and refinement prompts, the judges'
 //! prompts, and how code is read back out of an answer.
 
+use crate::assemble::{LOGIC_MODULE, Strategy, run_signature};
 use crate::catalog::PatternRef;
-use crate::parse::ParsedPrompt;
+use crate::parse::{NodeType, ParsedPrompt};
+use crate::spec::{Example, Fields, RequestSpec};
 
 /// Pull the Python code out of a model's answer: the first ```python block, else the first fenced
 /// block, else the whole answer when it looks like code. Empty when there is none.
@@ -35,6 +37,169 @@ pub fn extract_code(text: &str) -> String {
 
 pub const CODE_SYSTEM: &str = "You write Python 3.11 ONEX nodes. Answer with the complete file in one ```python code block and nothing else.";
 
+/// The system prompt of import-first generation.
+pub const LOGIC_SYSTEM: &str = "You write the logic of ONEX nodes in Python 3.11: one module with a `run` function and its helpers, standard library only. Answer with the module in one ```python code block and nothing else.";
+
+/// The system prompt of code generation with `strategy`.
+pub fn code_system(strategy: Strategy) -> &'static str {
+    match strategy {
+        Strategy::ImportFirst => LOGIC_SYSTEM,
+        Strategy::Rewrite => CODE_SYSTEM,
+    }
+}
+
+/// A worked example of `logic.py` per node type, for another request: what a good part looks
+/// like (the pattern store's best match will take its place).
+fn worked_example(t: NodeType) -> &'static str {
+    match t {
+        NodeType::Compute => {
+            r#"# Request: "add up invoice line amounts"; input amounts: list[float]; output total: float, lines: int
+def run(operation: str, payload: dict[str, object]) -> dict[str, object]:
+    """Return the total of the line amounts, rounded to cents."""
+    amounts = payload["amounts"]
+    if not amounts:
+        raise ValueError("no amounts to add")
+    return {"total": round(sum(amounts), 2), "lines": len(amounts)}
+"#
+        }
+        NodeType::Reducer => {
+            r#"# Request: "count logins per user"; input key: str; output key: str, count: int
+def run(operation: str, payload: dict[str, object], state: dict[str, object]) -> dict[str, object]:
+    """Count the events of each key; `reset` forgets every count."""
+    counts = state.setdefault("counts", {})
+    if operation == "reset":
+        counts.clear()
+        return {"key": "", "count": 0}
+    key = str(payload["key"])
+    counts[key] = counts.get(key, 0) + 1
+    return {"key": key, "count": counts[key]}
+"#
+        }
+        NodeType::Effect => {
+            r#"# Request: "user e-mail writer, e-mails in lower case"; input key: str, email: str; output stored: bool, email: str
+async def run(operation: str, payload: dict[str, object], state: dict[str, object], client) -> dict[str, object]:
+    """Store the user's e-mail address in lower case through the client."""
+    record = {"key": payload["key"], "email": str(payload["email"]).lower()}
+    response = await client.send(operation, record)
+    return {"stored": bool(response.get("stored")), "email": record["email"]}
+"#
+        }
+        NodeType::Orchestrator => {
+            r#"# Request: "ship an order once it is paid"; input paid: bool; output shipped: bool, steps: list[str]
+def run(operation: str, payload: dict[str, object], state: dict[str, object]) -> dict[str, object]:
+    """Check the payment, then ship; an unpaid order stops the workflow."""
+    steps = ["check_payment"]
+    if not payload["paid"]:
+        raise ValueError("order is not paid")
+    steps.append("ship")
+    state["shipped"] = int(state.get("shipped", 0)) + 1
+    return {"shipped": True, "steps": steps}
+"#
+        }
+    }
+}
+
+fn field_list(fields: &Fields) -> String {
+    fields
+        .0
+        .iter()
+        .map(|f| format!("{}: {}", f.name, f.ty))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `run("checksum", {"content": "abc"}) -> {"size": 3}`, after the calls made before it.
+fn example_line(e: &Example, first_op: &str, with_state: bool) -> String {
+    let call = |op: &Option<String>, input: &serde_json::Map<String, serde_json::Value>| {
+        let op = op.as_deref().unwrap_or(first_op);
+        let state = if with_state { ", state" } else { "" };
+        format!(
+            "run({op:?}, {}{state})",
+            serde_json::Value::Object(input.clone())
+        )
+    };
+    let before: Vec<String> = e
+        .before
+        .iter()
+        .map(|c| call(&c.operation, &c.input))
+        .collect();
+    let before = if before.is_empty() {
+        String::new()
+    } else {
+        format!("after {}: ", before.join(", "))
+    };
+    let outcome = match (&e.output, &e.error) {
+        (Some(out), _) => format!("returns {}", serde_json::Value::Object(out.clone())),
+        (None, Some(err)) => format!("raises ValueError mentioning {err:?}"),
+        (None, None) => String::new(),
+    };
+    format!("- {before}{} {outcome}\n", call(&e.operation, &e.input))
+}
+
+/// Import-first: what the model writes is `logic.py` alone.
+pub fn logic_prompt(
+    prompt: &str,
+    parsed: &ParsedPrompt,
+    spec: &RequestSpec,
+    service: &str,
+) -> String {
+    let t = parsed.node_type;
+    let inputs = if spec.input.is_empty() {
+        "whatever the request implies (a dict)".to_string()
+    } else {
+        field_list(&spec.input)
+    };
+    let outputs = if spec.output.is_empty() {
+        "what the request asks for".to_string()
+    } else {
+        field_list(&spec.output)
+    };
+    let state = match t {
+        NodeType::Compute => "",
+        _ => "`state` is a dict the node keeps between calls (use state.setdefault).\n",
+    };
+    let client = if t == NodeType::Effect {
+        format!(
+            "`client` stands for {service}: `await client.send(operation, data)` sends one call and \
+             returns a dict. The default client is in memory: it stores `data` under \
+             data[\"key\"] and answers {{\"key\", \"stored\": True, \"records\": n}}; for read \
+             operations {{\"key\", \"found\", \"record\"}}; for delete operations \
+             {{\"key\", \"removed\", \"records\"}}.\n"
+        )
+    } else {
+        String::new()
+    };
+    let first = parsed
+        .operations
+        .first()
+        .map(String::as_str)
+        .unwrap_or("run");
+    let examples: String = spec
+        .examples
+        .iter()
+        .take(6)
+        .map(|e| example_line(e, first, t != NodeType::Compute))
+        .collect();
+    let examples = if examples.is_empty() {
+        String::new()
+    } else {
+        format!("It must behave like this:\n{examples}\n")
+    };
+    format!(
+        "Request: {prompt}\n\nWrite {LOGIC_MODULE}, the logic of an ONEX {ty} node. The node \
+         around it (models, validation, events, retries, timeouts) exists and calls\n\n    \
+         {signature}\n\n`operation` is one of: {ops}. `payload` has: {inputs}.\n{state}{client}\
+         Return a dict with: {outputs}. Raise ValueError with a clear message for input it \
+         cannot handle.\n{examples}Rules: the standard library only; no classes named Node... \
+         or Model...; a docstring and type hints on every function; lines of at most 100 \
+         characters.\n\nWorked example, for another request:\n```python\n{worked}```",
+        ty = t.as_str(),
+        signature = run_signature(t),
+        ops = parsed.operations.join(", "),
+        worked = worked_example(t),
+    )
+}
+
 pub fn generation_prompt(
     prompt: &str,
     parsed: &ParsedPrompt,
@@ -59,9 +224,13 @@ pub fn generation_prompt(
     )
 }
 
-pub fn refinement_prompt(problems: &[String]) -> String {
+pub fn refinement_prompt(problems: &[String], strategy: Strategy) -> String {
+    let what = match strategy {
+        Strategy::ImportFirst => "the corrected logic.py",
+        Strategy::Rewrite => "the corrected complete file",
+    };
     format!(
-        "The code has these problems:\n{}\nAnswer with the corrected complete file in one ```python block.",
+        "The code has these problems:\n{}\nAnswer with {what} in one ```python block.",
         problems
             .iter()
             .map(|p| format!("- {p}\n"))

@@ -9,6 +9,7 @@ use omnistream_connectors::models::{Attempt, CallError, ChatMessage, ChatRequest
 use omnistream_streams::{Event, Topic};
 use serde_json::{Value, json};
 
+use crate::behaviour::CaseVerdict;
 use crate::catalog::PatternRef;
 use crate::emit::Emitter;
 use crate::emit::SOURCE;
@@ -16,7 +17,7 @@ use crate::error::EmitError;
 use crate::gates::Quality;
 use crate::gates::{self, GateResult};
 use crate::parse::ParsedPrompt;
-use crate::prompts::CODE_SYSTEM;
+use crate::prompts::code_system;
 use crate::render::NODE_MODULE;
 use crate::request::GenerationRequest;
 use crate::stage::{Failure, Stage};
@@ -54,6 +55,9 @@ pub(crate) struct Recorder<'s, 'a> {
     pub(crate) primary_model: String,
     pub(crate) started: Instant,
     pub(crate) gates: Vec<GateResult>,
+    /// Examples the request gave, and how many passed once they ran.
+    pub(crate) examples_total: i64,
+    pub(crate) examples_passed: Option<i64>,
     /// The first event built with a field its topic does not have.
     invalid: Option<EmitError>,
 }
@@ -72,6 +76,8 @@ impl<'s, 'a> Recorder<'s, 'a> {
             primary_model: model_name.to_string(),
             started: Instant::now(),
             gates: Vec::new(),
+            examples_total: req.spec.examples.len() as i64,
+            examples_passed: None,
             invalid: None,
         }
     }
@@ -113,7 +119,8 @@ impl<'s, 'a> Recorder<'s, 'a> {
             "domain": parsed.domain, "quality_score": quality.score,
             "syntax_score": quality.syntax, "onex_compliance_score": quality.onex_compliance,
             "contract_score": quality.contract, "code_quality_score": quality.code_quality,
-            "passed": quality.passed,
+            "passed": quality.passed, "functional_score": quality.functional,
+            "examples_total": self.examples_total, "examples_passed": self.examples_passed,
             "patterns_applied": patterns.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
             "intelligence_sources": patterns.iter().map(|p| p.source.clone()).collect::<BTreeSet<_>>(),
             "primary_model": self.primary_model, "total_tokens": self.tokens,
@@ -134,6 +141,7 @@ impl<'s, 'a> Recorder<'s, 'a> {
             "partial_files": f.partial_files, "retry_count": 0, "is_retryable": f.code.retryable(),
             "primary_model": self.primary_model, "node_type": self.node_type,
             "total_tokens": self.tokens, "total_cost_usd": self.cost,
+            "examples_total": self.examples_total, "examples_passed": self.examples_passed,
         });
         self.push(Topic::GenerationFailed, payload, false);
     }
@@ -228,6 +236,20 @@ impl<'s, 'a> Recorder<'s, 'a> {
         self.gates.push(g.clone());
     }
 
+    /// One example's verdict (the behaviour gate, G15) as its validation result.
+    pub(crate) fn example(&mut self, stage: Stage, name: &str, v: &CaseVerdict) {
+        self.push(
+            Topic::ValidationResult,
+            json!({
+                "gate_id": "G15", "gate_name": name, "stage_name": stage.name(),
+                "status": if v.passed { "pass" } else { "fail" },
+                "score": if v.passed { 1.0 } else { 0.0 }, "message": v.message,
+                "duration_ms": v.duration_ms,
+            }),
+            false,
+        );
+    }
+
     /// A model-call event per HTTP attempt, costed from the price table.
     pub(crate) fn model_attempt(
         &mut self,
@@ -293,7 +315,7 @@ pub(crate) fn call_model(
     let options = rec.shared.options;
     let request = ChatRequest {
         model: route.model.clone(),
-        system: Some(CODE_SYSTEM.to_string()),
+        system: Some(code_system(options.strategy).to_string()),
         messages: conversation.to_vec(),
         max_tokens: options.max_tokens,
         temperature: options.temperature,

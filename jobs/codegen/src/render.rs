@@ -12,6 +12,7 @@ use crate::catalog::PatternRef;
 use crate::contract::node_topics;
 use crate::error::{CodegenError, Result};
 use crate::parse::ParsedPrompt;
+use crate::spec::{Fields, RequestSpec};
 
 /// A file of the generated node, by its path relative to the node directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub struct GeneratedFile {
 pub const NODE_MODULE: &str = "v1_0_0/node.py";
 pub const CONTRACT_FILE: &str = "v1_0_0/contract.yaml";
 pub const EVENT_BUS_MODULE: &str = "v1_0_0/event_bus.py";
+/// The request's examples and the tests' sample payload, when the request declared any.
+pub const EXAMPLES_FILE: &str = "tests/examples.json";
 
 macro_rules! templates {
     ($(($name:literal, $out:literal)),* $(,)?) => {
@@ -108,6 +111,41 @@ pub struct NodeContext {
     pub consumed_events: Vec<String>,
     pub published_events: Vec<String>,
     pub tags: Vec<String>,
+    /// The request declared the payload's fields: `payload_model` types the input's payload.
+    pub typed_input: bool,
+    /// The request declared the result's fields: `result_model` types the output's result.
+    pub typed_output: bool,
+    pub payload_model: String,
+    pub result_model: String,
+    pub input_fields: Vec<FieldContext>,
+    pub output_fields: Vec<FieldContext>,
+    /// Import-first: node.py calls `logic.run`, which a model writes.
+    pub logic: bool,
+}
+
+/// A declared field as the model templates write it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldContext {
+    pub name: String,
+    pub annotation: String,
+    pub optional: bool,
+    pub description: String,
+}
+
+fn field_contexts(fields: &Fields) -> Vec<FieldContext> {
+    fields
+        .0
+        .iter()
+        .map(|f| FieldContext {
+            name: f.name.clone(),
+            annotation: f.ty.python(),
+            optional: f.ty.is_optional(),
+            description: f
+                .description
+                .clone()
+                .unwrap_or_else(|| format!("{} ({}), as the request declared it.", f.name, f.ty)),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -130,6 +168,7 @@ impl TemplateContext {
     pub fn new(
         parsed: &ParsedPrompt,
         prompt: &str,
+        spec: &RequestSpec,
         patterns: Vec<PatternRef>,
         generator: GeneratorContext,
     ) -> Self {
@@ -164,6 +203,13 @@ impl TemplateContext {
                     parsed.node_type.as_str().into(),
                     parsed.service_name.clone(),
                 ],
+                typed_input: spec.typed_input(),
+                typed_output: spec.typed_output(),
+                payload_model: format!("Model{}Payload", parsed.name),
+                result_model: format!("Model{}Result", parsed.name),
+                input_fields: field_contexts(&spec.input),
+                output_fields: field_contexts(&spec.output),
+                logic: false,
             },
             patterns,
             generator,
@@ -200,6 +246,33 @@ pub fn render_node(ctx: &TemplateContext) -> Result<Vec<GeneratedFile>> {
         .collect()
 }
 
+/// `tests/examples.json`: what the behaviour gate runs and the node's tests read, so the node
+/// carries the request's examples with it. `None` when the request declared nothing.
+pub fn render_examples(spec: &RequestSpec, operations: &[String]) -> Option<GeneratedFile> {
+    if spec.is_empty() {
+        return None;
+    }
+    let examples: Vec<serde_json::Value> = spec
+        .examples
+        .iter()
+        .map(|e| {
+            let mut e = serde_json::to_value(e).expect("examples serialise");
+            if e.get("operation").is_none() {
+                e["operation"] = serde_json::Value::from(operations[0].as_str());
+            }
+            e
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "sample_payload": spec.sample_payload(),
+        "examples": examples,
+    });
+    Some(GeneratedFile {
+        path: EXAMPLES_FILE.into(),
+        content: serde_json::to_string_pretty(&doc).expect("JSON serialises") + "\n",
+    })
+}
+
 pub fn render_event_bus(ctx: &TemplateContext) -> Result<GeneratedFile> {
     render_one(EVENT_BUS_TEMPLATE.0, EVENT_BUS_TEMPLATE.1, ctx)
 }
@@ -222,6 +295,7 @@ pub(crate) fn template_output(prompt: &str) -> (ParsedPrompt, Vec<GeneratedFile>
     let ctx = TemplateContext::new(
         &parsed,
         prompt,
+        &RequestSpec::default(),
         super::catalog::catalog_patterns(&parsed, prompt),
         GeneratorContext {
             tool: "omnistream".into(),

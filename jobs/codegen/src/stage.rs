@@ -77,6 +77,8 @@ pub enum FailureCode {
     WriteFailed,
     CompileError,
     TestsFailed,
+    /// The node does not do what the request's examples say (G15).
+    ExamplesFailed,
     /// The log refused a stage's events.
     EventLogError,
 }
@@ -96,6 +98,7 @@ impl FailureCode {
             FailureCode::WriteFailed => "WRITE_FAILED",
             FailureCode::CompileError => "COMPILE_ERROR",
             FailureCode::TestsFailed => "TESTS_FAILED",
+            FailureCode::ExamplesFailed => "EXAMPLES_FAILED",
             FailureCode::EventLogError => "EVENT_LOG_ERROR",
         }
     }
