@@ -191,9 +191,14 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
     let tally = Tally::of(&outcomes);
 
     outln!(
-        "omnistream  {:>8.3} s  {:>8.1} generations/s  ({} completed, {failed} failed)",
+        "omnistream  {:>8.3} s  {:>8} generations/s  ({} completed, {failed} failed)",
         ours,
-        rate,
+        // A served model makes rates below one a second: keep their digits.
+        if rate < 10.0 {
+            format!("{rate:.3}")
+        } else {
+            format!("{rate:.1}")
+        },
         durations.len()
     );
     if !overhead.is_empty() {
@@ -207,7 +212,8 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
     let output_tokens: f64 = float_column(&log, Topic::ModelCall, "output_tokens")?
         .iter()
         .map(|(_, n)| n)
-        .sum();
+        .sum::<f64>()
+        + 0.0; // an empty sum is -0.0
     let per = |x: f64| x / tally.generations.max(1) as f64;
     outln!(
         "{}; per generation {:.3} s, {:.0} tokens ({:.0} output)",
@@ -216,12 +222,14 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
         per(tally.tokens as f64),
         per(output_tokens)
     );
-    if template {
-        run_peer(&args, &work, concurrency, peer_compiles, generations, rate)?;
-    } else {
+    if !template {
         outln!(
             "python peer: not run (a served model's time dominates; the peer renders templates only)"
         );
+    } else if args.requests.is_some() {
+        outln!("python peer: not run with --requests (it renders templates and runs no examples)");
+    } else {
+        run_peer(&args, &work, concurrency, peer_compiles, generations, rate)?;
     }
     let _ = fs::remove_dir_all(work.join("out"));
     let _ = fs::remove_dir_all(work.join("peer_out"));

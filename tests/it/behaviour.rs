@@ -312,7 +312,7 @@ fn import_first_assembles_the_models_part_and_refines_only_that_part() {
     // request's examples; not for node.py.
     let first = last_user_message(&requests[0]);
     assert!(
-        first.contains("Write v1_0_0/logic.py, the logic of an ONEX compute node"),
+        first.contains("You write v1_0_0/logic.py, the logic of an ONEX compute node"),
         "{first}"
     );
     assert!(
@@ -320,7 +320,9 @@ fn import_first_assembles_the_models_part_and_refines_only_that_part() {
         "{first}"
     );
     assert!(
-        first.contains(r#"run("checksum", {"content":"abc"}) returns {"#),
+        first.contains(
+            "    >>> run(\"checksum\", {\"content\": \"abc\"})\n    {\"sha256\": \"ba7816bf"
+        ),
         "{first}"
     );
     assert!(
@@ -330,7 +332,7 @@ fn import_first_assembles_the_models_part_and_refines_only_that_part() {
     // The refinement carries the failing examples' messages and asks for logic.py again.
     let second = last_user_message(&requests[1]);
     assert!(
-        second.contains("G15 example 1: 1 of 2 fields differ; sha256: expected \"ba7816bf"),
+        second.contains("G15 example 1: run(\"checksum\", {\"content\": \"abc\"}) should return {\"sha256\": \"ba7816bf") && second.contains("1 of 2 fields differ; sha256: expected \"ba7816bf"),
         "{second}"
     );
     assert!(

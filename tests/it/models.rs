@@ -264,7 +264,7 @@ fn requests_with_examples_through_the_real_model(server: &ModelServer, env: &Env
     let exchanges = proxy.exchanges.lock().unwrap().clone();
     assert!(!exchanges.is_empty(), "{row}");
     let asked = exchanges[0].request["messages"].to_string();
-    assert!(asked.contains("Write v1_0_0/logic.py"), "{asked}");
+    assert!(asked.contains("You write v1_0_0/logic.py"), "{asked}");
     assert_eq!(row["examples_total"], 3, "{row}");
     env.ok(&["jobs", "run", "all", "--once"]);
     let correlation = row["correlation_id"].as_str().unwrap();

@@ -16,7 +16,9 @@ use crate::contract::{build_contract, contract_hash, to_yaml, validate_yaml};
 use crate::error::{EmitError, Result, error_chain};
 use crate::gates::{self, GateResult, GateStatus, PostValidation, Quality};
 use crate::parse::{ParsedPrompt, parse_prompt};
-use crate::prompts::{extract_code, generation_prompt, logic_prompt, refinement_prompt};
+use crate::prompts::{
+    example_ask, extract_code, generation_prompt, logic_prompt, refinement_prompt,
+};
 use crate::python::{PythonWorker, TestRun, run_pytest};
 use crate::quorum::{Decision, Recommendation, run_quorum};
 use crate::recorder::{Done, Recorder, Shared, call_model};
@@ -502,7 +504,7 @@ fn post_validation(
             .iter()
             .any(|g| g.status == GateStatus::Fail);
         let behaviour = (!hard && !req.spec.examples.is_empty())
-            .then(|| behaviour_gate(rec, worker, &draft.files, req, ctx, stage));
+            .then(|| behaviour_gate(rec, worker, &draft.files, req, (parsed, ctx), stage));
         let decision =
             (quorum_on && !hard).then(|| run_quorum(rec, &req.prompt, parsed, &draft.files, stage));
         let mut problems = problems(&validation, decision.as_ref());
@@ -750,7 +752,7 @@ fn behaviour_gate(
     worker: &mut Worker,
     files: &[GeneratedFile],
     req: &GenerationRequest,
-    ctx: &TemplateContext,
+    (parsed, ctx): (&ParsedPrompt, &TemplateContext),
     stage: Stage,
 ) -> Behaviour {
     let options = rec.shared.options;
@@ -779,19 +781,30 @@ fn behaviour_gate(
     for (i, (e, v)) in examples.iter().zip(&verdicts).enumerate() {
         rec.example(stage, &example_name(i, e), v);
         if !v.passed {
-            problems.push(format!("G15 {}: {}", example_name(i, e), v.message));
+            problems.push(format!(
+                "G15 {}: {}: {}",
+                example_name(i, e),
+                example_ask(e, parsed),
+                v.message
+            ));
         }
     }
     let passed = verdicts.len() - problems.len();
     rec.examples_passed = Some(passed as i64);
-    let failure = problems.first().map(|first| {
-        format!(
-            "G15 examples: {} of {} failed; {}",
-            problems.len(),
-            examples.len(),
-            first.trim_start_matches("G15 ")
-        )
-    });
+    let failure = examples
+        .iter()
+        .zip(&verdicts)
+        .enumerate()
+        .find(|(_, (_, v))| !v.passed)
+        .map(|(i, (e, v))| {
+            format!(
+                "G15 examples: {} of {} failed; {}: {}",
+                problems.len(),
+                examples.len(),
+                example_name(i, e),
+                v.message
+            )
+        });
     Behaviour {
         share: passed as f64 / examples.len() as f64,
         failure,

@@ -48,23 +48,23 @@ pub fn code_system(strategy: Strategy) -> &'static str {
     }
 }
 
-/// A worked example of `logic.py` per node type, for another request: what a good part looks
-/// like (the pattern store's best match will take its place).
-fn worked_example(t: NodeType) -> &'static str {
+/// A worked example of `logic.py` per node type, for another request (said before it): what a
+/// good part looks like (the pattern store's best match will take its place).
+fn worked_example(t: NodeType) -> (&'static str, &'static str) {
     match t {
-        NodeType::Compute => {
-            r#"# Request: "add up invoice line amounts"; input amounts: list[float]; output total: float, lines: int
-def run(operation: str, payload: dict[str, object]) -> dict[str, object]:
+        NodeType::Compute => (
+            "add up invoice line amounts (payload: amounts: list[float]; returns: total: float, lines: int)",
+            r#"def run(operation: str, payload: dict[str, object]) -> dict[str, object]:
     """Return the total of the line amounts, rounded to cents."""
     amounts = payload["amounts"]
     if not amounts:
         raise ValueError("no amounts to add")
     return {"total": round(sum(amounts), 2), "lines": len(amounts)}
-"#
-        }
-        NodeType::Reducer => {
-            r#"# Request: "count logins per user"; input key: str; output key: str, count: int
-def run(operation: str, payload: dict[str, object], state: dict[str, object]) -> dict[str, object]:
+"#,
+        ),
+        NodeType::Reducer => (
+            "count logins per user (payload: key: str; returns: key: str, count: int)",
+            r#"def run(operation: str, payload: dict[str, object], state: dict[str, object]) -> dict[str, object]:
     """Count the events of each key; `reset` forgets every count."""
     counts = state.setdefault("counts", {})
     if operation == "reset":
@@ -73,20 +73,20 @@ def run(operation: str, payload: dict[str, object], state: dict[str, object]) ->
     key = str(payload["key"])
     counts[key] = counts.get(key, 0) + 1
     return {"key": key, "count": counts[key]}
-"#
-        }
-        NodeType::Effect => {
-            r#"# Request: "user e-mail writer, e-mails in lower case"; input key: str, email: str; output stored: bool, email: str
-async def run(operation: str, payload: dict[str, object], state: dict[str, object], client) -> dict[str, object]:
+"#,
+        ),
+        NodeType::Effect => (
+            "user e-mail writer, e-mails in lower case (payload: key: str, email: str; returns: stored: bool, email: str)",
+            r#"async def run(operation: str, payload: dict[str, object], state: dict[str, object], client) -> dict[str, object]:
     """Store the user's e-mail address in lower case through the client."""
     record = {"key": payload["key"], "email": str(payload["email"]).lower()}
     response = await client.send(operation, record)
     return {"stored": bool(response.get("stored")), "email": record["email"]}
-"#
-        }
-        NodeType::Orchestrator => {
-            r#"# Request: "ship an order once it is paid"; input paid: bool; output shipped: bool, steps: list[str]
-def run(operation: str, payload: dict[str, object], state: dict[str, object]) -> dict[str, object]:
+"#,
+        ),
+        NodeType::Orchestrator => (
+            "ship an order once it is paid (payload: paid: bool; returns: shipped: bool, steps: list[str])",
+            r#"def run(operation: str, payload: dict[str, object], state: dict[str, object]) -> dict[str, object]:
     """Check the payment, then ship; an unpaid order stops the workflow."""
     steps = ["check_payment"]
     if not payload["paid"]:
@@ -94,8 +94,8 @@ def run(operation: str, payload: dict[str, object], state: dict[str, object]) ->
     steps.append("ship")
     state["shipped"] = int(state.get("shipped", 0)) + 1
     return {"shipped": True, "steps": steps}
-"#
-        }
+"#,
+        ),
     }
 }
 
@@ -108,14 +108,65 @@ fn field_list(fields: &Fields) -> String {
         .join(", ")
 }
 
-/// `run("checksum", {"content": "abc"}) -> {"size": 3}`, after the calls made before it.
-fn example_line(e: &Example, first_op: &str, with_state: bool) -> String {
+/// A JSON value as Python writes it (`True`, `None`; strings in JSON's quoting, which Python
+/// reads the same).
+fn py_literal(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    let join = |items: Vec<String>| items.join(", ");
+    match v {
+        Value::Null => "None".into(),
+        Value::Bool(true) => "True".into(),
+        Value::Bool(false) => "False".into(),
+        Value::Number(_) | Value::String(_) => v.to_string(),
+        Value::Array(items) => format!("[{}]", join(items.iter().map(py_literal).collect())),
+        Value::Object(m) => {
+            let pairs = m
+                .iter()
+                .map(|(k, v)| format!("{}: {}", Value::from(k.as_str()), py_literal(v)));
+            format!("{{{}}}", join(pairs.collect()))
+        }
+    }
+}
+
+/// An example as doctest lines: the calls made before it, then its own and what it gives.
+fn example_doctest(e: &Example, first_op: &str, extra: &str) -> String {
     let call = |op: &Option<String>, input: &serde_json::Map<String, serde_json::Value>| {
         let op = op.as_deref().unwrap_or(first_op);
-        let state = if with_state { ", state" } else { "" };
+        let input = py_literal(&serde_json::Value::Object(input.clone()));
+        format!("    >>> run({op:?}, {input}{extra})")
+    };
+    let mut lines: Vec<String> = e
+        .before
+        .iter()
+        .map(|c| call(&c.operation, &c.input) + "  # an earlier call")
+        .collect();
+    lines.push(call(&e.operation, &e.input));
+    lines.push(match (&e.output, &e.error) {
+        (Some(out), _) => format!(
+            "    {}",
+            py_literal(&serde_json::Value::Object(out.clone()))
+        ),
+        (None, Some(err)) => {
+            format!("    Traceback (most recent call last):\n    ValueError: ... {err} ...")
+        }
+        (None, None) => String::new(),
+    });
+    lines.join("\n") + "\n"
+}
+
+/// What an example asks, for a refinement prompt: `run("count", {"text": "a b"}) should return
+/// {"words": 2}` (after its earlier calls).
+pub fn example_ask(e: &Example, parsed: &ParsedPrompt) -> String {
+    let first = parsed
+        .operations
+        .first()
+        .map(String::as_str)
+        .unwrap_or("run");
+    let call = |op: &Option<String>, input: &serde_json::Map<String, serde_json::Value>| {
+        let op = op.as_deref().unwrap_or(first);
         format!(
-            "run({op:?}, {}{state})",
-            serde_json::Value::Object(input.clone())
+            "run({op:?}, {})",
+            py_literal(&serde_json::Value::Object(input.clone()))
         )
     };
     let before: Vec<String> = e
@@ -126,17 +177,55 @@ fn example_line(e: &Example, first_op: &str, with_state: bool) -> String {
     let before = if before.is_empty() {
         String::new()
     } else {
-        format!("after {}: ", before.join(", "))
+        format!("after {}, ", before.join(", "))
     };
     let outcome = match (&e.output, &e.error) {
-        (Some(out), _) => format!("returns {}", serde_json::Value::Object(out.clone())),
-        (None, Some(err)) => format!("raises ValueError mentioning {err:?}"),
+        (Some(out), _) => format!(
+            "should return {}",
+            py_literal(&serde_json::Value::Object(out.clone()))
+        ),
+        (None, Some(err)) => format!("should raise ValueError mentioning {err:?}"),
         (None, None) => String::new(),
     };
-    format!("- {before}{} {outcome}\n", call(&e.operation, &e.input))
+    format!("{before}{} {outcome}", call(&e.operation, &e.input))
 }
 
-/// Import-first: what the model writes is `logic.py` alone.
+/// The function to complete: the signature, and the request as its docstring, with the
+/// operations, the declared fields and up to six examples as doctests.
+fn stub(prompt: &str, parsed: &ParsedPrompt, spec: &RequestSpec) -> String {
+    let t = parsed.node_type;
+    let extra = match t {
+        NodeType::Compute => "",
+        NodeType::Effect => ", state, client",
+        _ => ", state",
+    };
+    let first = parsed
+        .operations
+        .first()
+        .map(String::as_str)
+        .unwrap_or("run");
+    let mut doc = format!(
+        "{}:\n    \"\"\"{}\n\n    operation: one of {}\n",
+        run_signature(t),
+        prompt.trim().replace("\"\"\"", "'''"),
+        parsed.operations.join(", ")
+    );
+    if !spec.input.is_empty() {
+        doc.push_str(&format!("    payload: {}\n", field_list(&spec.input)));
+    }
+    if !spec.output.is_empty() {
+        doc.push_str(&format!("    returns: {}\n", field_list(&spec.output)));
+    }
+    for e in spec.examples.iter().take(6) {
+        doc.push('\n');
+        doc.push_str(&example_doctest(e, first, extra));
+    }
+    doc + "    \"\"\"\n"
+}
+
+/// Import-first: what the model writes is `logic.py` alone. The request comes last, as the
+/// docstring of the function to complete with its examples as doctests: small models follow
+/// the last code they see, so the worked example (another request) comes first.
 pub fn logic_prompt(
     prompt: &str,
     parsed: &ParsedPrompt,
@@ -144,24 +233,14 @@ pub fn logic_prompt(
     service: &str,
 ) -> String {
     let t = parsed.node_type;
-    let inputs = if spec.input.is_empty() {
-        "whatever the request implies (a dict)".to_string()
-    } else {
-        field_list(&spec.input)
-    };
-    let outputs = if spec.output.is_empty() {
-        "what the request asks for".to_string()
-    } else {
-        field_list(&spec.output)
-    };
     let state = match t {
         NodeType::Compute => "",
         _ => "`state` is a dict the node keeps between calls (use state.setdefault).\n",
     };
     let client = if t == NodeType::Effect {
         format!(
-            "`client` stands for {service}: `await client.send(operation, data)` sends one call and \
-             returns a dict. The default client is in memory: it stores `data` under \
+            "`client` stands for {service}: `await client.send(operation, data)` sends one call \
+             and returns a dict. The default client is in memory: it stores `data` under \
              data[\"key\"] and answers {{\"key\", \"stored\": True, \"records\": n}}; for read \
              operations {{\"key\", \"found\", \"record\"}}; for delete operations \
              {{\"key\", \"removed\", \"records\"}}.\n"
@@ -169,34 +248,19 @@ pub fn logic_prompt(
     } else {
         String::new()
     };
-    let first = parsed
-        .operations
-        .first()
-        .map(String::as_str)
-        .unwrap_or("run");
-    let examples: String = spec
-        .examples
-        .iter()
-        .take(6)
-        .map(|e| example_line(e, first, t != NodeType::Compute))
-        .collect();
-    let examples = if examples.is_empty() {
-        String::new()
-    } else {
-        format!("It must behave like this:\n{examples}\n")
-    };
+    let (worked_request, worked) = worked_example(t);
     format!(
-        "Request: {prompt}\n\nWrite {LOGIC_MODULE}, the logic of an ONEX {ty} node. The node \
-         around it (models, validation, events, retries, timeouts) exists and calls\n\n    \
-         {signature}\n\n`operation` is one of: {ops}. `payload` has: {inputs}.\n{state}{client}\
-         Return a dict with: {outputs}. Raise ValueError with a clear message for input it \
-         cannot handle.\n{examples}Rules: the standard library only; no classes named Node... \
-         or Model...; a docstring and type hints on every function; lines of at most 100 \
-         characters.\n\nWorked example, for another request:\n```python\n{worked}```",
+        "You write {LOGIC_MODULE}, the logic of an ONEX {ty} node. The node around it (models, \
+         validation, events, retries, timeouts) exists and calls `run`.\n{state}{client}\
+         Rules: the standard library only; no classes named Node... or Model...; a docstring \
+         and type hints on every function; raise ValueError with a clear message for input it \
+         cannot handle; lines of at most 100 characters.\n\n\
+         For another request, \"{worked_request}\", the module was:\n```python\n{worked}```\n\n\
+         Now write {LOGIC_MODULE} for this request. Complete the function so that it does what \
+         its docstring says and passes its examples; answer with the whole module in one \
+         ```python block:\n```python\n{stub}```",
         ty = t.as_str(),
-        signature = run_signature(t),
-        ops = parsed.operations.join(", "),
-        worked = worked_example(t),
+        stub = stub(prompt, parsed, spec),
     )
 }
 
