@@ -429,3 +429,43 @@ fn a_part_that_does_not_fit_the_scaffold_fails_with_its_position_never_a_crash()
         "{second_fix}"
     );
 }
+
+#[test]
+fn a_part_that_returns_nothing_makes_outputs_that_say_so_not_exceptions() {
+    use super::codegen::with_models_writing_logic;
+    use super::model_server::{Reply, ScriptedServer};
+    let part = "```python\ndef run(operation: str, payload: dict[str, object]) -> dict[str, object]:\n    \"\"\"Nothing yet.\"\"\"\n    pass\n```";
+    let server = ScriptedServer::start(move |_, _| Reply::Text(part.to_string()));
+    let env = Env::new();
+    let mut cmd = env.cmd(&[
+        "generate",
+        "Create a text tokenizer Compute node",
+        "--model",
+        "coder",
+        "--out",
+        "nodes",
+    ]);
+    with_models_writing_logic(&mut cmd, &server, &["coder"]);
+    let out = cmd.output().unwrap();
+    // Without examples the gates judge alone, and the scaffold's contract holds: failures are
+    // outputs (G14's conformance tests pass).
+    assert!(out.status.success(), "{}", describe(&out));
+    let check = r#"
+import asyncio, sys
+sys.path.insert(0, ".")
+from v1_0_0 import NodeTextTokenizerCompute as N, ModelTextTokenizerInput as I
+out = asyncio.run(N().execute_compute(I(operation="tokenize", payload={"text": "a b"})))
+print(out.success, out.error)
+"#;
+    let py = std::process::Command::new("python3")
+        .args(["-c", check])
+        .current_dir(env.path("nodes/node_nlp_text_tokenizer_compute"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&py.stdout).trim(),
+        "False TypeError: logic.run returned NoneType, not a dict",
+        "{}",
+        describe(&py)
+    );
+}

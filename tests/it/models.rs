@@ -27,6 +27,17 @@ impl Drop for ModelServer {
     }
 }
 
+/// The model `qwen`, served through the recording proxy at `url`.
+fn qwen_through(url: &str) -> [(&'static str, String); 5] {
+    [
+        ("OMNISTREAM_PROVIDERS__LOCAL__FORMAT", "openai".into()),
+        ("OMNISTREAM_PROVIDERS__LOCAL__BASE_URL", url.into()),
+        ("OMNISTREAM_PROVIDERS__LOCAL__TIMEOUT_SECS", "600".into()),
+        ("OMNISTREAM_MODELS__QWEN__PROVIDER", "local".into()),
+        ("OMNISTREAM_MODELS__QWEN__MODEL", "qwen2.5-coder".into()),
+    ]
+}
+
 fn model_file() -> PathBuf {
     let dir = std::env::var_os("OMNISTREAM_MODELS_DIR")
         .map(PathBuf::from)
@@ -95,11 +106,7 @@ fn a_node_is_generated_by_a_real_model_over_http_and_recorded_honestly() {
             "--format",
             "json",
         ])
-        .env("OMNISTREAM_PROVIDERS__LOCAL__FORMAT", "openai")
-        .env("OMNISTREAM_PROVIDERS__LOCAL__BASE_URL", &proxy.url)
-        .env("OMNISTREAM_PROVIDERS__LOCAL__TIMEOUT_SECS", "600")
-        .env("OMNISTREAM_MODELS__QWEN__PROVIDER", "local")
-        .env("OMNISTREAM_MODELS__QWEN__MODEL", "qwen2.5-coder")
+        .envs(qwen_through(&proxy.url))
         .env("OMNISTREAM_MODELS__QWEN__INPUT_PER_MTOK", "1.5")
         .env("OMNISTREAM_MODELS__QWEN__OUTPUT_PER_MTOK", "4.0")
         .env("OMNISTREAM_CODEGEN__MAX_TOKENS", "900")
@@ -239,11 +246,7 @@ fn requests_with_examples_through_the_real_model(server: &ModelServer, env: &Env
             "--format",
             "json",
         ])
-        .env("OMNISTREAM_PROVIDERS__LOCAL__FORMAT", "openai")
-        .env("OMNISTREAM_PROVIDERS__LOCAL__BASE_URL", &proxy.url)
-        .env("OMNISTREAM_PROVIDERS__LOCAL__TIMEOUT_SECS", "600")
-        .env("OMNISTREAM_MODELS__QWEN__PROVIDER", "local")
-        .env("OMNISTREAM_MODELS__QWEN__MODEL", "qwen2.5-coder")
+        .envs(qwen_through(&proxy.url))
         .env("OMNISTREAM_CODEGEN__MAX_TOKENS", "400")
         .env("OMNISTREAM_CODEGEN__MAX_REFINEMENTS", "1")
         .output()

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tree_sitter::Node;
 
-use crate::gates::{GateResult, GateStatus, ModuleResolver, walk};
+use crate::gates::{GateResult, GateStatus, ModuleResolver, imported_modules, walk};
 use crate::parse::{NodeType, ParsedPrompt};
 use crate::syntax::PythonParser;
 
@@ -247,20 +247,8 @@ fn import_problems<'t>(
         }
         return;
     }
-    let mut c = n.walk();
-    for child in n.named_children(&mut c) {
-        let dotted = if child.kind() == "aliased_import" {
-            child.child_by_field_name("name")
-        } else {
-            Some(child)
-        };
-        if let Some(d) = dotted {
-            let t = text(code, d);
-            let top = t.split('.').next().unwrap_or(t).trim().to_string();
-            if !top.is_empty() {
-                imports.entry(top).or_insert(n);
-            }
-        }
+    for top in imported_modules(n, code) {
+        imports.entry(top).or_insert(n);
     }
 }
 

@@ -457,21 +457,8 @@ fn facts_of(tree: &Tree, source: &str) -> Facts {
             true
         }
         "import_statement" => {
-            let mut c = n.walk();
-            for child in n.named_children(&mut c) {
-                let dotted = if child.kind() == "aliased_import" {
-                    child.child_by_field_name("name")
-                } else {
-                    Some(child)
-                };
-                if let Some(d) = dotted {
-                    let t = text(source, d);
-                    let top = t.split('.').next().unwrap_or(t).trim();
-                    if !top.is_empty() {
-                        facts.imports.push(Import::Absolute(top.to_string()));
-                    }
-                }
-            }
+            let tops = imported_modules(n, source);
+            facts.imports.extend(tops.into_iter().map(Import::Absolute));
             false
         }
         "import_from_statement" => {
@@ -509,6 +496,22 @@ fn facts_of(tree: &Tree, source: &str) -> Facts {
         _ => true,
     });
     facts
+}
+
+/// The top-level modules of an `import a.b, c as d` statement: `a`, `c`.
+pub(crate) fn imported_modules(n: Node<'_>, source: &str) -> Vec<String> {
+    let mut c = n.walk();
+    n.named_children(&mut c)
+        .filter_map(|child| match child.kind() {
+            "aliased_import" => child.child_by_field_name("name"),
+            _ => Some(child),
+        })
+        .map(|d| {
+            let t = text(source, d);
+            t.split('.').next().unwrap_or(t).trim().to_string()
+        })
+        .filter(|top| !top.is_empty())
+        .collect()
 }
 
 fn class_info(n: Node<'_>, source: &str) -> ClassInfo {

@@ -318,6 +318,64 @@ mod tests {
     use super::*;
     use crate::python::PythonWorker;
 
+    /// The import-first scaffold (node.py calling logic.run) compiles for every node type, typed
+    /// or not, and calls run with the parameters G16 requires of it.
+    #[test]
+    fn every_node_type_s_import_first_scaffold_compiles_and_calls_run_as_g16_expects() {
+        let dir = tempfile::tempdir().unwrap();
+        let python = std::env::var("OMNISTREAM_PYTHON").unwrap_or_else(|_| "python3".into());
+        let typed: RequestSpec =
+            serde_json::from_str(r#"{"input": {"key": "str"}, "output": {"done": "bool"}}"#)
+                .unwrap();
+        let mut paths = Vec::new();
+        for (i, prompt) in [
+            "kv writer Effect node",
+            "price calculator",
+            "metrics aggregator reducer",
+            "payment workflow orchestrator",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for spec in [RequestSpec::default(), typed.clone()] {
+                let parsed = crate::parse::parse_prompt(prompt, None).unwrap();
+                let generator = GeneratorContext {
+                    tool: "omnistream".into(),
+                    model: "m".into(),
+                    correlation_id: "c".into(),
+                    generated_at: "2026-12-02T00:00:00Z".into(),
+                };
+                let mut ctx = TemplateContext::new(&parsed, prompt, &spec, vec![], generator);
+                ctx.node.logic = true;
+                let node = render_node(&ctx)
+                    .unwrap()
+                    .into_iter()
+                    .find(|f| f.path == NODE_MODULE)
+                    .unwrap();
+                let params = crate::assemble::run_parameters(parsed.node_type);
+                let extra: String = params[2..]
+                    .iter()
+                    .map(|p| format!(", self.logic_{p}"))
+                    .collect();
+                let call = format!(
+                    "_run_logic(operation, payload{})",
+                    extra.replace("self.logic_client", "self.client")
+                );
+                assert!(
+                    node.content.contains(&call),
+                    "{call} not in\n{}",
+                    node.content
+                );
+                let path = dir.path().join(format!("{i}-{}.py", spec.typed_output()));
+                std::fs::write(&path, &node.content).unwrap();
+                paths.push(path);
+            }
+        }
+        let refs: Vec<&std::path::Path> = paths.iter().map(|p| p.as_path()).collect();
+        let errors = PythonWorker::new(&python).compile(&refs).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
     /// What `compile_scope = "changed"` (the default) relies on: the templates' output compiles
     /// with Python for every node type, event-bus integration included. Request values only
     /// reach validated identifiers and strings, so names do not change the verdict.
