@@ -89,45 +89,6 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
     }
     let template = args.model.as_deref().is_none_or(|m| m == TEMPLATE_MODEL);
 
-    // The peer's inputs: the same templates, contexts and contracts.
-    let mut inputs = fs::File::create(work.join("peer_inputs.jsonl"))
-        .io_context(|| "writing the peer's inputs".to_string())?;
-    for r in &requests {
-        let mut parsed = parse_prompt(&r.prompt, r.node_type.as_deref())
-            .map_err(|e| CliError::Usage(e.to_string()))?;
-        if !r.spec.operations.is_empty() {
-            parsed.operations = r.spec.operations.clone();
-        }
-        let ctx = TemplateContext::new(
-            &parsed,
-            &r.prompt,
-            &r.spec,
-            catalog_patterns(&parsed, &r.prompt),
-            GeneratorContext {
-                tool: "omnistream".into(),
-                model: "template".into(),
-                correlation_id: r.correlation_id.clone(),
-                generated_at: "2026-11-26T00:00:00Z".into(),
-            },
-        );
-        let contract = to_yaml(&build_contract(
-            &parsed,
-            &r.prompt,
-            "template",
-            &r.correlation_id,
-            "t",
-        ));
-        writeln!(inputs, "{}", json!({"context": ctx, "contract": contract}))
-            .io_context(|| "writing the peer's inputs".to_string())?;
-    }
-    let sources: Vec<_> = template_sources();
-    fs::write(
-        work.join("peer_templates.json"),
-        serde_json::to_vec(&sources).unwrap(),
-    )
-    .io_context(|| "writing the peer's templates".to_string())?;
-    fs::write(work.join("codegen_peer.py"), PEER).io_context(|| "writing the peer".to_string())?;
-
     // What is compiled, said to the reader and to the peer (which compiles the same).
     let (compiled, peer_compiles) = match (options.compile_check, options.compile_scope) {
         (false, _) => ("off", "none"),
@@ -229,10 +190,53 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
     } else if args.requests.is_some() {
         outln!("python peer: not run with --requests (it renders templates and runs no examples)");
     } else {
-        run_peer(&args, &work, concurrency, peer_compiles, generations, rate)?;
+        run_peer(&args, &work, &requests, concurrency, peer_compiles, rate)?;
     }
     let _ = fs::remove_dir_all(work.join("out"));
     let _ = fs::remove_dir_all(work.join("peer_out"));
+    Ok(())
+}
+
+/// The peer's inputs: the same templates, contexts and contracts as the run's.
+fn write_peer_inputs(work: &std::path::Path, requests: &[GenerationRequest]) -> Result<()> {
+    let mut inputs = fs::File::create(work.join("peer_inputs.jsonl"))
+        .io_context(|| "writing the peer's inputs".to_string())?;
+    for r in requests {
+        let mut parsed = parse_prompt(&r.prompt, r.node_type.as_deref())
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        if !r.spec.operations.is_empty() {
+            parsed.operations = r.spec.operations.clone();
+        }
+        let ctx = TemplateContext::new(
+            &parsed,
+            &r.prompt,
+            &r.spec,
+            catalog_patterns(&parsed, &r.prompt),
+            GeneratorContext {
+                tool: "omnistream".into(),
+                model: "template".into(),
+                correlation_id: r.correlation_id.clone(),
+                generated_at: "2026-11-26T00:00:00Z".into(),
+            },
+        );
+        let contract = to_yaml(&build_contract(
+            &parsed,
+            &r.prompt,
+            "template",
+            &r.correlation_id,
+            "t",
+        ));
+        writeln!(inputs, "{}", json!({"context": ctx, "contract": contract}))
+            .io_context(|| "writing the peer's inputs".to_string())?;
+    }
+    let sources: Vec<_> = template_sources();
+    fs::write(
+        work.join("peer_templates.json"),
+        serde_json::to_vec(&sources).unwrap(),
+    )
+    .io_context(|| "writing the peer's templates".to_string())?;
+    fs::write(work.join("codegen_peer.py"), PEER).io_context(|| "writing the peer".to_string())?;
+
     Ok(())
 }
 
@@ -240,11 +244,12 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
 fn run_peer(
     args: &BenchCodegenArgs,
     work: &std::path::Path,
+    requests: &[GenerationRequest],
     concurrency: usize,
     peer_compiles: &str,
-    generations: u64,
     rate: f64,
 ) -> Result<()> {
+    write_peer_inputs(work, requests)?;
     let peer = Command::new(&args.python)
         .arg(work.join("codegen_peer.py"))
         .arg(work)
@@ -261,7 +266,7 @@ fn run_peer(
     let peer: serde_json::Value = serde_json::from_slice(&peer.stdout)
         .map_err(|e| CliError::Usage(format!("the Python peer printed no result: {e}")))?;
     let peer_secs = peer["seconds"].as_f64().unwrap_or(f64::NAN);
-    let peer_rate = generations as f64 / peer_secs;
+    let peer_rate = requests.len() as f64 / peer_secs;
 
     outln!(
         "python peer {:>8.3} s  {:>8.1} generations/s  (Jinja2 render + write{}, {concurrency} processes, no events or gates)",

@@ -117,7 +117,13 @@ fn the_shipped_request_file_runs_end_to_end_and_the_template_passes_only_what_it
     let failed_examples = env.sql_int(
         "SELECT count(*) FROM validation_result WHERE gate_id = 'G15' AND status = 'fail'",
     );
-    assert!(failed_examples >= 21, "{failed_examples}");
+    // Exactly the examples the end events say did not pass.
+    let not_passed: i64 = rows
+        .iter()
+        .map(|r| r["examples_total"].as_i64().unwrap() - r["examples_passed"].as_i64().unwrap())
+        .sum();
+    assert!(not_passed >= 21, "{not_passed}");
+    assert_eq!(failed_examples, not_passed);
     let summary = env.sql(
         "SELECT sum(with_examples) AS w, sum(functional_passing) AS f, sum(gate_passing) AS g \
          FROM generation_summary WHERE granularity = '1h'",

@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use tree_sitter::Node;
 
-use crate::gates::{GateResult, GateStatus, ModuleResolver, imported_modules, walk};
+use crate::gates::{
+    GateResult, GateStatus, ModuleResolver, imported_modules, syntax_errors_in, walk,
+};
 use crate::parse::{NodeType, ParsedPrompt};
 use crate::syntax::PythonParser;
 
@@ -123,7 +125,11 @@ pub fn part_problems(
         code,
     );
     let root = tree.root_node();
-    let mut problems = syntax_problems(root, code);
+    // G9's positions, said as syntax errors of the part.
+    let mut problems: Vec<String> = syntax_errors_in(root, code, LOGIC_MODULE)
+        .into_iter()
+        .map(|e| e.replacen(": ", ": syntax error: ", 1))
+        .collect();
     if !problems.is_empty() {
         return problems;
     }
@@ -189,26 +195,6 @@ pub fn part_problems(
             crate::error::error_chain(&e)
         )),
     }
-    problems
-}
-
-fn syntax_problems(root: Node<'_>, code: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    walk(root, &mut |n| {
-        if problems.len() >= 3 {
-            return false;
-        }
-        if n.is_missing() {
-            problems.push(at(n, format!("syntax error: missing {}", n.kind())));
-            return false;
-        }
-        if n.is_error() {
-            let snippet: String = text(code, n).chars().take(40).collect();
-            problems.push(at(n, format!("syntax error: unexpected {snippet:?}")));
-            return false;
-        }
-        n.has_error()
-    });
     problems
 }
 

@@ -198,8 +198,14 @@ pub(crate) fn walk<'t>(node: Node<'t>, visit: &mut dyn FnMut(Node<'t>) -> bool) 
 
 /// The first syntax errors of a file, as `path:line:column: what`.
 fn syntax_errors(f: &PyFile<'_>) -> Vec<String> {
+    syntax_errors_in(f.tree.root_node(), f.source, f.path)
+}
+
+/// The first three syntax errors under `root` (a tree of `source`, the file at `path`), as
+/// `path:line:column: missing X` or `path:line:column: unexpected "..."`.
+pub(crate) fn syntax_errors_in(root: Node<'_>, source: &str, path: &str) -> Vec<String> {
     let mut errors = Vec::new();
-    walk(f.tree.root_node(), &mut |n| {
+    walk(root, &mut |n| {
         if errors.len() >= 3 {
             return false;
         }
@@ -208,10 +214,10 @@ fn syntax_errors(f: &PyFile<'_>) -> Vec<String> {
             let what = if n.is_missing() {
                 format!("missing {}", n.kind())
             } else {
-                let text: String = text(f.source, n).chars().take(40).collect();
+                let text: String = text(source, n).chars().take(40).collect();
                 format!("unexpected {text:?}")
             };
-            errors.push(format!("{}:{}:{}: {what}", f.path, p.row + 1, p.column + 1));
+            errors.push(format!("{path}:{}:{}: {what}", p.row + 1, p.column + 1));
             return false;
         }
         n.has_error()

@@ -128,12 +128,31 @@ fn py_literal(v: &serde_json::Value) -> String {
     }
 }
 
+/// The operation an example runs when it names none.
+fn first_operation(parsed: &ParsedPrompt) -> &str {
+    parsed
+        .operations
+        .first()
+        .map(String::as_str)
+        .unwrap_or("run")
+}
+
+/// `run("count", {"text": "a b"}, state)`: one call of an example, as Python writes it.
+fn run_call(
+    op: &Option<String>,
+    input: &serde_json::Map<String, serde_json::Value>,
+    first_op: &str,
+    extra: &str,
+) -> String {
+    let op = op.as_deref().unwrap_or(first_op);
+    let input = py_literal(&serde_json::Value::Object(input.clone()));
+    format!("run({op:?}, {input}{extra})")
+}
+
 /// An example as doctest lines: the calls made before it, then its own and what it gives.
 fn example_doctest(e: &Example, first_op: &str, extra: &str) -> String {
-    let call = |op: &Option<String>, input: &serde_json::Map<String, serde_json::Value>| {
-        let op = op.as_deref().unwrap_or(first_op);
-        let input = py_literal(&serde_json::Value::Object(input.clone()));
-        format!("    >>> run({op:?}, {input}{extra})")
+    let call = |op: &Option<String>, input: &_| {
+        format!("    >>> {}", run_call(op, input, first_op, extra))
     };
     let mut lines: Vec<String> = e
         .before
@@ -157,18 +176,8 @@ fn example_doctest(e: &Example, first_op: &str, extra: &str) -> String {
 /// What an example asks, for a refinement prompt: `run("count", {"text": "a b"}) should return
 /// {"words": 2}` (after its earlier calls).
 pub fn example_ask(e: &Example, parsed: &ParsedPrompt) -> String {
-    let first = parsed
-        .operations
-        .first()
-        .map(String::as_str)
-        .unwrap_or("run");
-    let call = |op: &Option<String>, input: &serde_json::Map<String, serde_json::Value>| {
-        let op = op.as_deref().unwrap_or(first);
-        format!(
-            "run({op:?}, {})",
-            py_literal(&serde_json::Value::Object(input.clone()))
-        )
-    };
+    let first = first_operation(parsed);
+    let call = |op: &Option<String>, input: &_| run_call(op, input, first, "");
     let before: Vec<String> = e
         .before
         .iter()
@@ -199,11 +208,7 @@ fn stub(prompt: &str, parsed: &ParsedPrompt, spec: &RequestSpec) -> String {
         NodeType::Effect => ", state, client",
         _ => ", state",
     };
-    let first = parsed
-        .operations
-        .first()
-        .map(String::as_str)
-        .unwrap_or("run");
+    let first = first_operation(parsed);
     let mut doc = format!(
         "{}:\n    \"\"\"{}\n\n    operation: one of {}\n",
         run_signature(t),
