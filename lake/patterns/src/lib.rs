@@ -1,0 +1,2 @@
+//! The LanceDB pattern store.
+pub use lancedb;
