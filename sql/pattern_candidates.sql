@@ -33,4 +33,8 @@ FROM (
       AND quality_score >= $threshold
 ) g
 WHERE g.completion_rank = 1
-  AND NOT EXISTS (SELECT 1 FROM pattern_stored p WHERE p.correlation_id = g.correlation_id)
+  -- Only a store of the generation's own code counts (a pattern-stored event of a later use
+  -- carries the using generation's correlation id).
+  AND NOT EXISTS (SELECT 1 FROM pattern_stored p
+                  WHERE p.correlation_id = g.correlation_id
+                    AND (p.change IS NULL OR p.change IN ('created', 'version_created')))

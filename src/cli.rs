@@ -110,6 +110,23 @@ partition column. The SQL surface is read-only: queries only, no DDL, no COPY, n
     #[command(subcommand)]
     Lake(LakeCommand),
 
+    /// The pattern store: good generations kept for retrieval into the next similar request.
+    #[command(
+        subcommand,
+        long_about = "The pattern store is one LanceDB table (`patterns/patterns.lance` under the \
+data directory). The pattern indexer job (`omnistream jobs run patterns`, part of `jobs run all`) \
+stores every completed generation at or above the learning threshold; the codegen job retrieves \
+from it by hybrid search (vector and BM25, fused by reciprocal rank). These commands store, search, \
+inspect and maintain it by hand.",
+        after_help = "Examples:\n  \
+omnistream patterns store logic.py --node-type compute --domain files --quality 0.97\n  \
+omnistream patterns query \"sha256 checksums of uploaded files\" --node-type compute\n  \
+omnistream patterns list --lifecycle validated\n  \
+omnistream patterns show 3f2a9c0d1e4b5a69\n  \
+omnistream patterns optimize"
+    )]
+    Patterns(PatternsCommand),
+
     /// List topics with partitions, end offsets and consumer lag; or print a topic's schema.
     Topics(TopicsArgs),
 
@@ -339,6 +356,79 @@ pub(crate) enum LakeCommand {
     },
     /// Merge small files (of one table, or of all) into files of the target size, atomically.
     Compact(CompactArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PatternsCommand {
+    /// Store a file of code as a pattern (deduplicated by normalised code, versioned by similarity).
+    Store(PatternStoreArgs),
+    /// Hybrid search: the patterns nearest to the text, by meaning and by words.
+    Query(PatternQueryArgs),
+    /// One pattern: its code, scores, counters and lineage.
+    Show {
+        /// The pattern id (16 hex digits).
+        id: String,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Every pattern (of a lifecycle), newest first.
+    List {
+        /// Only patterns of this lifecycle.
+        #[arg(long, value_parser = ["candidate", "validated", "deprecated"])]
+        lifecycle: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Compact the table's files, prune old versions, update and build its indexes.
+    Optimize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PatternStoreArgs {
+    /// The code to keep (UTF-8, at most 1 MiB).
+    pub(crate) file: PathBuf,
+    /// effect, compute, reducer or orchestrator.
+    #[arg(long)]
+    pub(crate) node_type: String,
+    /// Business domain, e.g. `files`.
+    #[arg(long)]
+    pub(crate) domain: String,
+    /// Quality of the code, 0 to 1.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) quality: f64,
+    /// What the code does (searched by text and by meaning). Default: the file's name.
+    #[arg(long)]
+    pub(crate) description: Option<String>,
+    /// The operations the code handles, comma-separated (e.g. `checksum,verify`).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) operations: Vec<String>,
+    /// The node's file the code is: `logic` (v1_0_0/logic.py, a node's own logic) or `node`.
+    #[arg(long, default_value = "logic", value_parser = ["logic", "node"])]
+    pub(crate) module: String,
+    /// The service's snake_case name, normalised out of the code for dedup.
+    #[arg(long)]
+    pub(crate) service_name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PatternQueryArgs {
+    /// What to look for, in words.
+    pub(crate) text: String,
+    #[arg(long)]
+    pub(crate) node_type: Option<String>,
+    #[arg(long)]
+    pub(crate) domain: Option<String>,
+    /// Lowest quality, 0 to 1.
+    #[arg(long)]
+    pub(crate) min_quality: Option<f64>,
+    /// Patterns returned, 1 to 20.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) top_k: usize,
+    /// Show deprecated patterns too (generation never gets them).
+    #[arg(long)]
+    pub(crate) include_deprecated: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

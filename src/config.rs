@@ -25,6 +25,7 @@ pub(crate) struct Config {
     pub(crate) sink: SinkConfig,
     pub(crate) reducer: ReducerConfig,
     pub(crate) codegen: CodegenConfig,
+    pub(crate) patterns: PatternsSection,
     /// Model provider endpoints by name: `[providers.NAME]`.
     pub(crate) providers: BTreeMap<String, ProviderSettings>,
     /// Models by the name requests use: `[models.NAME]`, served by a provider, with prices.
@@ -102,6 +103,49 @@ pub(crate) struct CodegenConfig {
     /// A JSON Schema every contract must satisfy besides the shipped one (gate G7).
     pub(crate) contract_rules: Option<PathBuf>,
     pub(crate) sandbox: SandboxConfig,
+}
+
+/// The pattern store (`patterns/` under the data directory) and the indexer job: `[patterns]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct PatternsSection {
+    /// Retrieve stored patterns in the codegen job's intelligence stage (the catalog otherwise).
+    pub(crate) retrieval: bool,
+    /// `hashing` (built in, deterministic).
+    pub(crate) embedder: String,
+    /// Quality from which a completed generation is stored (its examples must all pass too).
+    pub(crate) learning_threshold: f64,
+    /// Patterns retrieved per generation (at most 20).
+    pub(crate) top_k: usize,
+    /// Lowest quality of a retrieved pattern.
+    pub(crate) min_quality: f64,
+    /// Rows from which the table has a vector index (below it, exact search is faster).
+    pub(crate) index_threshold: usize,
+    /// How often the indexer optimises the table (compaction, version pruning, indexes).
+    pub(crate) optimize_every_secs: u64,
+    /// Old table versions younger than this are kept by optimisation (readers may use them).
+    pub(crate) keep_versions_mins: i64,
+    /// Events the indexer takes per topic per step.
+    pub(crate) max_batch: usize,
+}
+
+impl Default for PatternsSection {
+    fn default() -> Self {
+        let store = omnistream_patterns::StoreOptions::default();
+        let indexer = omnistream_patterns::IndexerOptions::default();
+        let codegen = omnistream_codegen::CodegenOptions::default();
+        PatternsSection {
+            retrieval: true,
+            embedder: "hashing".into(),
+            learning_threshold: codegen.learning_threshold,
+            top_k: codegen.retrieval_top_k,
+            min_quality: codegen.retrieval_min_quality,
+            index_threshold: store.index_threshold,
+            optimize_every_secs: indexer.optimize_every.as_secs(),
+            keep_versions_mins: store.keep_versions.num_minutes(),
+            max_batch: indexer.max_batch,
+        }
+    }
 }
 
 /// `/` and the home directory: never a root requests may write under.
@@ -291,6 +335,7 @@ impl Default for Config {
             sink: SinkConfig::default(),
             reducer: ReducerConfig::default(),
             codegen: CodegenConfig::default(),
+            patterns: PatternsSection::default(),
             providers: BTreeMap::new(),
             models: BTreeMap::new(),
         }
@@ -550,6 +595,34 @@ impl Config {
             },
             example_timeout: Duration::from_secs_f64(c.example_timeout_secs.clamp(0.01, 3600.0)),
             strategy: c.strategy,
+            patterns: None,
+            retrieval_top_k: self
+                .patterns
+                .top_k
+                .clamp(1, omnistream_patterns::store::MAX_TOP_K),
+            retrieval_min_quality: self.patterns.min_quality.clamp(0.0, 1.0),
+            learning_threshold: self.patterns.learning_threshold,
+        })
+    }
+
+    /// Where the pattern store is and how it runs. Errors name a bad key.
+    pub(crate) fn patterns_config(
+        &self,
+    ) -> crate::error::Result<omnistream_patterns::PatternsConfig> {
+        let p = &self.patterns;
+        let embedder = omnistream_patterns::embed::by_name(&p.embedder)
+            .map_err(|e| crate::error::CliError::Config(format!("patterns.embedder: {e}")))?;
+        Ok(omnistream_patterns::PatternsConfig {
+            dir: self.data_dir.join("patterns"),
+            embedder: Arc::from(embedder),
+            store: omnistream_patterns::StoreOptions {
+                index_threshold: p.index_threshold,
+                keep_versions: chrono::Duration::minutes(p.keep_versions_mins.max(0)),
+            },
+            indexer: omnistream_patterns::IndexerOptions {
+                max_batch: p.max_batch.max(1),
+                optimize_every: std::time::Duration::from_secs(p.optimize_every_secs.max(1)),
+            },
         })
     }
 

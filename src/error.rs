@@ -27,6 +27,9 @@ pub(crate) enum CliError {
     #[error(transparent)]
     Codegen(#[from] omnistream_codegen::CodegenError),
 
+    #[error(transparent)]
+    Patterns(#[from] omnistream_patterns::PatternsError),
+
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 

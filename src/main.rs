@@ -82,6 +82,7 @@ fn run(cli: Cli) -> Result<()> {
             Command::Nodes(args) => commands::analytics::nodes(&config, args).await,
             Command::Sql(args) => commands::sql::run(&config, args).await,
             Command::Lake(cmd) => commands::lake::run(&config, cmd).await,
+            Command::Patterns(cmd) => commands::patterns::run(&config, cmd).await,
             Command::Topics(args) => commands::topics::run(&config, args).await,
             Command::Simulate(args) => commands::simulate::run(&config, args).await,
             Command::Bench(cmd) => commands::bench::run(&config, cmd).await,

@@ -111,7 +111,7 @@ fn build<'a>(
             }
             Box::new(reducer)
         }
-        JobKind::Codegen => ctx.factory.build(spec, ctx.env())?,
+        JobKind::Codegen | JobKind::Patterns => ctx.factory.build(spec, ctx.env())?,
     })
 }
 
@@ -126,7 +126,7 @@ pub fn run(
     let started = Instant::now();
     // A job built by the factory first: one held by another process (codegen's lock) must not
     // overwrite the running one's status. The others are built below, their failures recorded.
-    let mut external = matches!(spec.kind, JobKind::Codegen)
+    let mut external = matches!(spec.kind, JobKind::Codegen | JobKind::Patterns)
         .then(|| build(ctx, spec, from))
         .transpose()?;
     // Totals and the last batch carry over from earlier runs; the rest describes this run.
@@ -203,8 +203,9 @@ pub fn run_all(
     // Once: generations first, so the sink lands their events and the reducers see them.
     let rank = |s: &JobSpec| match s.kind {
         JobKind::Codegen => 0,
-        JobKind::Sink => 1,
-        JobKind::Reducer(_) => 2,
+        JobKind::Patterns => 1,
+        JobKind::Sink => 2,
+        JobKind::Reducer(_) => 3,
     };
     let mut ordered: Vec<&JobSpec> = specs.iter().collect();
     ordered.sort_by_key(|s| rank(s));

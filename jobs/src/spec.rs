@@ -29,6 +29,7 @@ enum RawKind {
     Sink,
     Reducer,
     Codegen,
+    Patterns,
 }
 
 /// What a job does, with what only that kind of job has.
@@ -40,6 +41,8 @@ pub enum JobKind {
     Reducer(ReducerSpec),
     /// Generation requests into validated ONEX nodes.
     Codegen,
+    /// Generations worth learning from into the pattern store, and their later uses.
+    Patterns,
 }
 
 impl JobKind {
@@ -49,6 +52,7 @@ impl JobKind {
             JobKind::Sink => "sink",
             JobKind::Reducer(_) => "reducer",
             JobKind::Codegen => "codegen",
+            JobKind::Patterns => "patterns",
         }
     }
 }
@@ -159,6 +163,7 @@ pub struct SqlSource {
 const BUILT_IN_SPECS: &[(&str, &str)] = &[
     ("lake-sink.toml", include_str!("../specs/lake-sink.toml")),
     ("codegen.toml", include_str!("../specs/codegen.toml")),
+    ("patterns.toml", include_str!("../specs/patterns.toml")),
     (
         "model_performance.toml",
         include_str!("../specs/model_performance.toml"),
@@ -316,11 +321,11 @@ pub fn parse(text: &str, origin: &str, dir: Option<&Path>) -> Result<JobSpec> {
     }
     let kind = match raw.kind {
         RawKind::Reducer => JobKind::Reducer(reducer_spec(&raw, windows, lookback, dir, bad)?),
-        RawKind::Sink | RawKind::Codegen => {
-            let kind = if raw.kind == RawKind::Sink {
-                JobKind::Sink
-            } else {
-                JobKind::Codegen
+        RawKind::Sink | RawKind::Codegen | RawKind::Patterns => {
+            let kind = match raw.kind {
+                RawKind::Sink => JobKind::Sink,
+                RawKind::Codegen => JobKind::Codegen,
+                _ => JobKind::Patterns,
             };
             let name = kind.name();
             if raw.sql.is_some() {

@@ -95,7 +95,8 @@ pub(crate) async fn run(config: &Config, args: GenerateArgs) -> Result<()> {
 }
 
 fn generate(config: &Config, args: GenerateArgs, runtime: tokio::runtime::Handle) -> Result<()> {
-    let options = config.codegen_options()?;
+    let mut options = config.codegen_options()?;
+    super::patterns::attach(&mut options, config, &runtime)?;
     if let Some(m) = &args.model
         && m != TEMPLATE_MODEL
         && !options.models.contains_key(m)
@@ -238,7 +239,7 @@ pub(crate) fn follow(
     runtime: tokio::runtime::Handle,
     mut on_event: impl FnMut(Topic, Value) -> bool,
 ) -> Result<bool> {
-    let local = match Codegen::new(log, options, runtime, &config.status_dir()) {
+    let local = match Codegen::new(log, options, runtime.clone(), &config.status_dir()) {
         Ok(c) => Some(c),
         Err(busy @ CodegenError::Busy(_)) => {
             tracing::info!("{busy}: waiting for it to take the requests");
@@ -280,9 +281,14 @@ pub(crate) fn follow(
             std::thread::sleep(Duration::from_millis(25));
         };
         stop.store(true, Ordering::SeqCst);
+        let ran_here = runner.is_some() || ended;
         if let Some(r) = runner {
             r.join()
                 .map_err(|_| CliError::Usage("the codegen job panicked".into()))??;
+        }
+        // What passed is learnt now, unless a running indexer job does it.
+        if ran_here {
+            super::patterns::index_pending(config, log, &runtime)?;
         }
         Ok(ended)
     })

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema};
-use omnistream_codegen::CodegenFactory;
 use omnistream_jobs::runner::{self, JobContext, Mode, RunTotals};
 use omnistream_jobs::spec::{self, JobKind, JobSpec};
 use omnistream_jobs::status::StatusStore;
@@ -66,6 +65,7 @@ async fn list(config: &Config, output: Output) -> Result<()> {
         }),
         text(&|s| match &s.kind {
             JobKind::Codegen => "generated nodes, codegen events".into(),
+            JobKind::Patterns => "patterns (LanceDB), pattern-stored events".into(),
             JobKind::Sink => "raw tables".into(),
             JobKind::Reducer(r) => r.output.clone(),
         }),
@@ -111,7 +111,7 @@ fn context<'a>(
     config: &Config,
     log: &'a dyn EventLog,
     lake: &'a omnistream_lake::Lake,
-    factory: &'a CodegenFactory,
+    factory: &'a dyn omnistream_jobs::JobFactory,
 ) -> JobContext<'a> {
     JobContext {
         log,
@@ -151,9 +151,8 @@ async fn run_job(config: &Config, args: JobRunArgs) -> Result<()> {
     let results = tokio::task::spawn_blocking(move || -> Result<Vec<(String, RunTotals)>> {
         let log = open_log(&config)?;
         let lake = open_lake(&config)?;
-        let factory = CodegenFactory {
-            options: config.codegen_options()?,
-        };
+        let factory =
+            super::patterns::ExternalJobs::new(&config, &tokio::runtime::Handle::current())?;
         let ctx = context(&config, &log, &lake, &factory);
         let bar = spinner(&name);
         let on_batch = |spec: &JobSpec, t: &RunTotals| {
@@ -207,13 +206,16 @@ async fn status(config: &Config, name: Option<String>, output: Output) -> Result
         for topic in &spec.inputs {
             // The codegen job commits to the log's consumer group (it writes no lake table).
             let mine: std::collections::BTreeMap<u32, u64> =
-                if matches!(spec.kind, JobKind::Codegen) {
+                if matches!(spec.kind, JobKind::Codegen | JobKind::Patterns) {
                     log.committed(&spec.name, *topic)?
                 } else {
                     snapshot.source_offsets(&spec.name, topic.name())
                 };
             committed += mine.values().sum::<u64>();
-            let ends: Vec<(u32, u64)> = if matches!(spec.kind, JobKind::Sink | JobKind::Codegen) {
+            let ends: Vec<(u32, u64)> = if matches!(
+                spec.kind,
+                JobKind::Sink | JobKind::Codegen | JobKind::Patterns
+            ) {
                 (0..log.partitions(*topic)?)
                     .map(|p| Ok((p, log.offsets(*topic, p)?.end)))
                     .collect::<Result<_>>()?

@@ -8,6 +8,7 @@ pub(crate) mod generate;
 pub(crate) mod ingest;
 pub(crate) mod jobs;
 pub(crate) mod lake;
+pub(crate) mod patterns;
 pub(crate) mod requests;
 pub(crate) mod simulate;
 pub(crate) mod sql;

@@ -19,6 +19,13 @@ pub(crate) async fn run(config: &Config, args: SqlArgs) -> Result<()> {
         let ctx = omnistream_lake::session(&lake, &snapshot)?;
         omnistream_jobs::views::register(&ctx, &omnistream_jobs::views::ViewParams::default())
             .await?;
+        // The pattern store's tables join with the lake's (patterns, pattern_uses).
+        for (name, table) in
+            omnistream_patterns::store::sql_tables(&config.patterns_config()?.dir).await?
+        {
+            ctx.register_table(name.as_str(), table)
+                .map_err(omnistream_lake::LakeError::from)?;
+        }
         let (schema, mut stream) = omnistream_lake::query_stream(&ctx, &args.query).await?;
         let first = stream.next().await;
         if let Some(Err(e)) = &first

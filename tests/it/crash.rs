@@ -638,3 +638,161 @@ fn every_request_ends_exactly_once_across_kill_9_of_the_codegen_job() {
     }
     assert_nothing_staged(&env, &format!("seed {seed}"));
 }
+
+/// The lifecycle a pattern's outcomes call for (the thresholds of docs/patterns.md, written out
+/// again here as the oracle).
+fn expected_lifecycle(outcomes: &[bool]) -> &'static str {
+    let mut state = "candidate";
+    let (mut uses, mut ok, mut streak) = (0i64, 0i64, 0i64);
+    for &o in outcomes {
+        uses += 1;
+        ok += o as i64;
+        streak = if o { 0 } else { streak + 1 };
+        if state == "deprecated" {
+            continue;
+        }
+        let rate = ok as f64 / uses as f64;
+        if (uses >= 10 && rate < 0.4) || streak >= 5 {
+            state = "deprecated";
+        } else if uses >= 5 && rate >= 0.6 && streak < 3 {
+            state = "validated";
+        }
+    }
+    state
+}
+
+#[test]
+fn patterns_and_their_uses_are_counted_exactly_once_across_kill_9_of_the_indexer() {
+    let seed = seed("patterns");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let env = Env::new();
+    let tuned = |cmd: &mut Command| {
+        cmd.env("OMNISTREAM_PATTERNS__MAX_BATCH", "8");
+    };
+    // 120 distinct pieces of code, 40 of them requested again reformatted (the same pattern).
+    let code = |i: usize, indent: &str| {
+        format!(
+            "def run(operation: str, payload: dict) -> dict:\n{indent}\"\"\"Variant {i}.\"\"\"\n{indent}total = payload['x'] * {} + {}\n{indent}return {{'total': total, 'variant_{i}': True}}\n",
+            i % 13 + 2,
+            i * 7
+        )
+    };
+    let mut lines = Vec::new();
+    for i in 0..160 {
+        let (n, indent) = if i < 120 {
+            (i, "    ")
+        } else {
+            (i - 120, "  ")
+        };
+        let node_type = ["compute", "effect"][n % 2];
+        lines.push(
+            serde_json::json!({
+                "correlation_id": format!("gen-{i}"), "node_type": node_type,
+                "domain": "d", "code_sample": code(n, indent), "quality_score": 0.96,
+                "module": "v1_0_0/logic.py", "embedding_text": format!("variant {n} total"),
+            })
+            .to_string(),
+        );
+    }
+    std::fs::write(env.path("requests.jsonl"), lines.join("\n") + "\n").unwrap();
+    env.ok(&["ingest", "pattern-storage-requested", "requests.jsonl"]);
+    let mut points = KillPoints::new("patterns", 10, 800.0, seed);
+    let run_until_done = |points: &mut KillPoints| {
+        while points.wanted() {
+            let (before, _) = job_progress(&env, "patterns");
+            let mut cmd = env.cmd(&["jobs", "run", "patterns", "--once"]);
+            tuned(&mut cmd);
+            let cut = points.kill(cmd);
+            let (at_kill, lag) = job_progress(&env, "patterns");
+            points.record(&cut, at_kill.saturating_sub(before), lag);
+            if lag == 0 {
+                break;
+            }
+        }
+        let mut cmd = env.cmd(&["jobs", "run", "patterns", "--once"]);
+        tuned(&mut cmd);
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+    };
+    while points.wanted() {
+        run_until_done(&mut points);
+        if points.wanted() {
+            // More work for more kill points: the same requests again (all duplicates now).
+            env.ok(&["ingest", "pattern-storage-requested", "requests.jsonl"]);
+        }
+    }
+    let list = |env: &Env| -> Vec<Value> {
+        serde_json::from_str(&env.ok(&["patterns", "list", "--format", "json"])).unwrap()
+    };
+    let patterns = list(&env);
+    let ids: Vec<String> = patterns
+        .iter()
+        .map(|p| p["pattern_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 120, "seed {seed}: one pattern per distinct code");
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 120, "seed {seed}");
+
+    // Uses: 500 generations, each applying one to three patterns, passing or not.
+    let mut outcomes: BTreeMap<String, Vec<bool>> = BTreeMap::new();
+    let (mut completed, mut failed) = (Vec::new(), Vec::new());
+    for g in 0..500 {
+        let applied: Vec<String> = (0..rng.random_range(1..=3))
+            .map(|_| ids[rng.random_range(0..ids.len() / 4)].clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let passed = rng.random_bool(0.55);
+        let at = format!("2026-11-01T00:{:02}:{:02}.{:06}Z", g / 60 % 60, g % 60, g);
+        for a in &applied {
+            outcomes.entry(a.clone()).or_default().push(passed);
+        }
+        let correlation_id = format!("use-{g}");
+        if passed || g % 2 == 0 {
+            completed.push(
+                serde_json::json!({"correlation_id": correlation_id, "emitted_at": at,
+                "total_duration_seconds": 1.0, "passed": passed, "patterns_applied": applied})
+                .to_string(),
+            );
+        } else {
+            failed.push(
+                serde_json::json!({"correlation_id": correlation_id, "emitted_at": at,
+                "failed_stage": "post_validation", "error_message": "examples failed",
+                "patterns_applied": applied})
+                .to_string(),
+            );
+        }
+    }
+    std::fs::write(env.path("completed.jsonl"), completed.join("\n") + "\n").unwrap();
+    std::fs::write(env.path("failed.jsonl"), failed.join("\n") + "\n").unwrap();
+    env.ok(&["ingest", "generation-completed", "completed.jsonl"]);
+    env.ok(&["ingest", "generation-failed", "failed.jsonl"]);
+    let mut points = KillPoints::new("pattern uses", 10, 800.0, seed ^ 1);
+    while points.wanted() {
+        run_until_done(&mut points);
+        if points.wanted() {
+            // Again: the same generations' end events (every use already counted).
+            env.ok(&["ingest", "generation-completed", "completed.jsonl"]);
+            env.ok(&["ingest", "generation-failed", "failed.jsonl"]);
+        }
+    }
+    for p in list(&env) {
+        let id = p["pattern_id"].as_str().unwrap();
+        let o = outcomes.get(id).cloned().unwrap_or_default();
+        let ok = o.iter().filter(|x| **x).count() as i64;
+        assert_eq!(
+            (
+                p["uses"].as_i64(),
+                p["passed"].as_i64(),
+                p["lifecycle"].as_str()
+            ),
+            (Some(o.len() as i64), Some(ok), Some(expected_lifecycle(&o))),
+            "seed {seed}: {id}"
+        );
+    }
+    // One created event per pattern in the lake, however often the indexer was cut.
+    env.ok(&["jobs", "run", "lake-sink", "--once"]);
+    let created = env.sql_int(
+        "SELECT count(*) FROM pattern_stored WHERE change IN ('created', 'version_created')",
+    );
+    assert_eq!(created, 120, "seed {seed}");
+}

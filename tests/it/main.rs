@@ -8,6 +8,7 @@ mod crash;
 mod interop;
 mod model_server;
 mod models;
+mod patterns;
 mod reducers;
 mod slt;
 

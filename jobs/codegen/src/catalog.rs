@@ -1,10 +1,31 @@
-//! Stage 1.5, intelligence gathering: patterns for the request. The pattern store (LanceDB) is
-//! consulted when it exists; until then, and for requests it has nothing for, the built-in
-//! catalog below: the practices every generated node of a kind should follow.
+//! Stage 1.5, intelligence gathering: patterns for the request. The pattern store is consulted
+//! through [`PatternSource`] (implemented by the patterns crate, so this crate never links
+//! LanceDB); for an empty store, a store that is not configured, and requests it has nothing
+//! for, the built-in catalog below: the practices every generated node of a kind should follow.
 
 use serde::Serialize;
 
 use super::parse::{NodeType, ParsedPrompt};
+
+/// Where patterns come from besides the catalog: the pattern store.
+pub trait PatternSource: Send + Sync + std::fmt::Debug {
+    /// The patterns fitting the query, best first.
+    fn retrieve(&self, query: &PatternQuery<'_>) -> Result<Vec<PatternRef>, RetrievalError>;
+}
+
+/// Why a retrieval failed (the generation goes on with the catalog).
+pub type RetrievalError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What the intelligence stage asks the store for.
+#[derive(Debug, Clone)]
+pub struct PatternQuery<'a> {
+    /// The request's words (searched by text and by meaning).
+    pub text: &'a str,
+    pub node_type: NodeType,
+    pub domain: &'a str,
+    pub min_quality: f64,
+    pub top_k: usize,
+}
 
 /// A pattern handed to generation (template context and model prompt).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -13,6 +34,33 @@ pub struct PatternRef {
     pub description: String,
     /// Where it came from: `catalog` or `pattern_store`.
     pub source: String,
+    /// The store's pattern id (none for the catalog's).
+    pub id: Option<String>,
+    /// A stored pattern's code: what a model gets as its worked example and the template model
+    /// can reuse.
+    #[serde(skip)]
+    pub code: Option<StoredCode>,
+    /// The search's fused relevance.
+    pub relevance: Option<f32>,
+    pub quality: Option<f64>,
+}
+
+/// The code of a stored pattern and what it was written for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCode {
+    /// The node's file it is (`v1_0_0/logic.py`, or `v1_0_0/node.py`).
+    pub module: String,
+    pub code: String,
+    pub operations: Vec<String>,
+    /// The request it was generated for.
+    pub prompt: String,
+}
+
+impl PatternRef {
+    /// What `patterns_applied` records: the store's id, or the catalog entry's name.
+    pub fn applied_name(&self) -> &str {
+        self.id.as_deref().unwrap_or(&self.name)
+    }
 }
 
 struct Entry {
@@ -105,6 +153,10 @@ pub fn catalog_patterns(parsed: &ParsedPrompt, prompt: &str) -> Vec<PatternRef> 
             name: e.name.into(),
             description: e.description.into(),
             source: "catalog".into(),
+            id: None,
+            code: None,
+            relevance: None,
+            quality: None,
         };
         if e.keywords.is_empty() {
             general.push(pattern);

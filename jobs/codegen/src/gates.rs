@@ -639,6 +639,10 @@ pub struct Quality {
 pub const FUNCTIONAL_WEIGHT: f64 = 0.40;
 
 pub const PASS_QUALITY: f64 = 0.80;
+
+/// The scorer: these gates and weights. Stored with every pattern's score, so a pattern scored
+/// by an older scorer can be found and re-scored.
+pub const SCORER_VERSION: &str = "quality-v2";
 pub const PASS_ONEX: f64 = 0.70;
 
 /// Upstream's weights and pass rule over the gates' scores.

@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use omnistream_connectors::models::{HttpProvider, PriceTable};
 
+pub use catalog::{PatternQuery, PatternRef, PatternSource, RetrievalError, StoredCode};
 pub use error::{CodegenError, EmitError, Result};
 pub use job::{Codegen, CodegenFactory, CodegenReport};
 pub use quorum::{Judge, QuorumRules};
@@ -108,6 +109,15 @@ pub struct CodegenOptions {
     pub example_timeout: Duration,
     /// What a model writes: logic.py into the scaffold (import-first), or node.py whole.
     pub strategy: assemble::Strategy,
+    /// The pattern store the intelligence stage searches (none: the built-in catalog only).
+    pub patterns: Option<Arc<dyn PatternSource>>,
+    /// Patterns retrieved per generation.
+    pub retrieval_top_k: usize,
+    /// Lowest quality of a retrieved pattern.
+    pub retrieval_min_quality: f64,
+    /// Quality from which a completed generation is published to be stored as a pattern (its
+    /// examples, when it has any, must all pass too).
+    pub learning_threshold: f64,
 }
 
 impl Default for CodegenOptions {
@@ -134,6 +144,10 @@ impl Default for CodegenOptions {
             limits: sandbox::Limits::default(),
             example_timeout: Duration::from_secs(5),
             strategy: assemble::Strategy::ImportFirst,
+            patterns: None,
+            retrieval_top_k: 5,
+            retrieval_min_quality: 0.8,
+            learning_threshold: 0.95,
         }
     }
 }

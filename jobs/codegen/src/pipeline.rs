@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::assemble::{LOGIC_MODULE, Strategy, assembly_gate};
 use crate::behaviour::{CaseVerdict, NodeNames, example_name, run_examples};
-use crate::catalog::{PatternRef, catalog_patterns};
+use crate::catalog::{PatternQuery, PatternRef, StoredCode, catalog_patterns};
 use crate::contract::{build_contract, contract_hash, to_yaml, validate_yaml};
 use crate::error::{EmitError, Result, error_chain};
 use crate::gates::{self, GateResult, GateStatus, PostValidation, Quality};
@@ -188,6 +188,13 @@ fn stages(
         )
         .with_files(written.clone())
     })?;
+    let code = [LOGIC_MODULE, NODE_MODULE]
+        .into_iter()
+        .find_map(|m| {
+            let f = draft.files.iter().find(|f| f.path == m)?;
+            Some((m, f.content.clone()))
+        })
+        .unwrap_or((NODE_MODULE, String::new()));
     Ok(Done {
         directory,
         quality,
@@ -195,6 +202,8 @@ fn stages(
         parsed,
         patterns,
         contract_yaml,
+        code,
+        prompt: req.prompt.clone(),
     })
 }
 
@@ -280,7 +289,8 @@ fn parse_request(req: &GenerationRequest) -> std::result::Result<ParsedPrompt, S
     Ok(parsed)
 }
 
-/// 1.5: the patterns that apply (the built-in catalog).
+/// 1.5: the patterns that apply: the store's, or the built-in catalog's when the store has none
+/// (or fails: the generation goes on, with a warning).
 fn intelligence_gathering(
     rec: &mut Recorder<'_, '_>,
     req: &GenerationRequest,
@@ -288,13 +298,40 @@ fn intelligence_gathering(
 ) -> std::result::Result<Vec<PatternRef>, Failure> {
     let stage = Stage::IntelligenceGathering;
     let t = Instant::now();
-    let patterns = if req.enable_intelligence.unwrap_or(true) {
-        catalog_patterns(parsed, &req.prompt)
-    } else {
-        Vec::new()
-    };
-    let output = json!({"patterns": patterns.iter().map(|p| &p.name).collect::<Vec<_>>()});
-    rec.stage(stage, t, true, &[], Some(output.to_string()), None)
+    let mut warnings = Vec::new();
+    let mut patterns = Vec::new();
+    let mut retrieval_ms = None;
+    let on = req.enable_intelligence.unwrap_or(true);
+    if let (true, Some(source)) = (on, &rec.shared.options.patterns) {
+        let options = rec.shared.options;
+        let query = PatternQuery {
+            text: &req.prompt,
+            node_type: parsed.node_type,
+            domain: &parsed.domain,
+            min_quality: options.retrieval_min_quality,
+            top_k: options.retrieval_top_k,
+        };
+        let started = Instant::now();
+        match source.retrieve(&query) {
+            Ok(found) => patterns = found,
+            Err(e) => warnings.push(format!("the pattern store failed, using the catalog: {e}")),
+        }
+        retrieval_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    if on && patterns.is_empty() {
+        patterns = catalog_patterns(parsed, &req.prompt);
+    }
+    let output = json!({
+        "patterns": patterns.iter().map(PatternRef::applied_name).collect::<Vec<_>>(),
+        "sources": patterns.iter().map(|p| p.source.as_str()).collect::<BTreeSet<_>>(),
+        "relevance": patterns.iter().map(|p| p.relevance).collect::<Vec<_>>(),
+        "retrieval_ms": retrieval_ms,
+    });
+    rec.applied = patterns
+        .iter()
+        .map(|p| p.applied_name().to_string())
+        .collect();
+    rec.stage(stage, t, true, &warnings, Some(output.to_string()), None)
         .map_err(logged(stage))?;
     Ok(patterns)
 }
@@ -355,8 +392,13 @@ fn pre_validation(
     };
     let mut ctx =
         TemplateContext::new(parsed, &req.prompt, &req.spec, patterns.to_vec(), generator);
-    // A model writes logic.py into the scaffold (import-first), or node.py whole.
-    ctx.node.logic = model_name != TEMPLATE_MODEL && options.strategy == Strategy::ImportFirst;
+    // A model writes logic.py into the scaffold (import-first), or node.py whole; the template
+    // model reuses a stored logic.py that handles the request's operations.
+    ctx.node.logic = if model_name == TEMPLATE_MODEL {
+        fitting_logic(patterns, parsed).is_some()
+    } else {
+        options.strategy == Strategy::ImportFirst
+    };
     let rendered = render_node(&ctx);
     let out_dir = write::resolve_output(
         &options.output_root,
@@ -413,7 +455,13 @@ fn code_generation(
     let stage = Stage::CodeGeneration;
     let t = Instant::now();
     match model {
-        None => rec.template_call(t.elapsed()),
+        None => {
+            if let Some(logic) = fitting_logic(patterns, parsed) {
+                set_file(&mut draft.files, LOGIC_MODULE, logic.code.clone());
+                draft.changed.insert(LOGIC_MODULE);
+            }
+            rec.template_call(t.elapsed())
+        }
         Some((model_name, route)) => {
             let prompt = match rec.shared.options.strategy {
                 Strategy::ImportFirst => {
@@ -421,7 +469,11 @@ fn code_generation(
                         .external_services
                         .first()
                         .unwrap_or(&parsed.service_name);
-                    logic_prompt(&req.prompt, parsed, &req.spec, service)
+                    let example = patterns
+                        .iter()
+                        .filter_map(|p| p.code.as_ref())
+                        .find(|c| c.module == LOGIC_MODULE);
+                    logic_prompt(&req.prompt, parsed, &req.spec, service, example)
                 }
                 Strategy::Rewrite => {
                     let skeleton = &draft
@@ -458,6 +510,14 @@ fn code_generation(
     let output = format!("{} files", draft.files.len());
     rec.stage(stage, t, true, &[], Some(output), None)
         .map_err(logged(stage))
+}
+
+/// The best stored logic.py that handles every operation of the request (what the template
+/// model reuses).
+fn fitting_logic<'p>(patterns: &'p [PatternRef], parsed: &ParsedPrompt) -> Option<&'p StoredCode> {
+    patterns.iter().filter_map(|p| p.code.as_ref()).find(|c| {
+        c.module == LOGIC_MODULE && parsed.operations.iter().all(|op| c.operations.contains(op))
+    })
 }
 
 /// 4.5: the event bus for Effect and Orchestrator nodes (warnings, never a failure).

@@ -2,7 +2,7 @@
 //! prompts, and how code is read back out of an answer.
 
 use crate::assemble::{LOGIC_MODULE, Strategy, run_signature};
-use crate::catalog::PatternRef;
+use crate::catalog::{PatternRef, StoredCode};
 use crate::parse::{NodeType, ParsedPrompt};
 use crate::spec::{Example, Fields, RequestSpec};
 
@@ -236,6 +236,7 @@ pub fn logic_prompt(
     parsed: &ParsedPrompt,
     spec: &RequestSpec,
     service: &str,
+    example: Option<&StoredCode>,
 ) -> String {
     let t = parsed.node_type;
     let state = match t {
@@ -253,7 +254,11 @@ pub fn logic_prompt(
     } else {
         String::new()
     };
-    let (worked_request, worked) = worked_example(t);
+    // The best stored pattern's logic is the worked example; the built-in one without it.
+    let (worked_request, worked) = match example {
+        Some(e) => (e.prompt.as_str(), e.code.as_str()),
+        None => worked_example(t),
+    };
     format!(
         "You write {LOGIC_MODULE}, the logic of an ONEX {ty} node. The node around it (models, \
          validation, events, retries, timeouts) exists and calls `run`.\n{state}{client}\

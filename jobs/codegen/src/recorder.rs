@@ -39,6 +39,9 @@ pub(crate) struct Done {
     pub(crate) parsed: ParsedPrompt,
     pub(crate) patterns: Vec<PatternRef>,
     pub(crate) contract_yaml: String,
+    /// The code a pattern would keep: (module, content), logic.py when there is one.
+    pub(crate) code: (&'static str, String),
+    pub(crate) prompt: String,
 }
 
 /// The running record of one generation: its events, totals and causation chain.
@@ -58,6 +61,8 @@ pub(crate) struct Recorder<'s, 'a> {
     /// Examples the request gave, and how many passed once they ran.
     pub(crate) examples_total: i64,
     pub(crate) examples_passed: Option<i64>,
+    /// What `patterns_applied` records, once the intelligence stage ran.
+    pub(crate) applied: Vec<String>,
     /// The first event built with a field its topic does not have.
     invalid: Option<EmitError>,
 }
@@ -78,6 +83,7 @@ impl<'s, 'a> Recorder<'s, 'a> {
             gates: Vec::new(),
             examples_total: req.spec.examples.len() as i64,
             examples_passed: None,
+            applied: Vec::new(),
             invalid: None,
         }
     }
@@ -121,7 +127,7 @@ impl<'s, 'a> Recorder<'s, 'a> {
             "contract_score": quality.contract, "code_quality_score": quality.code_quality,
             "passed": quality.passed, "functional_score": quality.functional,
             "examples_total": self.examples_total, "examples_passed": self.examples_passed,
-            "patterns_applied": patterns.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+            "patterns_applied": patterns.iter().map(PatternRef::applied_name).collect::<Vec<_>>(),
             "intelligence_sources": patterns.iter().map(|p| p.source.clone()).collect::<BTreeSet<_>>(),
             "primary_model": self.primary_model, "total_tokens": self.tokens,
             "total_cost_usd": self.cost, "output_directory": done.directory.display().to_string(),
@@ -130,6 +136,44 @@ impl<'s, 'a> Recorder<'s, 'a> {
             "metadata": {"models_used": self.models, "grade": gates::grade(quality.score)},
         });
         self.push(Topic::GenerationCompleted, payload, false);
+        if self.worth_learning(quality) {
+            self.storage_requested(done);
+        }
+    }
+
+    /// Passed, at or above the learning threshold, and every example (when given) passed.
+    fn worth_learning(&self, quality: &Quality) -> bool {
+        quality.passed
+            && quality.score >= self.shared.options.learning_threshold
+            && (self.examples_total == 0 || self.examples_passed == Some(self.examples_total))
+    }
+
+    /// pattern-storage-requested: what the pattern indexer needs to keep this generation.
+    fn storage_requested(&mut self, done: &Done) {
+        let (quality, parsed) = (&done.quality, &done.parsed);
+        let (module, code) = &done.code;
+        let text = format!(
+            "{} {} {}",
+            done.prompt.trim(),
+            parsed.operations.join(" "),
+            parsed.features.join(" ")
+        );
+        let payload = json!({
+            "node_type": parsed.node_type.as_str(), "domain": parsed.domain,
+            "service_name": parsed.service_name, "node_name": parsed.name, "language": "python",
+            "module": module, "code_sample": code, "contract_yaml": done.contract_yaml,
+            "prompt": done.prompt, "business_description": done.prompt.trim(),
+            "operations": parsed.operations, "features": parsed.features,
+            "quality_score": quality.score, "syntax_score": quality.syntax,
+            "onex_compliance_score": quality.onex_compliance, "contract_score": quality.contract,
+            "code_quality_score": quality.code_quality, "functional_score": quality.functional,
+            "scorer_version": gates::SCORER_VERSION, "compilation_successful": true,
+            "tests_passing": self.shared.options.run_tests.then_some(true),
+            "examples_total": self.examples_total, "examples_passed": self.examples_passed,
+            "primary_model": self.primary_model, "patterns_applied": self.applied,
+            "embedding_text": text,
+        });
+        self.push(Topic::PatternStorageRequested, payload, false);
     }
 
     /// generation-failed: where, why, and what was written before.
@@ -142,6 +186,7 @@ impl<'s, 'a> Recorder<'s, 'a> {
             "primary_model": self.primary_model, "node_type": self.node_type,
             "total_tokens": self.tokens, "total_cost_usd": self.cost,
             "examples_total": self.examples_total, "examples_passed": self.examples_passed,
+            "patterns_applied": self.applied,
         });
         self.push(Topic::GenerationFailed, payload, false);
     }

@@ -1,0 +1,567 @@
+//! The `patterns` table: one LanceDB table under the data directory. Writes are idempotent
+//! (merge on pattern_id), reads are hybrid searches or scans, and `optimize` keeps files and
+//! indexes in shape. Every method is async; callers outside a runtime use [`crate::blocking`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use futures::TryStreamExt;
+use lancedb::index::Index;
+use lancedb::index::scalar::{FtsIndexBuilder, FullTextSearchQuery};
+use lancedb::index::vector::IvfHnswSqIndexBuilder;
+use lancedb::query::{ExecutableQuery, QueryBase, QueryExecutionOptions, Select};
+use lancedb::table::OptimizeAction;
+use lancedb::{Connection, DistanceType, Table};
+use serde::Serialize;
+
+use crate::embed::Embedder;
+use crate::error::{PatternsError, Result};
+use crate::lifecycle::Lifecycle;
+use crate::record::{self, META_DIM, META_EMBEDDER, Pattern};
+
+/// Name of the table (and of its directory, `patterns.lance`).
+pub const TABLE: &str = "patterns";
+
+/// Most patterns a query returns.
+pub const MAX_TOP_K: usize = 20;
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Rows from which the table has a vector (ANN) index; below, an exact scan is faster.
+    pub index_threshold: usize,
+    /// Old table versions kept at least this long by `optimize` (readers may still use them).
+    pub keep_versions: chrono::Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            index_threshold: 10_000,
+            keep_versions: chrono::Duration::minutes(10),
+        }
+    }
+}
+
+/// Which sides of the search run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Vector and BM25, fused by reciprocal rank (BM25 is left out when the text has no words).
+    #[default]
+    Hybrid,
+    /// Nearest vectors only.
+    Vector,
+    /// BM25 over the search text only.
+    Text,
+}
+
+/// A hybrid search: text for BM25 and (embedded) for the vector side, and filters.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    pub text: String,
+    pub mode: Mode,
+    /// A vector to search by instead of the text's embedding.
+    pub vector: Option<Vec<f32>>,
+    pub node_type: Option<String>,
+    pub domain: Option<String>,
+    pub min_quality: Option<f64>,
+    pub top_k: usize,
+    /// Serve deprecated patterns too (never for generation).
+    pub include_deprecated: bool,
+    /// Only patterns of this module (e.g. `v1_0_0/logic.py`).
+    pub module: Option<String>,
+}
+
+/// A pattern a search found, with its fused relevance (reciprocal rank fusion).
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    #[serde(flatten)]
+    pub pattern: Pattern,
+    pub relevance: f32,
+}
+
+/// What `optimize` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OptimizeReport {
+    pub rows: usize,
+    pub fragments_removed: u64,
+    pub fragments_added: u64,
+    pub versions_pruned: u64,
+    pub bytes_removed: u64,
+    pub vector_index: bool,
+    pub fts_index: bool,
+}
+
+pub struct PatternStore {
+    conn: Connection,
+    dir: PathBuf,
+    embedder: Arc<dyn Embedder>,
+    options: StoreOptions,
+    table: tokio::sync::Mutex<Option<Table>>,
+}
+
+impl PatternStore {
+    /// The store under `dir` (created on first write). Refuses a table another embedder wrote.
+    pub async fn open(
+        dir: &Path,
+        embedder: Arc<dyn Embedder>,
+        options: StoreOptions,
+    ) -> Result<PatternStore> {
+        let uri = dir.to_str().ok_or_else(|| {
+            PatternsError::Invalid(format!("{} is not valid UTF-8", dir.display()))
+        })?;
+        let conn = lancedb::connect(uri)
+            .read_consistency_interval(std::time::Duration::from_millis(500))
+            .execute()
+            .await?;
+        let store = PatternStore {
+            conn,
+            dir: dir.to_path_buf(),
+            embedder,
+            options,
+            table: tokio::sync::Mutex::new(None),
+        };
+        store.table().await?;
+        Ok(store)
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub fn embedder(&self) -> &Arc<dyn Embedder> {
+        &self.embedder
+    }
+
+    pub fn table_path(&self) -> PathBuf {
+        self.dir.join(format!("{TABLE}.lance"))
+    }
+
+    /// The table, when it exists; its embedder checked once.
+    async fn table(&self) -> Result<Option<Table>> {
+        let mut cached = self.table.lock().await;
+        if cached.is_none() && self.table_path().exists() {
+            let table = self.conn.open_table(TABLE).execute().await.map_err(|e| {
+                PatternsError::from(e).context(format!(
+                    "opening the pattern table {}",
+                    self.table_path().display()
+                ))
+            })?;
+            self.check_embedder(&table).await?;
+            *cached = Some(table);
+        }
+        Ok(cached.clone())
+    }
+
+    async fn check_embedder(&self, table: &Table) -> Result<()> {
+        let schema = table.schema().await?;
+        let stored = schema
+            .metadata
+            .get(META_EMBEDDER)
+            .cloned()
+            .unwrap_or_default();
+        let stored_dim = schema
+            .metadata
+            .get(META_DIM)
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
+        let e = &self.embedder;
+        if stored != e.name() || stored_dim != e.dim() {
+            return Err(PatternsError::EmbedderMismatch {
+                path: self.table_path().display().to_string(),
+                stored,
+                stored_dim,
+                configured: e.name().to_string(),
+                configured_dim: e.dim(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The table, created (with its full-text index) when it does not exist yet.
+    async fn table_for_write(&self, first: &RecordBatch) -> Result<(Table, bool)> {
+        if let Some(t) = self.table().await? {
+            return Ok((t, false));
+        }
+        let Some(table) = create_or_open(&self.conn, TABLE, first).await? else {
+            // Another writer created it first: write into theirs.
+            let table = self.table().await?.ok_or_else(|| {
+                PatternsError::Internal("the pattern table vanished after its creation".into())
+            })?;
+            return Ok((table, false));
+        };
+        // BM25 needs an index to search by; building it on a handful of rows is cheap, and
+        // `optimize` keeps it current.
+        table
+            .create_index(&["search_text"], Index::FTS(FtsIndexBuilder::default()))
+            .execute()
+            .await?;
+        *self.table.lock().await = Some(table.clone());
+        Ok((table, true))
+    }
+
+    /// The embeddings of `texts`, checked against the table's dimension.
+    pub async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        let e = &self.embedder;
+        let vectors = e.embed(texts).await?;
+        if vectors.len() != texts.len() || vectors.iter().any(|v| v.len() != e.dim()) {
+            return Err(PatternsError::Embed {
+                embedder: e.name().to_string(),
+                detail: format!("expected {} vectors of {} floats", texts.len(), e.dim()),
+            });
+        }
+        Ok(vectors)
+    }
+
+    /// Insert the patterns whose id is not in the table yet (the others are left alone).
+    /// Returns how many rows the table gained.
+    pub async fn insert_new(&self, patterns: &[Pattern]) -> Result<u64> {
+        self.merge(patterns, false).await
+    }
+
+    /// Insert or replace the patterns by id.
+    pub async fn upsert(&self, patterns: &[Pattern]) -> Result<u64> {
+        self.merge(patterns, true).await
+    }
+
+    async fn merge(&self, patterns: &[Pattern], update: bool) -> Result<u64> {
+        if patterns.is_empty() {
+            return Ok(0);
+        }
+        let schema = record::schema(self.embedder.name(), self.embedder.dim());
+        let batch = record::to_batch(patterns, &schema)?;
+        let (table, created) = self.table_for_write(&batch).await?;
+        if created {
+            return Ok(patterns.len() as u64);
+        }
+        let mut merge = table.merge_insert(&["pattern_id"]);
+        merge.when_not_matched_insert_all();
+        if update {
+            merge.when_matched_update_all(None);
+        }
+        let reader = arrow::record_batch::RecordBatchIterator::new([Ok(batch)], schema);
+        let result = merge.execute(Box::new(reader)).await?;
+        Ok(result.num_inserted_rows + if update { result.num_updated_rows } else { 0 })
+    }
+
+    /// Patterns by id (those that exist), in no particular order.
+    pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Pattern>> {
+        let ids: Vec<&String> = ids.iter().filter(|i| valid_id(i)).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = ids
+            .iter()
+            .map(|i| format!("'{i}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.scan(Some(format!("pattern_id IN ({list})")), None)
+            .await
+    }
+
+    /// One pattern by id.
+    pub async fn get(&self, id: &str) -> Result<Pattern> {
+        if !valid_id(id) {
+            return Err(PatternsError::Invalid(format!(
+                "'{id}' is not a pattern id (16 lowercase hex digits)"
+            )));
+        }
+        self.get_many(&[id.to_string()])
+            .await?
+            .pop()
+            .ok_or_else(|| PatternsError::NotFound(id.to_string()))
+    }
+
+    /// Every pattern matching `filter` (an SQL predicate built by this crate), up to `limit`.
+    pub async fn scan(&self, filter: Option<String>, limit: Option<usize>) -> Result<Vec<Pattern>> {
+        let Some(table) = self.table().await? else {
+            return Ok(Vec::new());
+        };
+        let mut q = table.query();
+        if let Some(f) = filter {
+            q = q.only_if(f);
+        }
+        if let Some(l) = limit {
+            q = q.limit(l);
+        }
+        let batches: Vec<RecordBatch> = q.execute().await?.try_collect().await?;
+        let mut out = Vec::new();
+        for b in &batches {
+            out.extend(record::from_batch(b)?);
+        }
+        Ok(out)
+    }
+
+    /// Patterns of a lifecycle (all when `None`), newest first.
+    pub async fn list(&self, lifecycle: Option<Lifecycle>) -> Result<Vec<Pattern>> {
+        let filter = lifecycle.map(|l| format!("lifecycle = '{}'", l.as_str()));
+        let mut all = self.scan(filter, None).await?;
+        all.sort_by(|a, b| (b.created_at_us, &b.pattern_id).cmp(&(a.created_at_us, &a.pattern_id)));
+        Ok(all)
+    }
+
+    pub async fn count(&self) -> Result<usize> {
+        match self.table().await? {
+            Some(t) => Ok(t.count_rows(None).await?),
+            None => Ok(0),
+        }
+    }
+
+    /// The hybrid search: vector and BM25, fused by reciprocal rank, filters applied first.
+    pub async fn search(&self, s: &Search) -> Result<Vec<Hit>> {
+        check_search(s)?;
+        let Some(table) = self.table().await? else {
+            return Ok(Vec::new());
+        };
+        let mut q = table
+            .query()
+            .select(Select::columns(&searched_columns()))
+            .limit(s.top_k);
+        if let Some(f) = filter(s) {
+            q = q.only_if(f);
+        }
+        let text = FullTextSearchQuery::new(s.text.clone());
+        if s.mode == Mode::Text {
+            let batches: Vec<RecordBatch> = q
+                .full_text_search(text)
+                .execute()
+                .await?
+                .try_collect()
+                .await?;
+            return hits(&batches, s.top_k);
+        }
+        let vector = match &s.vector {
+            Some(v) => v.clone(),
+            None => self.embed(&[s.text.clone()]).await?.remove(0),
+        };
+        let q = q.nearest_to(vector)?.distance_type(DistanceType::Cosine);
+        let batches: Vec<RecordBatch> = if s.mode == Mode::Vector || s.text.trim().is_empty() {
+            q.execute().await?.try_collect().await?
+        } else {
+            q.full_text_search(text)
+                .execute_hybrid(QueryExecutionOptions::default())
+                .await?
+                .try_collect()
+                .await?
+        };
+        hits(&batches, s.top_k)
+    }
+
+    /// The nearest patterns of a node type to a vector (lineage candidates), deprecated included.
+    pub async fn nearest(&self, vector: &[f32], node_type: &str, k: usize) -> Result<Vec<Pattern>> {
+        let Some(table) = self.table().await? else {
+            return Ok(Vec::new());
+        };
+        let batches: Vec<RecordBatch> = table
+            .query()
+            .only_if(format!("node_type = {}", quote(node_type)))
+            .nearest_to(vector.to_vec())?
+            .distance_type(DistanceType::Cosine)
+            .limit(k)
+            .execute()
+            .await?
+            .try_collect()
+            .await?;
+        let mut out = Vec::new();
+        for b in &batches {
+            out.extend(record::from_batch(b)?);
+        }
+        Ok(out)
+    }
+
+    /// Compact files, prune old versions, bring indexes up to date, and build the vector index
+    /// once the table has `index_threshold` rows.
+    pub async fn optimize(&self) -> Result<OptimizeReport> {
+        let Some(table) = self.table().await? else {
+            return Ok(OptimizeReport::default());
+        };
+        let mut report = OptimizeReport::default();
+        let compacted = table
+            .optimize(OptimizeAction::Compact {
+                options: Default::default(),
+                remap_options: None,
+            })
+            .await?;
+        if let Some(c) = compacted.compaction {
+            report.fragments_removed = c.fragments_removed as u64;
+            report.fragments_added = c.fragments_added as u64;
+        }
+        let pruned = table
+            .optimize(OptimizeAction::Prune {
+                older_than: Some(self.options.keep_versions),
+                delete_unverified: Some(false),
+                error_if_tagged_old_versions: Some(false),
+            })
+            .await?;
+        if let Some(p) = pruned.prune {
+            report.versions_pruned = p.old_versions;
+            report.bytes_removed = p.bytes_removed;
+        }
+        self.ensure_vector_index(&table).await?;
+        table
+            .optimize(OptimizeAction::Index(Default::default()))
+            .await?;
+        report.rows = table.count_rows(None).await?;
+        let indices = table.list_indices().await?;
+        report.vector_index = indices.iter().any(|i| i.columns == ["embedding"]);
+        report.fts_index = indices.iter().any(|i| i.columns == ["search_text"]);
+        Ok(report)
+    }
+
+    async fn ensure_vector_index(&self, table: &Table) -> Result<()> {
+        let has = table
+            .list_indices()
+            .await?
+            .iter()
+            .any(|i| i.columns == ["embedding"]);
+        if has || table.count_rows(None).await? < self.options.index_threshold {
+            return Ok(());
+        }
+        let builder = IvfHnswSqIndexBuilder::default().distance_type(DistanceType::Cosine);
+        table
+            .create_index(&["embedding"], Index::IvfHnswSq(builder))
+            .execute()
+            .await?;
+        Ok(())
+    }
+}
+
+/// The store's tables (those that exist) as DataFusion tables, for `omnistream sql`: read
+/// through Lance's own provider, so filters and projections reach the Lance scan.
+pub async fn sql_tables(
+    dir: &Path,
+) -> Result<Vec<(String, Arc<dyn datafusion::catalog::TableProvider>)>> {
+    let mut out: Vec<(String, Arc<dyn datafusion::catalog::TableProvider>)> = Vec::new();
+    let names = [TABLE, crate::uses::USES_TABLE];
+    if !names
+        .iter()
+        .any(|n| dir.join(format!("{n}.lance")).exists())
+    {
+        return Ok(out);
+    }
+    let uri = dir.to_string_lossy();
+    let conn = lancedb::connect(&uri).execute().await?;
+    for name in names {
+        if !dir.join(format!("{name}.lance")).exists() {
+            continue;
+        }
+        let table = conn.open_table(name).execute().await.map_err(|e| {
+            PatternsError::from(e).context(format!("opening the {name} table for SQL"))
+        })?;
+        let adapter =
+            lancedb::table::datafusion::BaseTableAdapter::try_new(table.base_table().clone())
+                .await?;
+        out.push((name.to_string(), Arc::new(adapter)));
+    }
+    Ok(out)
+}
+
+/// A new table holding `first`; `None` when another writer created it meanwhile.
+pub(crate) async fn create_or_open(
+    conn: &Connection,
+    name: &str,
+    first: &RecordBatch,
+) -> Result<Option<Table>> {
+    match conn.create_table(name, first.clone()).execute().await {
+        Ok(t) => Ok(Some(t)),
+        Err(lancedb::Error::TableAlreadyExists { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every column but the embedding and the normalised code (not needed by readers of results).
+fn searched_columns() -> Vec<String> {
+    record::schema("", 1)
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| !matches!(n.as_str(), "embedding" | "normalised_code"))
+        .collect()
+}
+
+fn check_search(s: &Search) -> Result<()> {
+    if s.top_k == 0 || s.top_k > MAX_TOP_K {
+        return Err(PatternsError::Invalid(format!(
+            "top_k must be between 1 and {MAX_TOP_K}, not {}",
+            s.top_k
+        )));
+    }
+    if let Some(q) = s.min_quality
+        && !(0.0..=1.0).contains(&q)
+    {
+        return Err(PatternsError::Invalid(format!(
+            "min_quality must be between 0 and 1, not {q}"
+        )));
+    }
+    Ok(())
+}
+
+/// The search's filters as an SQL predicate (values quoted, so no filter is injected).
+fn filter(s: &Search) -> Option<String> {
+    let mut parts = Vec::new();
+    if !s.include_deprecated {
+        parts.push("lifecycle <> 'deprecated'".to_string());
+    }
+    if let Some(t) = &s.node_type {
+        parts.push(format!("node_type = {}", quote(t)));
+    }
+    if let Some(d) = &s.domain {
+        parts.push(format!("domain = {}", quote(d)));
+    }
+    if let Some(m) = &s.module {
+        parts.push(format!("module = {}", quote(m)));
+    }
+    if let Some(q) = s.min_quality {
+        parts.push(format!("quality_score >= {q}"));
+    }
+    (!parts.is_empty()).then(|| parts.join(" AND "))
+}
+
+/// An SQL string literal.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// 16 lowercase hex digits.
+pub fn valid_id(id: &str) -> bool {
+    id.len() == 16
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The patterns of a search's result, with their relevance.
+fn hits(batches: &[RecordBatch], top_k: usize) -> Result<Vec<Hit>> {
+    let mut hits = Vec::new();
+    for b in batches {
+        let relevance = relevance(b);
+        for (i, p) in record::from_batch(b)?.into_iter().enumerate() {
+            hits.push(Hit {
+                pattern: p,
+                relevance: relevance.get(i).copied().unwrap_or(0.0),
+            });
+        }
+    }
+    hits.truncate(top_k);
+    Ok(hits)
+}
+
+/// The relevance column of a result: RRF's `_relevance_score`, BM25's `_score`, or 1 - cosine
+/// distance.
+fn relevance(b: &RecordBatch) -> Vec<f32> {
+    use arrow::array::{Array, Float32Array};
+    let col = |n: &str| {
+        b.column_by_name(n)
+            .and_then(|c| c.as_any().downcast_ref::<Float32Array>().cloned())
+    };
+    if let Some(r) = col("_relevance_score") {
+        return r.iter().map(|v| v.unwrap_or(0.0)).collect();
+    }
+    if let Some(r) = col("_score") {
+        return r.iter().map(|v| v.unwrap_or(0.0)).collect();
+    }
+    if let Some(d) = col("_distance") {
+        return (0..d.len()).map(|i| 1.0 - d.value(i)).collect();
+    }
+    Vec::new()
+}

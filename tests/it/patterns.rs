@@ -1,0 +1,301 @@
+//! The pattern store through the real binary: `patterns store/query/show/list/optimize`, bad
+//! input refused whole, and retrieval reaching generation (a stored logic.py makes the template
+//! model pass a request it cannot pass cold; the generation's patterns_applied are the store's).
+
+use serde_json::Value;
+
+use super::{Env, describe};
+
+const CHECKSUM: &str = "import hashlib\n\n\ndef run(operation: str, payload: dict[str, object]) -> dict[str, object]:\n    \"\"\"Digest the content.\"\"\"\n    data = str(payload[\"content\"]).encode(\"utf-8\")\n    return {\"sha256\": hashlib.sha256(data).hexdigest(), \"size\": len(data)}\n";
+
+fn json(env: &Env, args: &[&str]) -> Vec<Value> {
+    let mut all = args.to_vec();
+    all.extend(["--format", "json"]);
+    serde_json::from_str(&env.ok(&all)).unwrap()
+}
+
+fn store_checksum(env: &Env, file: &str, code: &str) -> String {
+    env.write(file, code);
+    env.ok(&[
+        "patterns",
+        "store",
+        file,
+        "--node-type",
+        "compute",
+        "--domain",
+        "files",
+        "--quality",
+        "0.97",
+        "--operations",
+        "checksum",
+        "--description",
+        "SHA-256 checksum and size of uploaded content",
+    ])
+}
+
+#[test]
+fn patterns_are_stored_once_found_shown_and_listed() {
+    let env = Env::new();
+    let out = store_checksum(&env, "checksum.py", CHECKSUM);
+    assert!(out.starts_with("stored "), "{out}");
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    // The same code reformatted, with a comment: the same pattern.
+    let again = CHECKSUM
+        .replace("    ", "  ")
+        .replace("\n\n\n", "\n# digest\n");
+    let out = store_checksum(&env, "again.py", &again);
+    assert!(out.contains("is already stored"), "{out}");
+    let listed = json(&env, &["patterns", "list"]);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["pattern_id"], id.as_str());
+    assert_eq!(listed[0]["lifecycle"], "candidate");
+    let found = json(
+        &env,
+        &[
+            "patterns",
+            "query",
+            "sha256 checksum of a file",
+            "--node-type",
+            "compute",
+        ],
+    );
+    assert_eq!(found[0]["pattern_id"], id.as_str(), "{found:?}");
+    assert!(found[0]["relevance"].as_f64().unwrap() > 0.0);
+    assert!(
+        json(
+            &env,
+            &["patterns", "query", "sha256", "--node-type", "effect"]
+        )
+        .is_empty()
+    );
+    let shown = env.ok(&["patterns", "show", &id]);
+    assert!(
+        shown.contains("hashlib.sha256") && shown.contains("lineage: "),
+        "{shown}"
+    );
+    let optimised = env.ok(&["patterns", "optimize"]);
+    assert!(
+        optimised.contains("1 rows") && optimised.contains("full-text index: yes"),
+        "{optimised}"
+    );
+    // Every store was announced: one pattern-stored event.
+    env.ok(&["jobs", "run", "lake-sink", "--once"]);
+    assert_eq!(env.sql_int("SELECT count(*) FROM pattern_stored"), 1);
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_changes_nothing() {
+    let env = Env::new();
+    store_checksum(&env, "checksum.py", CHECKSUM);
+    env.write("latin1.py", b"x = '\xe9'\n");
+    let big = env.path("big.py");
+    std::fs::write(&big, vec![b'#'; 50 << 20]).unwrap();
+    let big = big.to_str().unwrap().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "patterns",
+                "store",
+                "missing.py",
+                "--node-type",
+                "compute",
+                "--domain",
+                "d",
+            ],
+            "missing.py",
+        ),
+        (
+            vec![
+                "patterns",
+                "store",
+                "latin1.py",
+                "--node-type",
+                "compute",
+                "--domain",
+                "d",
+            ],
+            "is not UTF-8",
+        ),
+        (
+            vec![
+                "patterns",
+                "store",
+                &big,
+                "--node-type",
+                "compute",
+                "--domain",
+                "d",
+            ],
+            "a pattern keeps at most",
+        ),
+        (
+            vec![
+                "patterns",
+                "store",
+                "checksum.py",
+                "--node-type",
+                "widget",
+                "--domain",
+                "d",
+            ],
+            "node type 'widget' is not one of",
+        ),
+        (
+            vec![
+                "patterns",
+                "store",
+                "checksum.py",
+                "--node-type",
+                "compute",
+                "--domain",
+                "d",
+                "--quality",
+                "2",
+            ],
+            "--quality must be between 0 and 1",
+        ),
+        (
+            vec!["patterns", "store", "checksum.py", "--domain", "d"],
+            "--node-type",
+        ),
+        (
+            vec!["patterns", "query", "x", "--top-k", "0"],
+            "top_k must be between 1 and 20",
+        ),
+        (
+            vec!["patterns", "query", "x", "--top-k", "21"],
+            "top_k must be between 1 and 20",
+        ),
+        (
+            vec!["patterns", "query", "x", "--min-quality", "-1"],
+            "min_quality must be between 0 and 1",
+        ),
+        (
+            vec!["patterns", "query", "x", "--top-k", "many"],
+            "invalid value 'many'",
+        ),
+        (vec!["patterns", "show", "nope"], "is not a pattern id"),
+        (
+            vec!["patterns", "show", "0123456789abcdef"],
+            "no pattern has the id",
+        ),
+        (
+            vec!["patterns", "list", "--lifecycle", "retired"],
+            "invalid value 'retired'",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = env.run(&args);
+        assert!(!out.status.success(), "{args:?}: {}", describe(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: {}", describe(&out));
+    }
+    assert_eq!(json(&env, &["patterns", "list"]).len(), 1);
+}
+
+#[test]
+fn a_table_deleted_under_the_store_is_an_error_and_a_corrupt_one_too() {
+    let env = Env::new();
+    store_checksum(&env, "checksum.py", CHECKSUM);
+    let table = env.data().join("patterns/patterns.lance");
+    // Corrupt: the version manifests gone.
+    std::fs::remove_dir_all(table.join("_versions")).unwrap();
+    let out = env.run(&["patterns", "list"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: opening the pattern table"),
+        "{stderr}"
+    );
+    // Deleted whole: an empty store again, and storing works.
+    std::fs::remove_dir_all(&table).unwrap();
+    assert!(json(&env, &["patterns", "list"]).is_empty());
+    assert!(store_checksum(&env, "checksum.py", CHECKSUM).starts_with("stored "));
+}
+
+/// The shipped checksum request (three examples the templates cannot pass).
+fn checksum_request() -> String {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("requests/behaviour.jsonl");
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("checksum calculator"))
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_stored_logic_pattern_reaches_generation_and_its_use_is_counted() {
+    let env = Env::new();
+    env.write("one.jsonl", checksum_request() + "\n");
+    let generate = |env: &Env| -> Value {
+        let out = env.run(&[
+            "generate",
+            "--requests",
+            "one.jsonl",
+            "--format",
+            "json",
+            "--out",
+            "nodes",
+        ]);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)))
+    };
+    // Cold: the template model cannot compute a checksum.
+    let cold = generate(&env);
+    assert_eq!(cold["status"], "failed", "{cold}");
+    assert_eq!(cold["error_code"], "EXAMPLES_FAILED", "{cold}");
+    let out = store_checksum(&env, "checksum.py", CHECKSUM);
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    // Warm: it reuses the stored logic and passes every example.
+    let warm = generate(&env);
+    assert_eq!(warm["status"], "completed", "{warm}");
+    assert_eq!(
+        (
+            warm["examples_passed"].as_i64(),
+            warm["examples_total"].as_i64()
+        ),
+        (Some(3), Some(3))
+    );
+    env.ok(&["jobs", "run", "lake-sink", "--once"]);
+    let rows = env.sql(
+        "SELECT array_to_string(patterns_applied, ',') AS applied, \
+                array_to_string(intelligence_sources, ',') AS sources \
+         FROM generation_completed",
+    );
+    assert_eq!(rows.len(), 1);
+    let applied = rows[0]["applied"].as_str().unwrap();
+    assert!(applied.split(',').any(|a| a == id), "{applied}");
+    assert_eq!(rows[0]["sources"], "pattern_store");
+    let stored: Vec<String> = json(&env, &["patterns", "list"])
+        .iter()
+        .map(|p| p["pattern_id"].as_str().unwrap().to_string())
+        .collect();
+    for a in applied.split(',') {
+        assert!(
+            stored.contains(&a.to_string()),
+            "{a} of {applied} is not in {stored:?}"
+        );
+    }
+    // The store's tables join with the lake's in `omnistream sql`.
+    let joined = env.sql_int(
+        "SELECT count(*) FROM generation_completed g JOIN patterns p \
+         ON array_has(g.patterns_applied, p.pattern_id) WHERE p.node_type = 'compute'",
+    );
+    assert_eq!(joined, 1);
+    // The stage event shows what was retrieved, how relevant, and how long it took.
+    let stage = env.sql(
+        "SELECT stage_output FROM stage_completed WHERE stage_name = 'intelligence_gathering' \
+         ORDER BY emitted_at DESC LIMIT 1",
+    );
+    let output: Value = serde_json::from_str(stage[0]["stage_output"].as_str().unwrap()).unwrap();
+    assert!(output["retrieval_ms"].as_f64().is_some(), "{output}");
+    assert_eq!(output["patterns"][0], id.as_str(), "{output}");
+    // generate ran the indexer: the use is counted against the pattern.
+    let shown = json(&env, &["patterns", "show", &id]);
+    assert_eq!(
+        (shown[0]["uses"].as_i64(), shown[0]["passed"].as_i64()),
+        (Some(1), Some(1)),
+        "{shown:?}"
+    );
+}
