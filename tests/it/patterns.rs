@@ -167,7 +167,7 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
             "top_k must be between 1 and 20",
         ),
         (
-            vec!["patterns", "query", "x", "--min-quality", "-1"],
+            vec!["patterns", "query", "x", "--min-quality", "1.5"],
             "min_quality must be between 0 and 1",
         ),
         (

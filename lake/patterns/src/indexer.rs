@@ -221,13 +221,10 @@ impl<'a> Indexer<'a> {
             let Some(o) = outcomes.get(&p.pattern_id) else {
                 continue;
             };
-            let (usage, replayed) = lifecycle::replay(o);
-            // Deprecation is final, however it came (a re-score may deprecate too).
-            let lifecycle = if p.lifecycle == Lifecycle::Deprecated {
-                Lifecycle::Deprecated
-            } else {
-                replayed
-            };
+            // A function of every recorded use, not of the pattern's state: the end events of
+            // two topics arrive at their own pace, so a step may see a history with gaps that a
+            // later step fills; the lifecycle follows the history once it is whole.
+            let (usage, lifecycle) = lifecycle::replay(o);
             let u = &usage;
             if p.usage() == *u && p.lifecycle == lifecycle {
                 continue;
