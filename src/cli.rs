@@ -381,6 +381,31 @@ pub(crate) enum PatternsCommand {
     },
     /// Compact the table's files, prune old versions, update and build its indexes.
     Optimize,
+    /// Re-run the gates and the quality score over stored patterns (resumable; scores in the lake).
+    #[command(
+        long_about = "Judge stored patterns again with the current gates (contract, syntax, ONEX \
+naming and structure, imports, assembly, Python's compile) and weights: each pattern gets the new \
+score and scorer version, every score is appended to the lake table `pattern_scores`, and a \
+pattern the scorer no longer passes is deprecated. Patterns already scored by the scorer version \
+are left alone, so a run that was stopped (even by kill -9) resumes where it was."
+    )]
+    Rescore(PatternRescoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PatternRescoreArgs {
+    /// The scorer version to score with (default: the built-in scorer's).
+    #[arg(long, value_name = "VERSION")]
+    pub(crate) scorer: Option<String>,
+    /// Only patterns matching this predicate over the table's columns, e.g. "node_type = 'effect'".
+    #[arg(long = "where", value_name = "SQL")]
+    pub(crate) filter: Option<String>,
+    /// Patterns per batch (one lake commit each).
+    #[arg(long, default_value_t = 64)]
+    pub(crate) batch: usize,
+    /// The Python interpreter of the compile check.
+    #[arg(long, env = "OMNISTREAM_PYTHON", default_value = "python3")]
+    pub(crate) python: String,
 }
 
 #[derive(Debug, Args)]
@@ -541,6 +566,11 @@ pub(crate) struct BenchCodegenArgs {
     /// Python interpreter of the compile check and the peer (needs jinja2).
     #[arg(long, env = "OMNISTREAM_PYTHON", default_value = "python3")]
     pub(crate) python: String,
+
+    /// Fill the pattern store with this many synthetic patterns first, so every generation's
+    /// intelligence stage searches a warm store (0: an empty store).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub(crate) patterns: u64,
 }
 
 #[derive(Debug, Args)]

@@ -79,6 +79,16 @@ fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handl
     options.output_root = work.join("out");
     options.python = args.python.clone();
     let log = EmbeddedLog::open(config.log_config())?;
+    if args.patterns > 0 {
+        let took = super::patterns::fill_synthetic(&config, args.patterns, &runtime)?;
+        outln!(
+            "pattern store: {} synthetic patterns stored in {:.1} s ({:.0} patterns/s)",
+            args.patterns,
+            took.as_secs_f64(),
+            args.patterns as f64 / took.as_secs_f64()
+        );
+    }
+    super::patterns::attach(&mut options, &config, &runtime)?;
 
     let requests = bench_requests(&args)?;
     let generations = requests.len() as u64;

@@ -13,7 +13,9 @@ use omnistream_patterns::{
     Hit, Lifecycle, Pattern, PatternStore, PatternsFactory, Search, StoreSource,
 };
 
-use crate::cli::{OutputArgs, PatternQueryArgs, PatternStoreArgs, PatternsCommand};
+use crate::cli::{
+    OutputArgs, PatternQueryArgs, PatternRescoreArgs, PatternStoreArgs, PatternsCommand,
+};
 use crate::config::Config;
 use crate::error::{CliError, Result};
 use crate::output::{Output, print_line};
@@ -22,8 +24,15 @@ use crate::output::{Output, print_line};
 const MAX_FILE_BYTES: u64 = indexer::MAX_CODE_BYTES as u64;
 
 pub(crate) async fn run(config: &Config, cmd: PatternsCommand) -> Result<()> {
+    if let PatternsCommand::Rescore(args) = cmd {
+        return super::blocking("patterns rescore", config, move |config, runtime| {
+            rescore(config, args, &runtime)
+        })
+        .await;
+    }
     let store = config.patterns_config()?.open().await?;
     match cmd {
+        PatternsCommand::Rescore(_) => unreachable!("handled above"),
         PatternsCommand::Store(args) => store_file(config, &store, args).await,
         PatternsCommand::Query(args) => query(&store, args).await,
         PatternsCommand::Show { id, output } => show(&store, &id, output).await,
@@ -273,6 +282,56 @@ fn short(text: &str, max: usize) -> String {
     format!("{cut}…")
 }
 
+fn rescore(
+    config: &Config,
+    args: PatternRescoreArgs,
+    runtime: &tokio::runtime::Handle,
+) -> Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use omnistream_patterns::rescore::{self, RescoreOptions};
+    let store = runtime.block_on(config.patterns_config()?.open())?;
+    let lake = super::open_lake(config)?;
+    let mut worker = omnistream_codegen::pipeline::Worker::new(&args.python);
+    let options = RescoreOptions {
+        scorer: args
+            .scorer
+            .unwrap_or_else(|| omnistream_codegen::gates::SCORER_VERSION.to_string()),
+        filter: args.filter,
+        batch: args.batch.max(1),
+    };
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} patterns [{elapsed}<{eta}, {per_sec}]")
+            .expect("a valid template"),
+    );
+    let report = rescore::run(
+        &store,
+        &lake,
+        runtime,
+        &mut worker,
+        &options,
+        |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )?;
+    bar.finish_and_clear();
+    print_line(format_args!(
+        "re-scored {} patterns with {} ({} resumed from an interrupted run, {} deprecated) in {:.1} s: {:.1} patterns/s",
+        report.scored + report.resumed,
+        options.scorer,
+        report.resumed,
+        report.deprecated,
+        report.elapsed.as_secs_f64(),
+        report.rows_per_sec()
+    ));
+    Ok(())
+}
+
 /// Give the codegen job the store to retrieve from, when retrieval is on.
 pub(crate) fn attach(
     options: &mut CodegenOptions,
@@ -353,4 +412,110 @@ pub(crate) fn index_pending(
         total.uses += r.uses;
         total.lifecycle_changes += r.lifecycle_changes;
     }
+}
+
+/// Words synthetic patterns are described with (what requests talk about).
+const VOCABULARY: &[&str] = &[
+    "postgres",
+    "writer",
+    "kafka",
+    "publisher",
+    "price",
+    "calculator",
+    "metrics",
+    "aggregator",
+    "payment",
+    "workflow",
+    "checksum",
+    "files",
+    "slug",
+    "titles",
+    "words",
+    "counter",
+    "cache",
+    "session",
+    "inventory",
+    "stock",
+    "reader",
+    "deployment",
+    "coordinator",
+    "email",
+    "sender",
+    "tax",
+    "billing",
+    "invoice",
+    "orders",
+    "users",
+    "events",
+    "queue",
+    "retry",
+    "webhook",
+    "temperature",
+    "average",
+    "balance",
+    "account",
+    "upsert",
+    "records",
+    "report",
+    "daily",
+];
+
+/// Store `n` synthetic patterns (valid logic modules of every node type, described with the
+/// vocabulary) in the configured store, in batches; returns how long it took.
+pub(crate) fn fill_synthetic(
+    config: &Config,
+    n: u64,
+    runtime: &tokio::runtime::Handle,
+) -> Result<std::time::Duration> {
+    use omnistream_codegen::parse::NodeType;
+    let store = runtime.block_on(config.patterns_config()?.open())?;
+    let types = [
+        NodeType::Compute,
+        NodeType::Effect,
+        NodeType::Reducer,
+        NodeType::Orchestrator,
+    ];
+    let started = std::time::Instant::now();
+    let mut i = 0u64;
+    while i < n {
+        let batch: Vec<Pattern> = (i..(i + 5000).min(n))
+            .map(|k| {
+                let t = types[(k % 4) as usize];
+                let word = |s: u64| VOCABULARY[((k.wrapping_mul(2654435761) >> s) % VOCABULARY.len() as u64) as usize];
+                let description = format!("{} {} {} {} node", word(3), word(11), word(19), t.as_str());
+                let code = format!(
+                    "{}:\n    \"\"\"Synthetic pattern {k}: {description}.\"\"\"\n    return {{\"operation\": operation, \"pattern\": {k}}}\n",
+                    omnistream_codegen::assemble::run_signature(t)
+                );
+                let request = StorageRequest {
+                    node_type: t.as_str().into(),
+                    domain: Some(word(27).into()),
+                    module: Some("v1_0_0/logic.py".into()),
+                    code,
+                    description: Some(description),
+                    operations: vec![word(5).into()],
+                    scores: Scores { quality: 0.95 + (k % 5) as f64 / 100.0, ..Scores::default() },
+                    scorer_version: Some("synthetic".into()),
+                    ..StorageRequest::default()
+                };
+                indexer::candidate(&request).expect("synthetic patterns are valid")
+            })
+            .collect();
+        runtime.block_on(async {
+            let texts: Vec<String> = batch.iter().map(|p| p.search_text.clone()).collect();
+            let vectors = store.embed(&texts).await?;
+            let batch: Vec<Pattern> = batch
+                .into_iter()
+                .zip(vectors)
+                .map(|(mut p, v)| {
+                    p.embedding = v;
+                    p
+                })
+                .collect();
+            store.insert_new(&batch).await
+        })?;
+        i += 5000;
+    }
+    runtime.block_on(store.optimize())?;
+    Ok(started.elapsed())
 }

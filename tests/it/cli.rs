@@ -459,10 +459,9 @@ fn help_teaches_and_bad_usage_is_explained() {
     insta::assert_snapshot!("help", help);
     let out = env.run(&["jobs", "run", "no-such-job", "--once"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("unknown job 'no-such-job' (jobs: lake-sink, codegen, model_performance")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains(
+        "unknown job 'no-such-job' (jobs: lake-sink, codegen, patterns, model_performance"
+    ));
     let out = env
         .cmd(&["sql", "SELECT 1"])
         .env("OMNISTREAM_LOG__FSNC", "false")

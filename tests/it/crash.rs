@@ -796,3 +796,75 @@ fn patterns_and_their_uses_are_counted_exactly_once_across_kill_9_of_the_indexer
     );
     assert_eq!(created, 120, "seed {seed}");
 }
+
+#[test]
+fn rescoring_scores_each_pattern_once_per_scorer_across_kill_9() {
+    let seed = seed("rescore");
+    let env = Env::new();
+    let lines: Vec<String> = (0..240)
+        .map(|i| {
+            serde_json::json!({
+                "correlation_id": format!("gen-{i}"), "node_type": "compute", "domain": "d",
+                "code_sample": format!("def run(operation: str, payload: dict) -> dict:\n    \"\"\"Scale by {i}.\"\"\"\n    return {{'value': payload['x'] * {i}}}\n"),
+                "quality_score": 0.96, "scorer_version": "old", "module": "v1_0_0/logic.py",
+                "operations": ["scale"], "business_description": format!("scale calculator {i}"),
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(env.path("requests.jsonl"), lines.join("\n") + "\n").unwrap();
+    env.ok(&["ingest", "pattern-storage-requested", "requests.jsonl"]);
+    env.ok(&["jobs", "run", "patterns", "--once"]);
+    let progress = |env: &Env, scorer: &str| -> (u64, u64) {
+        let scored = env
+            .sql(&format!(
+                "SELECT count(*) AS n FROM pattern_scores WHERE scorer_version = '{scorer}'"
+            ))
+            .first()
+            .and_then(|r| r["n"].as_u64())
+            .unwrap_or(0);
+        let left = env.sql_int(&format!(
+            "SELECT count(*) FROM patterns WHERE scorer_version <> '{scorer}'"
+        ));
+        (scored, left as u64)
+    };
+    // A first scorer, uncut: the lake has its `pattern_scores` table from then on.
+    env.ok(&["patterns", "rescore", "--scorer", "quality-initial"]);
+    let mut points = KillPoints::new("rescore", 20, 1500.0, seed);
+    let mut scorers = Vec::new();
+    while points.wanted() {
+        // Each round a new scorer version: all 240 patterns to score again.
+        let scorer = format!("quality-r{}", scorers.len());
+        loop {
+            let (before, _) = progress(&env, &scorer);
+            let cut =
+                points.kill(env.cmd(&["patterns", "rescore", "--batch", "4", "--scorer", &scorer]));
+            let (at_kill, left) = progress(&env, &scorer);
+            points.record(&cut, at_kill.saturating_sub(before), left);
+            if left == 0 || !points.wanted() {
+                break;
+            }
+        }
+        let out = env.run(&["patterns", "rescore", "--scorer", &scorer]);
+        assert!(out.status.success(), "{}", describe(&out));
+        scorers.push(scorer);
+    }
+    for scorer in &scorers {
+        let rows = env.sql(&format!(
+            "SELECT count(*) AS n, count(DISTINCT pattern_id) AS d FROM pattern_scores \
+             WHERE scorer_version = '{scorer}'"
+        ));
+        assert_eq!(
+            (rows[0]["n"].as_i64(), rows[0]["d"].as_i64()),
+            (Some(240), Some(240)),
+            "seed {seed}: {scorer} scored every pattern exactly once"
+        );
+    }
+    let last = scorers.last().unwrap();
+    assert_eq!(
+        env.sql_int(&format!(
+            "SELECT count(*) FROM patterns WHERE scorer_version = '{last}'"
+        )),
+        240
+    );
+}

@@ -299,3 +299,89 @@ fn a_stored_logic_pattern_reaches_generation_and_its_use_is_counted() {
         "{shown:?}"
     );
 }
+
+#[test]
+fn rescore_gives_the_current_score_deprecates_what_no_longer_passes_and_resumes() {
+    let env = Env::new();
+    store_checksum(&env, "checksum.py", CHECKSUM);
+    let broken = CHECKSUM.replace("def run(operation: str,", "def run(operation: str");
+    let out = store_checksum(&env, "broken.py", &broken);
+    let broken_id = out.split_whitespace().nth(1).unwrap().to_string();
+    env.write("sum.py", "def run(operation: str, payload: dict[str, object]) -> dict[str, object]:\n    \"\"\"Add the values.\"\"\"\n    return {\"total\": sum(payload[\"values\"])}\n");
+    env.ok(&[
+        "patterns",
+        "store",
+        "sum.py",
+        "--node-type",
+        "compute",
+        "--domain",
+        "math",
+        "--operations",
+        "total",
+    ]);
+    let out = env.ok(&["patterns", "rescore"]);
+    assert!(
+        out.starts_with(
+            "re-scored 3 patterns with quality-v2 (0 resumed from an interrupted run, 1 deprecated)"
+        ),
+        "{out}"
+    );
+    for p in json(&env, &["patterns", "list"]) {
+        let deprecated = p["pattern_id"] == broken_id.as_str();
+        assert_eq!(p["lifecycle"] == "deprecated", deprecated, "{p}");
+    }
+    let broken_score = env.sql(&format!(
+        "SELECT passed, failed_gates, previous_scorer_version FROM pattern_scores \
+         WHERE pattern_id = '{broken_id}'"
+    ));
+    assert_eq!(broken_score[0]["passed"], false, "{broken_score:?}");
+    assert!(
+        broken_score[0]["failed_gates"]
+            .as_str()
+            .unwrap()
+            .contains("G9"),
+        "{broken_score:?}"
+    );
+    assert_eq!(broken_score[0]["previous_scorer_version"], "manual");
+    assert_eq!(
+        env.sql_int("SELECT count(*) FROM pattern_scores WHERE scorer_version = 'quality-v2'"),
+        3
+    );
+    assert_eq!(
+        env.sql_int("SELECT count(*) FROM patterns WHERE scorer_version = 'quality-v2'"),
+        3
+    );
+    // Nothing left for this scorer; another one with a filter takes only what matches.
+    assert!(
+        env.ok(&["patterns", "rescore"])
+            .starts_with("re-scored 0 patterns")
+    );
+    let out = env.ok(&[
+        "patterns",
+        "rescore",
+        "--scorer",
+        "quality-v3",
+        "--where",
+        "domain = 'math'",
+    ]);
+    assert!(
+        out.starts_with("re-scored 1 patterns with quality-v3"),
+        "{out}"
+    );
+    // A filter that is not SQL: one clear line.
+    let out = env.run(&[
+        "patterns",
+        "rescore",
+        "--scorer",
+        "v4",
+        "--where",
+        "domain = = 'x'",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("selecting the patterns to re-score (--where domain = = 'x')"),
+        "{}",
+        describe(&out)
+    );
+}

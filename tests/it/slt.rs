@@ -137,7 +137,12 @@ fn build_lake(fixtures: &Path, data: &Path, runtime: tokio::runtime::Handle) -> 
         reducer: Default::default(),
         factory: &factory,
     };
-    let specs = omnistream_jobs::spec::load_all(None).unwrap();
+    // The pattern indexer is built by the binary (it links LanceDB, which this test does not).
+    let specs: Vec<_> = omnistream_jobs::spec::load_all(None)
+        .unwrap()
+        .into_iter()
+        .filter(|s| !matches!(s.kind, omnistream_jobs::JobKind::Patterns))
+        .collect();
     omnistream_jobs::runner::run_all(
         &ctx,
         &specs,

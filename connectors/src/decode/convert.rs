@@ -25,8 +25,10 @@ pub(super) enum Raw<'de> {
     List(Vec<Option<Cow<'de, str>>>),
     /// An array holding something other than strings: the kind found.
     BadList(&'static str),
-    /// Any JSON (for `Json` fields).
-    Json(Value),
+    /// Any JSON (for `Json` fields). Boxed: a `Value` is larger than every other variant (much
+    /// larger when a dependency turns on serde_json's `preserve_order`), and every value read
+    /// would pay for its size.
+    Json(Box<Value>),
 }
 
 /// A value as the fast path reads it: borrowed from the line or a number, nothing to drop, so a
@@ -126,9 +128,11 @@ pub(super) fn convert<'de>(field: &FieldSpec, v: Raw<'de>) -> Result<Cell<'de>, 
     Ok(match field.ty {
         FieldType::Utf8 => Cell::Str(expect_str(field, v)?),
         FieldType::Json => match v {
-            Raw::Json(Value::String(s)) => Cell::Str(Cow::Owned(s)),
-            Raw::Json(Value::Null) => Cell::Null,
-            Raw::Json(other) => Cell::Str(Cow::Owned(other.to_string())),
+            Raw::Json(v) => match *v {
+                Value::String(s) => Cell::Str(Cow::Owned(s)),
+                Value::Null => Cell::Null,
+                other => Cell::Str(Cow::Owned(other.to_string())),
+            },
             Raw::Str(s) => Cell::Str(s),
             other => Cell::Str(Cow::Owned(format!("{other:?}"))),
         },

@@ -39,7 +39,7 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_, '_, 'de> {
                 Some(Key::Field(i)) => {
                     let field = &spec.fields[i];
                     let raw = match field.ty {
-                        FieldType::Json => Raw::Json(map.next_value::<Value>()?),
+                        FieldType::Json => Raw::Json(Box::new(map.next_value::<Value>()?)),
                         FieldType::Utf8List => map.next_value::<ListValue<'de>>()?.0,
                         _ => map.next_value::<ScalarValue<'de>>()?.0,
                     };

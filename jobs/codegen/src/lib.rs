@@ -24,6 +24,7 @@ pub mod quorum;
 mod recorder;
 pub mod render;
 pub mod request;
+pub mod rescore;
 pub mod sandbox;
 pub mod spec;
 pub mod stage;

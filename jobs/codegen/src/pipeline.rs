@@ -619,7 +619,11 @@ fn post_validation(
 }
 
 /// G9-G12, and G16 when a model wrote the node's logic.
-fn validate(worker: &mut Worker, parsed: &ParsedPrompt, files: &[GeneratedFile]) -> PostValidation {
+pub(crate) fn validate(
+    worker: &mut Worker,
+    parsed: &ParsedPrompt,
+    files: &[GeneratedFile],
+) -> PostValidation {
     let Worker { python, parser, .. } = worker;
     let mut resolve = |m: &[String]| python.missing_modules(m);
     let mut validation = gates::post_gates(files, parsed, &mut resolve, parser);
@@ -970,7 +974,7 @@ fn model_part(strategy: Strategy) -> &'static str {
 }
 
 /// Replace the file at `path`, or add it.
-fn set_file(files: &mut Vec<GeneratedFile>, path: &str, code: String) {
+pub(crate) fn set_file(files: &mut Vec<GeneratedFile>, path: &str, code: String) {
     match files.iter_mut().find(|f| f.path == path) {
         Some(f) => f.content = code,
         None => files.push(GeneratedFile {

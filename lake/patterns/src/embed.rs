@@ -103,10 +103,8 @@ fn split_identifier(token: &str) -> Vec<String> {
     let mut current = String::new();
     let mut prev_lower = false;
     for c in token.chars() {
-        if c == '_' || (c.is_uppercase() && prev_lower) {
-            if !current.is_empty() {
-                parts.push(std::mem::take(&mut current).to_lowercase());
-            }
+        if (c == '_' || (c.is_uppercase() && prev_lower)) && !current.is_empty() {
+            parts.push(std::mem::take(&mut current).to_lowercase());
         }
         if c != '_' {
             current.push(c);

@@ -15,6 +15,10 @@ pub enum PatternsError {
     #[error(transparent)]
     Log(#[from] omnistream_streams::StreamsError),
 
+    /// The lake failed (the re-scoring runs' `pattern_scores`).
+    #[error(transparent)]
+    Lake(Box<omnistream_lake::LakeError>),
+
     /// The table was written with another embedder: its vectors cannot be compared with this one's.
     #[error(
         "the pattern table at {path} was embedded with '{stored}' ({stored_dim} dimensions), not \
@@ -61,6 +65,12 @@ impl PatternsError {
     /// This error with what was being done when it happened.
     pub fn context(self, what: impl Into<String>) -> PatternsError {
         PatternsError::Context(what.into(), Box::new(self))
+    }
+}
+
+impl From<omnistream_lake::LakeError> for PatternsError {
+    fn from(e: omnistream_lake::LakeError) -> Self {
+        PatternsError::Lake(Box::new(e))
     }
 }
 

@@ -224,7 +224,13 @@ impl<'a> Indexer<'a> {
             // A function of every recorded use, not of the pattern's state: the end events of
             // two topics arrive at their own pace, so a step may see a history with gaps that a
             // later step fills; the lifecycle follows the history once it is whole.
-            let (usage, lifecycle) = lifecycle::replay(o);
+            let (usage, replayed) = lifecycle::replay(o);
+            // A pattern the current scorer no longer passes stays deprecated (`patterns rescore`).
+            let lifecycle = if !p.gates_passed {
+                Lifecycle::Deprecated
+            } else {
+                replayed
+            };
             let u = &usage;
             if p.usage() == *u && p.lifecycle == lifecycle {
                 continue;
@@ -488,6 +494,7 @@ pub fn candidate(r: &StorageRequest) -> std::result::Result<Pattern, String> {
         contract_yaml: r.contract_yaml.clone(),
         scores: r.scores.clone(),
         scorer_version: r.scorer_version.clone().unwrap_or_else(|| "unknown".into()),
+        gates_passed: true,
         lifecycle: Lifecycle::Candidate,
         version: "1.0.0".into(),
         parent_ids: Vec::new(),

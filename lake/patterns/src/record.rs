@@ -47,6 +47,8 @@ pub struct Pattern {
     pub contract_yaml: Option<String>,
     pub scores: Scores,
     pub scorer_version: String,
+    /// Whether the scorer's gates pass the code (a re-score that fails them deprecates it).
+    pub gates_passed: bool,
     pub lifecycle: Lifecycle,
     pub version: String,
     /// The first pattern of this one's lineage (itself when it has no parent).
@@ -119,6 +121,7 @@ pub fn schema(embedder: &str, dim: usize) -> SchemaRef {
         f64_("code_quality_score", true),
         f64_("functional_score", true),
         utf8("scorer_version", false),
+        Field::new("gates_passed", DataType::Boolean, false),
         utf8("lifecycle", false),
         utf8("version", false),
         utf8("lineage_id", false),
@@ -207,6 +210,12 @@ pub fn to_batch(patterns: &[Pattern], schema: &SchemaRef) -> Result<RecordBatch>
         f(|p| p.scores.code_quality),
         f(|p| p.scores.functional),
         s(|p| Some(&p.scorer_version)),
+        Arc::new(
+            patterns
+                .iter()
+                .map(|p| Some(p.gates_passed))
+                .collect::<arrow::array::BooleanArray>(),
+        ),
         s(|p| Some(p.lifecycle.as_str())),
         s(|p| Some(&p.version)),
         s(|p| Some(&p.lineage_id)),
@@ -275,6 +284,7 @@ pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Pattern>> {
                 functional: c.opt_f64("functional_score", r),
             },
             scorer_version: c.opt_str("scorer_version", r).unwrap_or_default(),
+            gates_passed: c.opt_bool("gates_passed", r).unwrap_or(true),
             lifecycle: Lifecycle::parse(&lifecycle).unwrap_or(Lifecycle::Candidate),
             version: c.opt_str("version", r).unwrap_or_default(),
             lineage_id: c.opt_str("lineage_id", r).unwrap_or_default(),
@@ -317,6 +327,11 @@ impl Columns<'_> {
 
     fn opt_f64(&self, name: &str, r: usize) -> Option<f64> {
         self.col::<Float64Array>(name)
+            .and_then(|a| a.is_valid(r).then(|| a.value(r)))
+    }
+
+    fn opt_bool(&self, name: &str, r: usize) -> Option<bool> {
+        self.col::<arrow::array::BooleanArray>(name)
             .and_then(|a| a.is_valid(r).then(|| a.value(r)))
     }
 

@@ -332,7 +332,7 @@ impl PatternStore {
         }
         let vector = match &s.vector {
             Some(v) => v.clone(),
-            None => self.embed(&[s.text.clone()]).await?.remove(0),
+            None => self.embed(std::slice::from_ref(&s.text)).await?.remove(0),
         };
         let q = q.nearest_to(vector)?.distance_type(DistanceType::Cosine);
         let batches: Vec<RecordBatch> = if s.mode == Mode::Vector || s.text.trim().is_empty() {
