@@ -272,6 +272,7 @@ request("Create deployment coordinator Orchestrator node with a count of its rec
         "orchestrator", ["coordinate"], {"service": "str"}, {"recorded_steps": "int"},
         [{"input": {"service": "api"}, "output": {"recorded_steps": 2}}])
 
-out = Path(__file__).with_name("behaviour.jsonl")
-out.write_text("".join(json.dumps(r) + "\n" for r in REQUESTS), encoding="utf-8")
-print(f"{len(REQUESTS)} requests, {sum(len(r['examples']) for r in REQUESTS)} examples -> {out}")
+if __name__ == "__main__":
+    out = Path(__file__).with_name("behaviour.jsonl")
+    out.write_text("".join(json.dumps(r) + "\n" for r in REQUESTS), encoding="utf-8")
+    print(f"{len(REQUESTS)} requests, {sum(len(r['examples']) for r in REQUESTS)} examples -> {out}")

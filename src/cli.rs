@@ -390,6 +390,14 @@ pattern the scorer no longer passes is deprecated. Patterns already scored by th
 are left alone, so a run that was stopped (even by kill -9) resumes where it was."
     )]
     Rescore(PatternRescoreArgs),
+    /// Embed every pattern again with the configured embedder (after changing `patterns.embedder`).
+    #[command(
+        long_about = "Compute every stored pattern's vector again with the configured embedder \
+(patterns.embedder), so the store can move to another embedder or dimension and keep its patterns, \
+lineage, counters and scores. The table is rewritten in one commit: a run that is stopped leaves \
+the old table as it was. The pattern indexer must not run meanwhile (they share a lock)."
+    )]
+    Reembed,
 }
 
 #[derive(Debug, Args)]
@@ -452,8 +460,21 @@ pub(crate) struct PatternQueryArgs {
     /// Show deprecated patterns too (generation never gets them).
     #[arg(long)]
     pub(crate) include_deprecated: bool,
+    /// Which sides of the search run: both fused by rank (what generation uses), or one alone.
+    #[arg(long, value_enum, default_value = "hybrid")]
+    pub(crate) mode: SearchMode,
     #[command(flatten)]
     pub(crate) output: OutputArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum SearchMode {
+    /// Vector and BM25, fused by reciprocal rank.
+    Hybrid,
+    /// Nearest vectors only (meaning).
+    Vector,
+    /// BM25 over the search text only (words).
+    Text,
 }
 
 #[derive(Debug, Args)]
@@ -530,6 +551,45 @@ pub(crate) enum BenchCommand {
     /// Generations per second with the template model and the data plane's overhead per
     /// generation, side by side with the bare work in Python (Jinja2, write, compile).
     Codegen(BenchCodegenArgs),
+    /// Does the loop learn? Eval requests against a cold store, then the store warmed by
+    /// generating the train requests (only passing work is stored), then the eval requests again.
+    Learning(BenchLearningArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchLearningArgs {
+    /// Requests (JSONL, as `generate --requests`) whose passing generations warm the store.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "requests/learning_train.jsonl"
+    )]
+    pub(crate) train: PathBuf,
+    /// Requests measured cold and warm; none may be a train request word for word.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "requests/learning_eval.jsonl"
+    )]
+    pub(crate) eval: PathBuf,
+    /// The model under test: `template` or a name under [models].
+    #[arg(long, value_name = "NAME", default_value = "template")]
+    pub(crate) model: String,
+    /// The model that generates the train requests (default: the model under test, which then
+    /// learns from its own passing work).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) warm_model: Option<String>,
+    /// Generations at once.
+    #[arg(long, default_value_t = std::thread::available_parallelism().map_or(2, |n| n.get()))]
+    pub(crate) concurrency: usize,
+    /// Work directory (emptied first).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// Python interpreter of the compile check and the examples.
+    #[arg(long, env = "OMNISTREAM_PYTHON", default_value = "python3")]
+    pub(crate) python: String,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }
 
 #[derive(Debug, Args)]

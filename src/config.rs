@@ -111,8 +111,18 @@ pub(crate) struct CodegenConfig {
 pub(crate) struct PatternsSection {
     /// Retrieve stored patterns in the codegen job's intelligence stage (the catalog otherwise).
     pub(crate) retrieval: bool,
-    /// `hashing` (built in, deterministic).
+    /// `hashing` (built in, deterministic), `minilm` (all-MiniLM-L6-v2 in-process) or
+    /// `openai:<model>` (an OpenAI-compatible `/v1/embeddings` endpoint).
     pub(crate) embedder: String,
+    /// `minilm`: the model folder (model.safetensors, config.json, tokenizer.json); default
+    /// `all-MiniLM-L6-v2` under `$OMNISTREAM_MODELS_DIR` or `/var/tmp/omnistream-models`.
+    pub(crate) embedder_model_dir: Option<PathBuf>,
+    /// `openai:<model>`: the API's base URL, up to `/v1`.
+    pub(crate) embedder_url: String,
+    /// `openai:<model>`: the environment variable holding its API key, if it needs one.
+    pub(crate) embedder_api_key_env: Option<String>,
+    /// `openai:<model>`: the dimension its vectors have.
+    pub(crate) embedder_dim: usize,
     /// Quality from which a completed generation is stored (its examples must all pass too).
     pub(crate) learning_threshold: f64,
     /// Patterns retrieved per generation (at most 20).
@@ -127,6 +137,10 @@ pub(crate) struct PatternsSection {
     pub(crate) keep_versions_mins: i64,
     /// Events the indexer takes per topic per step.
     pub(crate) max_batch: usize,
+    /// IVF partitions a vector search probes (unset: Lance's automatic probing).
+    pub(crate) nprobes: Option<usize>,
+    /// Re-rank this many times top_k candidates by exact distance (unset: no re-ranking).
+    pub(crate) refine_factor: Option<u32>,
 }
 
 impl Default for PatternsSection {
@@ -134,9 +148,14 @@ impl Default for PatternsSection {
         let store = omnistream_patterns::StoreOptions::default();
         let indexer = omnistream_patterns::IndexerOptions::default();
         let codegen = omnistream_codegen::CodegenOptions::default();
+        let embed = omnistream_patterns::embed::EmbedderSettings::default();
         PatternsSection {
             retrieval: true,
             embedder: "hashing".into(),
+            embedder_model_dir: None,
+            embedder_url: embed.url,
+            embedder_api_key_env: None,
+            embedder_dim: embed.dim,
             learning_threshold: codegen.learning_threshold,
             top_k: codegen.retrieval_top_k,
             min_quality: codegen.retrieval_min_quality,
@@ -144,6 +163,8 @@ impl Default for PatternsSection {
             optimize_every_secs: indexer.optimize_every.as_secs(),
             keep_versions_mins: store.keep_versions.num_minutes(),
             max_batch: indexer.max_batch,
+            nprobes: store.nprobes,
+            refine_factor: store.refine_factor,
         }
     }
 }
@@ -610,7 +631,19 @@ impl Config {
         &self,
     ) -> crate::error::Result<omnistream_patterns::PatternsConfig> {
         let p = &self.patterns;
-        let embedder = omnistream_patterns::embed::by_name(&p.embedder)
+        let defaults = omnistream_patterns::embed::EmbedderSettings::default();
+        let settings = omnistream_patterns::embed::EmbedderSettings {
+            model_dir: p.embedder_model_dir.clone().unwrap_or(defaults.model_dir),
+            url: p.embedder_url.clone(),
+            api_key: p
+                .embedder_api_key_env
+                .as_deref()
+                .and_then(|var| std::env::var(var).ok())
+                .filter(|k| !k.is_empty()),
+            dim: p.embedder_dim.max(1),
+            timeout: defaults.timeout,
+        };
+        let embedder = omnistream_patterns::embed::by_name(&p.embedder, &settings)
             .map_err(|e| crate::error::CliError::Config(format!("patterns.embedder: {e}")))?;
         Ok(omnistream_patterns::PatternsConfig {
             dir: self.data_dir.join("patterns"),
@@ -618,6 +651,8 @@ impl Config {
             store: omnistream_patterns::StoreOptions {
                 index_threshold: p.index_threshold,
                 keep_versions: chrono::Duration::minutes(p.keep_versions_mins.max(0)),
+                nprobes: p.nprobes,
+                refine_factor: p.refine_factor,
             },
             indexer: omnistream_patterns::IndexerOptions {
                 max_batch: p.max_batch.max(1),

@@ -9,12 +9,13 @@ use omnistream_codegen::{CodegenFactory, CodegenOptions};
 use omnistream_jobs::{Job, JobEnv, JobFactory, JobKind, JobSpec};
 use omnistream_patterns::indexer::{self, IndexReport, StorageRequest};
 use omnistream_patterns::record::Scores;
+use omnistream_patterns::store::Mode;
 use omnistream_patterns::{
     Hit, Lifecycle, Pattern, PatternStore, PatternsFactory, Search, StoreSource,
 };
 
 use crate::cli::{
-    OutputArgs, PatternQueryArgs, PatternRescoreArgs, PatternStoreArgs, PatternsCommand,
+    OutputArgs, PatternQueryArgs, PatternRescoreArgs, PatternStoreArgs, PatternsCommand, SearchMode,
 };
 use crate::config::Config;
 use crate::error::{CliError, Result};
@@ -30,9 +31,12 @@ pub(crate) async fn run(config: &Config, cmd: PatternsCommand) -> Result<()> {
         })
         .await;
     }
+    if let PatternsCommand::Reembed = cmd {
+        return reembed(config).await;
+    }
     let store = config.patterns_config()?.open().await?;
     match cmd {
-        PatternsCommand::Rescore(_) => unreachable!("handled above"),
+        PatternsCommand::Rescore(_) | PatternsCommand::Reembed => unreachable!("handled above"),
         PatternsCommand::Store(args) => store_file(config, &store, args).await,
         PatternsCommand::Query(args) => query(&store, args).await,
         PatternsCommand::Show { id, output } => show(&store, &id, output).await,
@@ -150,6 +154,11 @@ async fn query(store: &PatternStore, args: PatternQueryArgs) -> Result<()> {
         min_quality: args.min_quality,
         top_k: args.top_k,
         include_deprecated: args.include_deprecated,
+        mode: match args.mode {
+            SearchMode::Hybrid => Mode::Hybrid,
+            SearchMode::Vector => Mode::Vector,
+            SearchMode::Text => Mode::Text,
+        },
         ..Search::default()
     };
     let hits: Vec<Hit> = store.search(&search).await?;
@@ -287,7 +296,6 @@ fn rescore(
     args: PatternRescoreArgs,
     runtime: &tokio::runtime::Handle,
 ) -> Result<()> {
-    use indicatif::{ProgressBar, ProgressStyle};
     use omnistream_patterns::rescore::{self, RescoreOptions};
     let store = runtime.block_on(config.patterns_config()?.open())?;
     let lake = super::open_lake(config)?;
@@ -299,15 +307,7 @@ fn rescore(
         filter: args.filter,
         batch: args.batch.max(1),
     };
-    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        ProgressBar::new(0)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} patterns [{elapsed}<{eta}, {per_sec}]")
-            .expect("a valid template"),
-    );
+    let bar = progress_bar("patterns");
     let report = rescore::run(
         &store,
         &lake,
@@ -330,6 +330,66 @@ fn rescore(
         report.rows_per_sec()
     ));
     Ok(())
+}
+
+/// `patterns reembed`, with a progress bar over the embedding.
+async fn reembed(config: &Config) -> Result<()> {
+    let pc = config.patterns_config()?;
+    let bar = progress_bar("patterns");
+    let lock = config
+        .status_dir()
+        .join(format!("{}.lock", omnistream_patterns::PATTERNS));
+    let report = omnistream_patterns::reembed::run(
+        &pc.dir,
+        pc.embedder.clone(),
+        pc.store.clone(),
+        &lock,
+        |done, total| {
+            bar.set_length(total);
+            bar.set_position(done);
+        },
+    )
+    .await;
+    bar.finish_and_clear();
+    let report = match report {
+        Err(omnistream_patterns::PatternsError::Busy(_)) => {
+            return Err(CliError::Usage(
+                "the pattern indexer is running (jobs run patterns or all): stop it, then re-embed"
+                    .into(),
+            ));
+        }
+        r => r?,
+    };
+    let from = report
+        .from
+        .as_ref()
+        .map(|(name, dim)| format!("{name} ({dim} dimensions)"))
+        .unwrap_or_else(|| "no recorded embedder".into());
+    print_line(format_args!(
+        "re-embedded {} patterns from {from} to {} ({} dimensions) in {:.1} s",
+        report.rows,
+        report.to.0,
+        report.to.1,
+        report.elapsed.as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// A bar with rate and ETA on a terminal; hidden otherwise (logs and pipes stay clean).
+fn progress_bar(unit: &str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {unit} [{{elapsed}}<{{eta}}, {{per_sec}}]"
+        ))
+        .expect("a valid template"),
+    );
+    bar
 }
 
 /// Give the codegen job the store to retrieve from, when retrieval is on.
@@ -467,40 +527,11 @@ pub(crate) fn fill_synthetic(
     n: u64,
     runtime: &tokio::runtime::Handle,
 ) -> Result<std::time::Duration> {
-    use omnistream_codegen::parse::NodeType;
     let store = runtime.block_on(config.patterns_config()?.open())?;
-    let types = [
-        NodeType::Compute,
-        NodeType::Effect,
-        NodeType::Reducer,
-        NodeType::Orchestrator,
-    ];
     let started = std::time::Instant::now();
     let mut i = 0u64;
     while i < n {
-        let batch: Vec<Pattern> = (i..(i + 5000).min(n))
-            .map(|k| {
-                let t = types[(k % 4) as usize];
-                let word = |s: u64| VOCABULARY[((k.wrapping_mul(2654435761) >> s) % VOCABULARY.len() as u64) as usize];
-                let description = format!("{} {} {} {} node", word(3), word(11), word(19), t.as_str());
-                let code = format!(
-                    "{}:\n    \"\"\"Synthetic pattern {k}: {description}.\"\"\"\n    return {{\"operation\": operation, \"pattern\": {k}}}\n",
-                    omnistream_codegen::assemble::run_signature(t)
-                );
-                let request = StorageRequest {
-                    node_type: t.as_str().into(),
-                    domain: Some(word(27).into()),
-                    module: Some("v1_0_0/logic.py".into()),
-                    code,
-                    description: Some(description),
-                    operations: vec![word(5).into()],
-                    scores: Scores { quality: 0.95 + (k % 5) as f64 / 100.0, ..Scores::default() },
-                    scorer_version: Some("synthetic".into()),
-                    ..StorageRequest::default()
-                };
-                indexer::candidate(&request).expect("synthetic patterns are valid")
-            })
-            .collect();
+        let batch: Vec<Pattern> = (i..(i + 5000).min(n)).map(synthetic_pattern).collect();
         runtime.block_on(async {
             let texts: Vec<String> = batch.iter().map(|p| p.search_text.clone()).collect();
             let vectors = store.embed(&texts).await?;
@@ -518,4 +549,39 @@ pub(crate) fn fill_synthetic(
     }
     runtime.block_on(store.optimize())?;
     Ok(started.elapsed())
+}
+
+/// Synthetic pattern `k` (without its embedding): one of the four node types, a description of
+/// words from the vocabulary, a `run` of its own, a quality between 0.95 and 0.99.
+pub(crate) fn synthetic_pattern(k: u64) -> Pattern {
+    use omnistream_codegen::parse::NodeType;
+    let types = [
+        NodeType::Compute,
+        NodeType::Effect,
+        NodeType::Reducer,
+        NodeType::Orchestrator,
+    ];
+    let t = types[(k % 4) as usize];
+    let word =
+        |s: u64| VOCABULARY[((k.wrapping_mul(2654435761) >> s) % VOCABULARY.len() as u64) as usize];
+    let description = format!("{} {} {} {} node", word(3), word(11), word(19), t.as_str());
+    let code = format!(
+        "{}:\n    \"\"\"Synthetic pattern {k}: {description}.\"\"\"\n    return {{\"operation\": operation, \"pattern\": {k}}}\n",
+        omnistream_codegen::assemble::run_signature(t)
+    );
+    let request = StorageRequest {
+        node_type: t.as_str().into(),
+        domain: Some(word(27).into()),
+        module: Some("v1_0_0/logic.py".into()),
+        code,
+        description: Some(description),
+        operations: vec![word(5).into()],
+        scores: Scores {
+            quality: 0.95 + (k % 5) as f64 / 100.0,
+            ..Scores::default()
+        },
+        scorer_version: Some("synthetic".into()),
+        ..StorageRequest::default()
+    };
+    indexer::candidate(&request).expect("synthetic patterns are valid")
 }

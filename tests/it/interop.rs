@@ -98,3 +98,102 @@ fn bench_ingest_lands_the_events_and_reports_time_and_cpu_for_both_sides() {
     assert!(cpu.len() == 3 && cpu[0] > 0.0 && cpu[1] > 0.0, "{out}");
     assert!((cpu[0] / cpu[1] / cpu[2] - 1.0).abs() < 0.05, "{out}");
 }
+
+/// lancedb for Python (PyPI's newest, one release behind the Rust crate) opens the pattern table
+/// the binary wrote: the same rows, the embedder recorded in the schema, and the same answers from
+/// the full-text index and from a vector search.
+#[test]
+fn lancedb_python_reads_the_pattern_table_and_its_indexes() {
+    let env = Env::new();
+    let codes = [
+        (
+            "checksum.py",
+            "import hashlib\n\n\ndef run(operation: str, payload: dict) -> dict:\n    \"\"\"Digest.\"\"\"\n    return {\"sha256\": hashlib.sha256(str(payload[\"content\"]).encode()).hexdigest()}\n",
+            "sha256 checksum of uploaded content",
+        ),
+        (
+            "size.py",
+            "def run(operation: str, payload: dict) -> dict:\n    \"\"\"Size.\"\"\"\n    return {\"size\": len(str(payload[\"content\"]))}\n",
+            "size of uploaded content in bytes",
+        ),
+        (
+            "sender.py",
+            "def run(operation: str, payload: dict) -> dict:\n    \"\"\"Queue.\"\"\"\n    return {\"queued\": [payload[\"to\"]]}\n",
+            "queue an email message for a recipient",
+        ),
+    ];
+    for (file, code, description) in codes {
+        env.write(file, code);
+        env.ok(&[
+            "patterns",
+            "store",
+            file,
+            "--node-type",
+            "compute",
+            "--domain",
+            "files",
+            "--quality",
+            "0.97",
+            "--description",
+            description,
+        ]);
+    }
+    let ours: Vec<serde_json::Value> =
+        serde_json::from_str(&env.ok(&["patterns", "list", "--format", "json"])).unwrap();
+    let mut ids: Vec<&str> = ours
+        .iter()
+        .map(|p| p["pattern_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    let text: Vec<serde_json::Value> = serde_json::from_str(&env.ok(&[
+        "patterns",
+        "query",
+        "uploaded content sha256",
+        "--mode",
+        "text",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    let text_ids: Vec<&str> = text
+        .iter()
+        .map(|p| p["pattern_id"].as_str().unwrap())
+        .collect();
+    let script = format!(
+        r#"
+import json, lancedb, numpy as np
+t = lancedb.connect("{dir}").open_table("patterns")
+rows = t.to_arrow()
+meta = {{k.decode(): v.decode() for k, v in (rows.schema.metadata or {{}}).items()}}
+ids = sorted(rows.column("pattern_id").to_pylist())
+fts = t.search("uploaded content sha256", query_type="fts").limit(5).to_arrow().column("pattern_id").to_pylist()
+vectors = np.array(rows.column("embedding").to_pylist(), dtype=np.float32)
+probe = vectors[0]
+exact = [rows.column("pattern_id")[int(i)].as_py() for i in np.argsort(-(vectors @ probe))]
+ann = t.search(probe.tolist()).distance_type("cosine").limit(3).to_arrow().column("pattern_id").to_pylist()
+print(json.dumps({{"ids": ids, "embedder": meta.get("omnistream.embedder"), "dim": meta.get("omnistream.embedding_dim"), "fts": fts, "exact": exact, "ann": ann, "version": lancedb.__version__}}))
+"#,
+        dir = env.data().join("patterns").display()
+    );
+    let out = std::process::Command::new(
+        std::env::var("OMNISTREAM_PYTHON").unwrap_or_else(|_| "python3".into()),
+    )
+    .arg("-c")
+    .arg(script)
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed (run scripts/setup.sh):\n{}",
+        crate::describe(&out)
+    );
+    let py: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(py["ids"], serde_json::json!(ids), "{py}");
+    assert_eq!(
+        (py["embedder"].as_str(), py["dim"].as_str()),
+        (Some("hashing"), Some("384")),
+        "{py}"
+    );
+    assert_eq!(py["fts"], serde_json::json!(text_ids), "{py}");
+    assert_eq!(py["ann"], py["exact"], "{py}");
+}

@@ -15,9 +15,9 @@ use serde_json::Value;
 use super::model_server::{Reply, ScriptedServer};
 use super::{Env, describe, repo_root};
 
-struct ModelServer {
+pub(crate) struct ModelServer {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for ModelServer {
@@ -38,15 +38,17 @@ fn qwen_through(url: &str) -> [(&'static str, String); 5] {
     ]
 }
 
-fn model_file() -> PathBuf {
-    let dir = std::env::var_os("OMNISTREAM_MODELS_DIR")
+/// Where scripts/setup.sh puts the test models.
+pub(crate) fn models_dir() -> PathBuf {
+    std::env::var_os("OMNISTREAM_MODELS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/omnistream-models"));
-    dir.join("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/omnistream-models"))
 }
 
-fn start_server() -> ModelServer {
-    let model = model_file();
+/// scripts/models/xlc_server.py serving `file` (under the models folder) as `alias` on a free
+/// loopback port; `env` adds the server's settings (N_CTX, EMBEDDING).
+pub(crate) fn serve(file: &str, alias: &str, env: &[(&str, &str)]) -> ModelServer {
+    let model = models_dir().join(file);
     assert!(
         model.exists(),
         "{} is missing: scripts/setup.sh fetches it",
@@ -63,8 +65,8 @@ fn start_server() -> ModelServer {
         .arg(port.to_string())
         .env("THREADS", "2")
         .env("OMP_WAIT_POLICY", "PASSIVE")
-        .env("ALIAS", "qwen2.5-coder")
-        .env("N_CTX", "4096")
+        .env("ALIAS", alias)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -84,6 +86,14 @@ fn start_server() -> ModelServer {
         child,
         url: format!("http://127.0.0.1:{port}/v1"),
     }
+}
+
+fn start_server() -> ModelServer {
+    serve(
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        "qwen2.5-coder",
+        &[("N_CTX", "4096")],
+    )
 }
 
 #[test]

@@ -385,3 +385,183 @@ fn rescore_gives_the_current_score_deprecates_what_no_longer_passes_and_resumes(
         describe(&out)
     );
 }
+
+const SENDER: &str = "def run(operation: str, payload: dict[str, object]) -> dict[str, object]:\n    \"\"\"Queue the message.\"\"\"\n    outbox = list(payload.get(\"outbox\", []))\n    outbox.append({\"to\": payload[\"to\"], \"subject\": payload[\"subject\"]})\n    return {\"queued\": len(outbox)}\n";
+
+fn with_embedder<'a>(
+    env: &Env,
+    args: &[&str],
+    embedder: &[(&'a str, &'a str)],
+) -> std::process::Output {
+    env.cmd(args)
+        .envs(embedder.iter().copied())
+        .output()
+        .unwrap()
+}
+
+/// From the built-in embedder to all-MiniLM-L6-v2 in-process, then to a real `/v1/embeddings`
+/// server (llama.cpp's, serving SmolLM2 with mean pooling): each move refused until re-embedded,
+/// every pattern kept, and a bad dimension refused without touching the table.
+#[test]
+fn reembed_moves_the_store_to_minilm_and_to_an_http_embedder() {
+    let env = Env::new();
+    let id = store_checksum(&env, "checksum.py", CHECKSUM);
+    let id = id.split_whitespace().nth(1).unwrap().to_string();
+    env.write("sender.py", SENDER);
+    env.ok(&[
+        "patterns",
+        "store",
+        "sender.py",
+        "--node-type",
+        "compute",
+        "--domain",
+        "mail",
+        "--quality",
+        "0.97",
+        "--description",
+        "queue an email message for a recipient",
+    ]);
+    let minilm_dir = super::models::models_dir().join("all-MiniLM-L6-v2");
+    let minilm = [
+        ("OMNISTREAM_PATTERNS__EMBEDDER", "minilm"),
+        (
+            "OMNISTREAM_PATTERNS__EMBEDDER_MODEL_DIR",
+            minilm_dir.to_str().unwrap(),
+        ),
+    ];
+    let query = [
+        "patterns",
+        "query",
+        "fingerprint the bytes of an upload",
+        "--mode",
+        "vector",
+        "--format",
+        "json",
+    ];
+    let out = with_embedder(&env, &query, &minilm);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("'hashing' (384 dimensions)") && stderr.contains("patterns reembed"),
+        "{stderr}"
+    );
+
+    let out = with_embedder(&env, &["patterns", "reembed"], &minilm);
+    assert!(out.status.success(), "{}", describe(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(
+            "re-embedded 2 patterns from hashing (384 dimensions) to minilm (384 dimensions)"
+        ),
+        "{said}"
+    );
+    // A paraphrase sharing no word with either description: only meaning finds it.
+    let out = with_embedder(&env, &query, &minilm);
+    let hits: Vec<Value> =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
+    assert_eq!(hits.len(), 2);
+    assert_eq!(hits[0]["pattern_id"], id.as_str(), "{hits:?}");
+
+    let server = super::models::serve(
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "smol",
+        &[("EMBEDDING", "1")],
+    );
+    let http = |dim: &'static str| {
+        [
+            ("OMNISTREAM_PATTERNS__EMBEDDER", "openai:smol".to_string()),
+            ("OMNISTREAM_PATTERNS__EMBEDDER_URL", server.url.clone()),
+            ("OMNISTREAM_PATTERNS__EMBEDDER_DIM", dim.to_string()),
+        ]
+    };
+    let out = env
+        .cmd(&["patterns", "reembed"])
+        .envs(http("384"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("embedder_dim = 576"), "{stderr}");
+    // Nothing changed: MiniLM still reads the table.
+    assert!(with_embedder(&env, &query, &minilm).status.success());
+
+    let out = env
+        .cmd(&["patterns", "reembed"])
+        .envs(http("576"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("to openai:smol (576 dimensions)"), "{said}");
+    let out = env
+        .cmd(&["patterns", "query", "sha256 checksum", "--format", "json"])
+        .envs(http("576"))
+        .output()
+        .unwrap();
+    let hits: Vec<Value> =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)));
+    assert_eq!(hits[0]["pattern_id"], id.as_str(), "{hits:?}");
+    assert!(!with_embedder(&env, &query, &minilm).status.success());
+    drop(server);
+}
+
+/// `bench learning` with the template model on the shipped sets: both eval rounds reported, the
+/// cold one served by the catalog only, the warm one by patterns the train round stored; and an
+/// eval set that repeats the train set is refused.
+#[test]
+fn bench_learning_reports_a_cold_and_a_warm_round_from_one_data_directory() {
+    let env = Env::new();
+    let sets = super::repo_root().join("requests");
+    let (train, eval) = (
+        sets.join("learning_train.jsonl"),
+        sets.join("learning_eval.jsonl"),
+    );
+    let work = env.path("work");
+    let out = env.ok(&[
+        "bench",
+        "learning",
+        "--train",
+        train.to_str().unwrap(),
+        "--eval",
+        eval.to_str().unwrap(),
+        "--dir",
+        work.to_str().unwrap(),
+        "--format",
+        "ndjson",
+    ]);
+    let rounds: Vec<Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rounds.len(), 2, "{out}");
+    let (cold, warm) = (&rounds[0], &rounds[1]);
+    assert_eq!(
+        (cold["round"].as_str(), warm["round"].as_str()),
+        (Some("cold"), Some("warm"))
+    );
+    let eval_lines = std::fs::read_to_string(&eval).unwrap().lines().count() as u64;
+    assert_eq!(cold["generations"].as_u64(), Some(eval_lines));
+    assert_eq!(cold["from_store"], 0, "{cold}");
+    assert!(warm["from_store"].as_u64().unwrap() >= 1, "{warm}");
+    let passing = warm["passing"].as_f64().unwrap();
+    let rate = warm["functional_pass_rate"].as_f64().unwrap();
+    assert!((rate - passing / eval_lines as f64).abs() < 1e-3, "{warm}");
+
+    let out = env.run(&[
+        "bench",
+        "learning",
+        "--train",
+        train.to_str().unwrap(),
+        "--eval",
+        train.to_str().unwrap(),
+        "--dir",
+        work.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("must be distinct"),
+        "{}",
+        describe(&out)
+    );
+}

@@ -10,6 +10,7 @@ pub mod indexer;
 pub mod lifecycle;
 pub mod normalise;
 pub mod record;
+pub mod reembed;
 pub mod rescore;
 pub mod source;
 pub mod store;

@@ -10,7 +10,7 @@ use futures::TryStreamExt;
 use lancedb::index::Index;
 use lancedb::index::scalar::{FtsIndexBuilder, FullTextSearchQuery};
 use lancedb::index::vector::IvfHnswSqIndexBuilder;
-use lancedb::query::{ExecutableQuery, QueryBase, QueryExecutionOptions, Select};
+use lancedb::query::{ExecutableQuery, QueryBase, QueryExecutionOptions};
 use lancedb::table::OptimizeAction;
 use lancedb::{Connection, DistanceType, Table};
 use serde::Serialize;
@@ -32,6 +32,12 @@ pub struct StoreOptions {
     pub index_threshold: usize,
     /// Old table versions kept at least this long by `optimize` (readers may still use them).
     pub keep_versions: chrono::Duration,
+    /// IVF partitions a vector search probes (more: better recall, slower); `None`: Lance's
+    /// automatic probing.
+    pub nprobes: Option<usize>,
+    /// Candidates re-ranked by exact distance, as a multiple of top_k (`None`: no re-ranking;
+    /// the index's quantised distances decide).
+    pub refine_factor: Option<u32>,
 }
 
 impl Default for StoreOptions {
@@ -39,6 +45,8 @@ impl Default for StoreOptions {
         StoreOptions {
             index_threshold: 10_000,
             keep_versions: chrono::Duration::minutes(10),
+            nprobes: None,
+            refine_factor: None,
         }
     }
 }
@@ -313,10 +321,8 @@ impl PatternStore {
         let Some(table) = self.table().await? else {
             return Ok(Vec::new());
         };
-        let mut q = table
-            .query()
-            .select(Select::columns(&searched_columns()))
-            .limit(s.top_k);
+        // Every column: a projection would have to name the scores each side adds.
+        let mut q = table.query().limit(s.top_k);
         if let Some(f) = filter(s) {
             q = q.only_if(f);
         }
@@ -334,7 +340,13 @@ impl PatternStore {
             Some(v) => v.clone(),
             None => self.embed(std::slice::from_ref(&s.text)).await?.remove(0),
         };
-        let q = q.nearest_to(vector)?.distance_type(DistanceType::Cosine);
+        let mut q = q.nearest_to(vector)?.distance_type(DistanceType::Cosine);
+        if let Some(n) = self.options.nprobes {
+            q = q.nprobes(n.max(1))?;
+        }
+        if let Some(f) = self.options.refine_factor {
+            q = q.refine_factor(f);
+        }
         let batches: Vec<RecordBatch> = if s.mode == Mode::Vector || s.text.trim().is_empty() {
             q.execute().await?.try_collect().await?
         } else {
@@ -408,20 +420,36 @@ impl PatternStore {
         Ok(report)
     }
 
+    /// From `index_threshold` rows: the vector index, and scalar indexes on the filtered columns
+    /// (every search prefilters by them; without an index that is a scan of each column).
     async fn ensure_vector_index(&self, table: &Table) -> Result<()> {
-        let has = table
-            .list_indices()
-            .await?
-            .iter()
-            .any(|i| i.columns == ["embedding"]);
-        if has || table.count_rows(None).await? < self.options.index_threshold {
+        if table.count_rows(None).await? < self.options.index_threshold {
             return Ok(());
         }
-        let builder = IvfHnswSqIndexBuilder::default().distance_type(DistanceType::Cosine);
-        table
-            .create_index(&["embedding"], Index::IvfHnswSq(builder))
-            .execute()
-            .await?;
+        let indexed: Vec<Vec<String>> = table
+            .list_indices()
+            .await?
+            .into_iter()
+            .map(|i| i.columns)
+            .collect();
+        let wanted = [
+            (
+                "embedding",
+                Index::IvfHnswSq(
+                    IvfHnswSqIndexBuilder::default().distance_type(DistanceType::Cosine),
+                ),
+            ),
+            ("node_type", Index::Bitmap(Default::default())),
+            ("lifecycle", Index::Bitmap(Default::default())),
+            ("module", Index::Bitmap(Default::default())),
+            ("domain", Index::Bitmap(Default::default())),
+            ("quality_score", Index::BTree(Default::default())),
+        ];
+        for (column, index) in wanted {
+            if !indexed.iter().any(|c| c == &[column]) {
+                table.create_index(&[column], index).execute().await?;
+            }
+        }
         Ok(())
     }
 }
@@ -467,16 +495,6 @@ pub(crate) async fn create_or_open(
         Err(lancedb::Error::TableAlreadyExists { .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Every column but the embedding and the normalised code (not needed by readers of results).
-fn searched_columns() -> Vec<String> {
-    record::schema("", 1)
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .filter(|n| !matches!(n.as_str(), "embedding" | "normalised_code"))
-        .collect()
 }
 
 fn check_search(s: &Search) -> Result<()> {

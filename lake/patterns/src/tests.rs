@@ -316,6 +316,50 @@ fn a_table_of_another_embedder_is_refused_with_what_to_run() {
 }
 
 #[test]
+fn reembed_moves_the_table_to_another_embedder_and_keeps_every_pattern() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let store = open(dir.path()).await;
+        store_one(&store, pattern(HASHER, "compute", "sha256 checksums")).await;
+        let other = "def run(operation: str, payload: dict) -> dict:\n    \"\"\"Sum.\"\"\"\n    return {'total': sum(payload['values'])}\n";
+        store_one(&store, pattern(other, "compute", "sum of values")).await;
+        let before = store.list(None).await.unwrap();
+        drop(store);
+        let small: Arc<dyn Embedder> = Arc::new(HashingEmbedder::new(32));
+        let lock = dir.path().join("patterns.lock");
+        let mut seen = Vec::new();
+        let report = crate::reembed::run(
+            dir.path(),
+            small.clone(),
+            StoreOptions::default(),
+            &lock,
+            |done, total| seen.push((done, total)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.rows, 2);
+        assert_eq!(report.from, Some(("hashing".to_string(), DEFAULT_DIM)));
+        assert_eq!(report.to, ("hashing".to_string(), 32));
+        assert_eq!(seen.last(), Some(&(2, 2)));
+        // The old embedder is now the one refused; the new one reads every pattern unchanged.
+        assert!(PatternStore::open(dir.path(), Arc::new(HashingEmbedder::default()), StoreOptions::default()).await.is_err());
+        let store = PatternStore::open(dir.path(), small, StoreOptions::default()).await.unwrap();
+        let after = store.list(None).await.unwrap();
+        assert_eq!(after.len(), before.len());
+        for (a, b) in after.iter().zip(&before) {
+            assert_eq!((&a.pattern_id, &a.code, &a.version, a.usage_count), (&b.pattern_id, &b.code, &b.version, b.usage_count));
+            assert_eq!(a.embedding.len(), 32);
+        }
+        let hits = store
+            .search(&Search { text: "sum of values".into(), top_k: 2, ..Search::default() })
+            .await
+            .unwrap();
+        assert_eq!(hits[0].pattern.code, other, "text and vector sides both work after the rewrite");
+    });
+}
+
+#[test]
 fn optimize_compacts_and_builds_the_vector_index_past_the_threshold() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
@@ -323,6 +367,7 @@ fn optimize_compacts_and_builds_the_vector_index_past_the_threshold() {
         let options = StoreOptions {
             index_threshold: 300,
             keep_versions: chrono::Duration::zero(),
+            ..StoreOptions::default()
         };
         let store = PatternStore::open(dir.path(), Arc::new(HashingEmbedder::default()), options)
             .await

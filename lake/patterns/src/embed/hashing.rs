@@ -1,17 +1,9 @@
-//! Embedders: text to a fixed-size, L2-normalised vector. The table records which embedder and
-//! dimension wrote it, so vectors of different embedders are never compared.
+//! The built-in embedder: feature hashing, no model, no network.
 
 use futures::future::BoxFuture;
 
-use crate::error::{PatternsError, Result};
-
-/// Turns texts into vectors of `dim()` floats, L2-normalised (cosine = dot product).
-pub trait Embedder: Send + Sync {
-    /// The name the table records (`hashing`, `minilm`, `openai:<model>`).
-    fn name(&self) -> &str;
-    fn dim(&self) -> usize;
-    fn embed<'a>(&'a self, texts: &'a [String]) -> BoxFuture<'a, Result<Vec<Vec<f32>>>>;
-}
+use super::{Embedder, normalise};
+use crate::error::Result;
 
 /// The built-in embedder: feature hashing of words, word pairs and the parts of identifiers.
 /// Deterministic, no model, no network; near-duplicates and requests sharing their key words
@@ -71,16 +63,6 @@ impl Embedder for HashingEmbedder {
     }
 }
 
-/// The embedder of a configured name.
-pub fn by_name(name: &str) -> Result<Box<dyn Embedder>> {
-    match name {
-        "hashing" => Ok(Box::new(HashingEmbedder::default())),
-        other => Err(PatternsError::Invalid(format!(
-            "unknown embedder '{other}' (embedders: hashing)"
-        ))),
-    }
-}
-
 /// Lowercase words, with snake_case and camelCase identifiers also split into their parts.
 fn words(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -127,22 +109,10 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Scale to unit length (a zero vector, from a text with no words, stays zero).
-pub fn normalise(v: &mut [f32]) {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
-}
-
-/// The dot product of two unit vectors: their cosine similarity.
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::embed::cosine;
 
     #[test]
     fn hashing_is_deterministic_unit_length_and_close_for_shared_words() {
@@ -163,14 +133,5 @@ mod tests {
             ["file", "checksum", "v2"]
         );
         assert_eq!(split_identifier("sha256"), ["sha256"]);
-    }
-
-    #[test]
-    fn an_unknown_embedder_is_refused_with_the_known_ones() {
-        let e = by_name("bert").err().unwrap().to_string();
-        assert!(
-            e.contains("unknown embedder 'bert'") && e.contains("hashing"),
-            "{e}"
-        );
     }
 }
