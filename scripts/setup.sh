@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Python packages: DuckDB and polars (benchmark peers, interop tests), pyarrow (interop, notebooks),
-# lancedb (reads the pattern store), pydantic and pytest (generated nodes), xllamacpp (the local
-# model server of the provider tests).
-if ! python3 -c "import duckdb, polars, pyarrow, pydantic, pytest, xllamacpp, jinja2, lancedb" 2>/dev/null; then
+# lancedb (reads the pattern store), faiss-cpu (peer of bench patterns), pydantic and pytest
+# (generated nodes), xllamacpp (the local model server of the provider tests).
+if ! python3 -c "import duckdb, polars, pyarrow, pydantic, pytest, xllamacpp, jinja2, lancedb, faiss" 2>/dev/null; then
   echo "setup: installing Python packages (scripts/requirements.txt)" >&2
   python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements.txt
 fi

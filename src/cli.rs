@@ -554,6 +554,39 @@ pub(crate) enum BenchCommand {
     /// Does the loop learn? Eval requests against a cold store, then the store warmed by
     /// generating the train requests (only passing work is stored), then the eval requests again.
     Learning(BenchLearningArgs),
+    /// The pattern store at scale: N synthetic patterns stored, indexed and searched (latency,
+    /// recall@k against exact search), side by side with FAISS HNSW on the same vectors.
+    Patterns(BenchPatternsArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchPatternsArgs {
+    /// Patterns stored.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) rows: usize,
+    /// Dimensions of the (synthetic, clustered, unit) vectors.
+    #[arg(long, default_value_t = 384)]
+    pub(crate) dim: usize,
+    /// Queries timed, one at a time.
+    #[arg(long, default_value_t = 200)]
+    pub(crate) queries: usize,
+    #[arg(long, default_value_t = 10)]
+    pub(crate) top_k: usize,
+    /// IVF partitions probed (default: Lance's automatic probing).
+    #[arg(long)]
+    pub(crate) nprobes: Option<usize>,
+    /// Re-rank this many times top_k candidates by exact distance.
+    #[arg(long)]
+    pub(crate) refine_factor: Option<u32>,
+    /// Skip the FAISS peer.
+    #[arg(long)]
+    pub(crate) no_peer: bool,
+    /// Work directory (emptied first).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// Python interpreter of the peer (needs faiss-cpu and numpy).
+    #[arg(long, env = "OMNISTREAM_PYTHON", default_value = "python3")]
+    pub(crate) python: String,
 }
 
 #[derive(Debug, Args)]

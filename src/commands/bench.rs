@@ -25,6 +25,7 @@ pub(crate) async fn run(config: &Config, command: BenchCommand) -> Result<()> {
         BenchCommand::Freshness(args) => super::bench_jobs::freshness(config, args).await,
         BenchCommand::Codegen(args) => super::bench_codegen::run(config, args).await,
         BenchCommand::Learning(args) => super::bench_learning::run(config, args).await,
+        BenchCommand::Patterns(args) => super::bench_patterns::run(config, args).await,
         BenchCommand::Ingest(args) => {
             super::blocking("bench", config, move |config, _| ingest_bench(config, args)).await
         }

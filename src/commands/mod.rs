@@ -5,6 +5,7 @@ pub(crate) mod bench;
 pub(crate) mod bench_codegen;
 pub(crate) mod bench_jobs;
 pub(crate) mod bench_learning;
+pub(crate) mod bench_patterns;
 pub(crate) mod generate;
 pub(crate) mod ingest;
 pub(crate) mod jobs;

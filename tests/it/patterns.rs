@@ -565,3 +565,42 @@ fn bench_learning_reports_a_cold_and_a_warm_round_from_one_data_directory() {
         describe(&out)
     );
 }
+
+/// `bench patterns` at a small scale: stores, indexes and searches through the store, and the
+/// FAISS peer answers on the same vectors; with exact re-ranking the recall is all but complete.
+#[test]
+fn bench_patterns_reports_rate_latency_and_recall_for_both_sides() {
+    let env = Env::new();
+    let work = env.path("work");
+    let out = env.ok(&[
+        "bench",
+        "patterns",
+        "--rows",
+        "3000",
+        "--queries",
+        "30",
+        "--refine-factor",
+        "10",
+        "--dir",
+        work.to_str().unwrap(),
+    ]);
+    assert!(
+        out.contains("stored 3000 patterns") && out.contains("IVF-HNSW-SQ"),
+        "{out}"
+    );
+    let recall = |side: &str| -> f64 {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(side))
+            .unwrap_or_else(|| panic!("{out}"));
+        let at = line.find("recall@10 ").unwrap() + "recall@10 ".len();
+        line[at..]
+            .split(|c: char| c == ';' || c.is_whitespace())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(recall("omnistream") >= 0.95, "{out}");
+    assert!(recall("FAISS") > 0.5, "{out}");
+}
