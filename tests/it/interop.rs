@@ -197,3 +197,63 @@ print(json.dumps({{"ids": ids, "embedder": meta.get("omnistream.embedder"), "dim
     assert_eq!(py["fts"], serde_json::json!(text_ids), "{py}");
     assert_eq!(py["ann"], py["exact"], "{py}");
 }
+
+/// notebooks/patterns.ipynb runs against a store the binary wrote (its code cells in order, as a
+/// script), so the notebook a user opens does not rot.
+#[test]
+fn the_patterns_notebook_runs_against_a_real_store() {
+    let env = Env::new();
+    env.write("checksum.py", "import hashlib\n\n\ndef run(operation: str, payload: dict) -> dict:\n    \"\"\"Digest.\"\"\"\n    return {\"sha256\": hashlib.sha256(str(payload[\"content\"]).encode()).hexdigest()}\n");
+    env.ok(&[
+        "patterns",
+        "store",
+        "checksum.py",
+        "--node-type",
+        "compute",
+        "--domain",
+        "files",
+        "--quality",
+        "0.97",
+        "--description",
+        "sha256 checksum of uploaded content",
+    ]);
+    let path = crate::repo_root().join("notebooks/patterns.ipynb");
+    let nb: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let script: String = nb["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["cell_type"] == "code")
+        .map(|c| {
+            let lines: Vec<&str> = c["source"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|l| l.as_str())
+                .collect();
+            lines.concat() + "\n"
+        })
+        .collect();
+    let out = std::process::Command::new(
+        std::env::var("OMNISTREAM_PYTHON").unwrap_or_else(|_| "python3".into()),
+    )
+    .arg("-c")
+    .arg(script)
+    .env("OMNISTREAM_DATA_DIR", env.data())
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "the notebook failed:\n{}",
+        crate::describe(&out)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("1 patterns, embedded with hashing 384"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sha256 checksum of uploaded content"),
+        "{text}"
+    );
+}
