@@ -58,12 +58,7 @@ pub(crate) async fn run(config: &Config, args: BenchCodegenArgs) -> Result<()> {
 }
 
 fn bench(config: &Config, args: BenchCodegenArgs, runtime: tokio::runtime::Handle) -> Result<()> {
-    let work = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("omnistream-bench-codegen"));
-    let _ = fs::remove_dir_all(&work);
-    fs::create_dir_all(&work).io_context(|| format!("creating {}", work.display()))?;
+    let work = super::bench_dir(args.dir.as_deref(), "omnistream-bench-codegen")?;
     let mut config = config.clone();
     config.data_dir = work.join("data");
     let mut options = config.codegen_options()?;
@@ -318,24 +313,19 @@ fn bench_requests(args: &BenchCodegenArgs) -> Result<Vec<GenerationRequest>> {
         .collect())
 }
 
-/// Every end event of the watched generations.
+/// The end event of each watched generation.
 fn end_events(
     log: &EmbeddedLog,
     watch: &mut Watch,
 ) -> Result<HashMap<String, (Topic, serde_json::Value)>> {
-    let mut ends = HashMap::new();
-    loop {
-        let events = watch.poll(log)?;
-        if events.is_empty() {
-            return Ok(ends);
-        }
-        for (topic, e) in events {
-            if matches!(topic, Topic::GenerationCompleted | Topic::GenerationFailed) {
-                let id = e["correlation_id"].as_str().unwrap_or_default().to_string();
-                ends.insert(id, (topic, e));
-            }
-        }
-    }
+    let ended = |(t, _): &(Topic, serde_json::Value)| {
+        matches!(t, Topic::GenerationCompleted | Topic::GenerationFailed)
+    };
+    Ok(watch
+        .drain(log)?
+        .into_iter()
+        .filter_map(|(id, events)| events.into_iter().rev().find(ended).map(|e| (id, e)))
+        .collect())
 }
 
 /// (correlation_id, value) of a numeric column over a whole topic.

@@ -14,7 +14,6 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use indicatif::{ProgressBar, ProgressStyle};
 use omnistream_codegen::{Codegen, GenerationRequest};
-use omnistream_streams::io::IoContext;
 use omnistream_streams::{EmbeddedLog, Topic};
 use serde::Serialize;
 use serde_json::Value;
@@ -57,12 +56,7 @@ fn bench(config: &Config, args: BenchLearningArgs, runtime: tokio::runtime::Hand
     let train = omnistream_codegen::request::read_request_file(&args.train)?;
     let eval = omnistream_codegen::request::read_request_file(&args.eval)?;
     check_distinct(&train, &eval)?;
-    let work = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("omnistream-bench-learning"));
-    let _ = fs::remove_dir_all(&work);
-    fs::create_dir_all(&work).io_context(|| format!("creating {}", work.display()))?;
+    let work = super::bench_dir(args.dir.as_deref(), "omnistream-bench-learning")?;
     let mut config = config.clone();
     config.data_dir = work.join("data");
     config.patterns.retrieval = true;
@@ -174,23 +168,8 @@ fn round(
     drop(codegen);
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
-    let events = drain(log, &mut watch)?;
+    let events = watch.drain(log)?;
     Ok(figures(label, model, &requests, &events, seconds))
-}
-
-/// Every event of the watched generations, by correlation id.
-fn drain(log: &EmbeddedLog, watch: &mut Watch) -> Result<HashMap<String, Vec<(Topic, Value)>>> {
-    let mut by_id: HashMap<String, Vec<(Topic, Value)>> = HashMap::new();
-    loop {
-        let events = watch.poll(log)?;
-        if events.is_empty() {
-            return Ok(by_id);
-        }
-        for (topic, e) in events {
-            let id = e["correlation_id"].as_str().unwrap_or_default().to_string();
-            by_id.entry(id).or_default().push((topic, e));
-        }
-    }
 }
 
 fn figures(

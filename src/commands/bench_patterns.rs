@@ -11,7 +11,6 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use omnistream_patterns::store::Mode;
 use omnistream_patterns::{HashingEmbedder, PatternStore, Search, StoreOptions};
 use rand::SeedableRng;
@@ -77,12 +76,7 @@ fn unit_vector(mut v: Vec<f32>) -> Vec<f32> {
 }
 
 fn bench(args: BenchPatternsArgs, runtime: tokio::runtime::Handle) -> Result<()> {
-    let work = args
-        .dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("omnistream-bench-patterns"));
-    let _ = fs::remove_dir_all(&work);
-    fs::create_dir_all(&work).io_context(|| format!("creating {}", work.display()))?;
+    let work = super::bench_dir(args.dir.as_deref(), "omnistream-bench-patterns")?;
     let options = StoreOptions {
         index_threshold: 1,
         nprobes: args.nprobes,
@@ -150,11 +144,8 @@ fn fill(
     source: &mut Vectors,
     rows: usize,
 ) -> Result<Filled> {
-    let bar = ProgressBar::new(rows as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} patterns [{elapsed}<{eta}, {per_sec}]")
-            .expect("a valid template"),
-    );
+    let bar = super::progress_bar("patterns");
+    bar.set_length(rows as u64);
     let (mut ids, mut vectors, mut secs) = (Vec::with_capacity(rows), Vec::new(), 0.0);
     for start in (0..rows).step_by(BATCH) {
         let batch: Vec<_> = (start..(start + BATCH).min(rows))

@@ -1,7 +1,7 @@
 //! `omnistream generate PROMPT`: publish a generation request, then follow its events until the
 //! end, running the codegen job in-process when no other process runs it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -49,6 +49,24 @@ impl Watch {
             correlation_ids: correlation_ids.into_iter().map(str::to_string).collect(),
             positions,
         })
+    }
+
+    /// Every event of the watched generations until the log has no more, by correlation id.
+    pub(crate) fn drain(
+        &mut self,
+        log: &dyn EventLog,
+    ) -> Result<HashMap<String, Vec<(Topic, Value)>>> {
+        let mut by_id: HashMap<String, Vec<(Topic, Value)>> = HashMap::new();
+        loop {
+            let events = self.poll(log)?;
+            if events.is_empty() {
+                return Ok(by_id);
+            }
+            for (topic, e) in events {
+                let id = e["correlation_id"].as_str().unwrap_or_default().to_string();
+                by_id.entry(id).or_default().push((topic, e));
+            }
+        }
     }
 
     /// New events of the correlation id, as JSON objects, by topic.

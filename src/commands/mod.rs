@@ -18,6 +18,7 @@ pub(crate) mod stats;
 pub(crate) mod topics;
 
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -62,6 +63,30 @@ pub(crate) fn spinner(message: &str) -> ProgressBar {
     bar.set_message(message.to_string());
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
+}
+
+/// A bar of `unit`s with rate and ETA on stderr when it is a terminal, hidden otherwise.
+pub(crate) fn progress_bar(unit: &str) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {unit} [{{elapsed}}<{{eta}}, {{per_sec}}]"
+        ))
+        .expect("a valid template"),
+    );
+    bar
+}
+
+/// A benchmark's work directory, emptied: `dir`, or `name` under the system's temporary one.
+pub(crate) fn bench_dir(dir: Option<&Path>, name: &str) -> Result<PathBuf> {
+    let work = dir.map_or_else(|| std::env::temp_dir().join(name), Path::to_path_buf);
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).io_context(|| format!("creating {}", work.display()))?;
+    Ok(work)
 }
 
 /// `1234567` as `1,234,567`.

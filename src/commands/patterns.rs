@@ -307,7 +307,7 @@ fn rescore(
         filter: args.filter,
         batch: args.batch.max(1),
     };
-    let bar = progress_bar("patterns");
+    let bar = super::progress_bar("patterns");
     let report = rescore::run(
         &store,
         &lake,
@@ -335,7 +335,7 @@ fn rescore(
 /// `patterns reembed`, with a progress bar over the embedding.
 async fn reembed(config: &Config) -> Result<()> {
     let pc = config.patterns_config()?;
-    let bar = progress_bar("patterns");
+    let bar = super::progress_bar("patterns");
     let lock = config
         .status_dir()
         .join(format!("{}.lock", omnistream_patterns::PATTERNS));
@@ -373,23 +373,6 @@ async fn reembed(config: &Config) -> Result<()> {
         report.elapsed.as_secs_f64()
     ));
     Ok(())
-}
-
-/// A bar with rate and ETA on a terminal; hidden otherwise (logs and pipes stay clean).
-fn progress_bar(unit: &str) -> indicatif::ProgressBar {
-    use indicatif::{ProgressBar, ProgressStyle};
-    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        ProgressBar::new(0)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(&format!(
-            "{{bar:40}} {{pos}}/{{len}} {unit} [{{elapsed}}<{{eta}}, {{per_sec}}]"
-        ))
-        .expect("a valid template"),
-    );
-    bar
 }
 
 /// Give the codegen job the store to retrieve from, when retrieval is on.

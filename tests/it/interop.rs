@@ -1,7 +1,28 @@
 //! The lake is plain Hive-partitioned Parquet: DuckDB, polars and pyarrow read it unchanged.
 //! Needs the Python packages that `scripts/setup.sh` installs.
 
+use std::path::Path;
+use std::process::Output;
+
 use crate::Env;
+
+/// `python -c SCRIPT` (the interpreter of $OMNISTREAM_PYTHON), which must succeed.
+fn python(script: &str, env: &[(&str, &Path)]) -> Output {
+    let out = std::process::Command::new(
+        std::env::var("OMNISTREAM_PYTHON").unwrap_or_else(|_| "python3".into()),
+    )
+    .arg("-c")
+    .arg(script)
+    .envs(env.iter().copied())
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed (run scripts/setup.sh):\n{}",
+        crate::describe(&out)
+    );
+    out
+}
 
 #[test]
 fn duckdb_polars_and_pyarrow_read_the_lake_and_agree_with_omnistream() {
@@ -26,18 +47,7 @@ print(d[0], d[1], d[2], p[0], p[1], t.num_rows, ts)
 "#,
         lake = lake.display()
     );
-    let out = std::process::Command::new(
-        std::env::var("OMNISTREAM_PYTHON").unwrap_or_else(|_| "python3".into()),
-    )
-    .arg("-c")
-    .arg(script)
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed (run scripts/setup.sh):\n{}",
-        crate::describe(&out)
-    );
+    let out = python(&script, &[]);
     let text = String::from_utf8(out.stdout).unwrap();
     let f: Vec<&str> = text.split_whitespace().collect();
     assert_eq!(f[0].parse::<i64>().unwrap(), n, "duckdb count: {text}");
@@ -123,20 +133,7 @@ fn lancedb_python_reads_the_pattern_table_and_its_indexes() {
         ),
     ];
     for (file, code, description) in codes {
-        env.write(file, code);
-        env.ok(&[
-            "patterns",
-            "store",
-            file,
-            "--node-type",
-            "compute",
-            "--domain",
-            "files",
-            "--quality",
-            "0.97",
-            "--description",
-            description,
-        ]);
+        crate::patterns::store_code(&env, file, code, &["--domain", "files"], description);
     }
     let ours: Vec<serde_json::Value> =
         serde_json::from_str(&env.ok(&["patterns", "list", "--format", "json"])).unwrap();
@@ -175,18 +172,7 @@ print(json.dumps({{"ids": ids, "embedder": meta.get("omnistream.embedder"), "dim
 "#,
         dir = env.data().join("patterns").display()
     );
-    let out = std::process::Command::new(
-        std::env::var("OMNISTREAM_PYTHON").unwrap_or_else(|_| "python3".into()),
-    )
-    .arg("-c")
-    .arg(script)
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed (run scripts/setup.sh):\n{}",
-        crate::describe(&out)
-    );
+    let out = python(&script, &[]);
     let py: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(py["ids"], serde_json::json!(ids), "{py}");
     assert_eq!(
@@ -203,20 +189,13 @@ print(json.dumps({{"ids": ids, "embedder": meta.get("omnistream.embedder"), "dim
 #[test]
 fn the_patterns_notebook_runs_against_a_real_store() {
     let env = Env::new();
-    env.write("checksum.py", "import hashlib\n\n\ndef run(operation: str, payload: dict) -> dict:\n    \"\"\"Digest.\"\"\"\n    return {\"sha256\": hashlib.sha256(str(payload[\"content\"]).encode()).hexdigest()}\n");
-    env.ok(&[
-        "patterns",
-        "store",
+    crate::patterns::store_code(
+        &env,
         "checksum.py",
-        "--node-type",
-        "compute",
-        "--domain",
-        "files",
-        "--quality",
-        "0.97",
-        "--description",
+        "import hashlib\n\n\ndef run(operation: str, payload: dict) -> dict:\n    \"\"\"Digest.\"\"\"\n    return {\"sha256\": hashlib.sha256(str(payload[\"content\"]).encode()).hexdigest()}\n",
+        &["--domain", "files"],
         "sha256 checksum of uploaded content",
-    ]);
+    );
     let path = crate::repo_root().join("notebooks/patterns.ipynb");
     let nb: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let script: String = nb["cells"]
@@ -234,19 +213,8 @@ fn the_patterns_notebook_runs_against_a_real_store() {
             lines.concat() + "\n"
         })
         .collect();
-    let out = std::process::Command::new(
-        std::env::var("OMNISTREAM_PYTHON").unwrap_or_else(|_| "python3".into()),
-    )
-    .arg("-c")
-    .arg(script)
-    .env("OMNISTREAM_DATA_DIR", env.data())
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "the notebook failed:\n{}",
-        crate::describe(&out)
-    );
+    let data = env.data();
+    let out = python(&script, &[("OMNISTREAM_DATA_DIR", data.as_path())]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("1 patterns, embedded with hashing 384"),

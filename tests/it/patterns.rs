@@ -15,22 +15,37 @@ fn json(env: &Env, args: &[&str]) -> Vec<Value> {
 }
 
 fn store_checksum(env: &Env, file: &str, code: &str) -> String {
+    store_code(
+        env,
+        file,
+        code,
+        &["--domain", "files", "--operations", "checksum"],
+        "SHA-256 checksum and size of uploaded content",
+    )
+}
+
+/// `patterns store FILE` of `code` as a compute pattern of quality 0.97; `extra` adds flags.
+pub(crate) fn store_code(
+    env: &Env,
+    file: &str,
+    code: &str,
+    extra: &[&str],
+    description: &str,
+) -> String {
     env.write(file, code);
-    env.ok(&[
+    let mut args = vec![
         "patterns",
         "store",
         file,
         "--node-type",
         "compute",
-        "--domain",
-        "files",
         "--quality",
         "0.97",
-        "--operations",
-        "checksum",
         "--description",
-        "SHA-256 checksum and size of uploaded content",
-    ])
+        description,
+    ];
+    args.extend(extra);
+    env.ok(&args)
 }
 
 #[test]
@@ -407,20 +422,13 @@ fn reembed_moves_the_store_to_minilm_and_to_an_http_embedder() {
     let env = Env::new();
     let id = store_checksum(&env, "checksum.py", CHECKSUM);
     let id = id.split_whitespace().nth(1).unwrap().to_string();
-    env.write("sender.py", SENDER);
-    env.ok(&[
-        "patterns",
-        "store",
+    store_code(
+        &env,
         "sender.py",
-        "--node-type",
-        "compute",
-        "--domain",
-        "mail",
-        "--quality",
-        "0.97",
-        "--description",
+        SENDER,
+        &["--domain", "mail"],
         "queue an email message for a recipient",
-    ]);
+    );
     let minilm_dir = super::models::models_dir().join("all-MiniLM-L6-v2");
     let minilm = [
         ("OMNISTREAM_PATTERNS__EMBEDDER", "minilm"),

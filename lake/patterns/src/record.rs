@@ -252,6 +252,13 @@ impl FromUtf8Lists for ListArray {
 }
 
 /// The patterns of a batch the table returned (any projection that has the columns read).
+/// The embedder and dimension a table's schema records, when it records both.
+pub fn stored_embedder(schema: &Schema) -> Option<(String, usize)> {
+    let name = schema.metadata.get(META_EMBEDDER).cloned();
+    let dim = schema.metadata.get(META_DIM).and_then(|d| d.parse().ok());
+    name.zip(dim)
+}
+
 pub fn from_batch(batch: &RecordBatch) -> Result<Vec<Pattern>> {
     if batch.num_rows() == 0 {
         // An empty hybrid result may come without the table's columns.

@@ -7,18 +7,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::RecordBatch;
-use futures::TryStreamExt;
 use lancedb::database::CreateTableMode;
 use lancedb::index::Index;
 use lancedb::index::scalar::FtsIndexBuilder;
-use lancedb::query::ExecutableQuery;
 use serde::Serialize;
 
-use crate::embed::Embedder;
+use crate::embed::{Embedder, embed_checked};
 use crate::error::{PatternsError, Result};
-use crate::record::{self, META_DIM, META_EMBEDDER, Pattern};
-use crate::store::{PatternStore, StoreOptions, TABLE};
+use crate::record::{self, Pattern};
+use crate::store::{PatternStore, StoreOptions, TABLE, patterns_of};
 
 /// Texts embedded per call (and per progress step).
 const BATCH: usize = 64;
@@ -58,8 +55,8 @@ pub async fn run(
     let uri = dir.to_string_lossy();
     let conn = lancedb::connect(&uri).execute().await?;
     let table = conn.open_table(TABLE).execute().await?;
-    report.from = stored_embedder(&table).await?;
-    let mut patterns = read_all(&table).await?;
+    report.from = record::stored_embedder(&*table.schema().await?);
+    let mut patterns = patterns_of(&table.query()).await?;
     report.rows = patterns.len();
     embed_all(embedder.as_ref(), &mut patterns, &mut progress).await?;
     let schema = record::schema(embedder.name(), embedder.dim());
@@ -84,22 +81,6 @@ pub async fn run(
     Ok(report)
 }
 
-async fn stored_embedder(table: &lancedb::Table) -> Result<Option<(String, usize)>> {
-    let schema = table.schema().await?;
-    let name = schema.metadata.get(META_EMBEDDER).cloned();
-    let dim = schema.metadata.get(META_DIM).and_then(|d| d.parse().ok());
-    Ok(name.zip(dim))
-}
-
-async fn read_all(table: &lancedb::Table) -> Result<Vec<Pattern>> {
-    let batches: Vec<RecordBatch> = table.query().execute().await?.try_collect().await?;
-    let mut out = Vec::new();
-    for b in &batches {
-        out.extend(record::from_batch(b)?);
-    }
-    Ok(out)
-}
-
 async fn embed_all(
     embedder: &dyn Embedder,
     patterns: &mut [Pattern],
@@ -110,17 +91,7 @@ async fn embed_all(
     progress(0, total);
     for chunk in patterns.chunks_mut(BATCH) {
         let texts: Vec<String> = chunk.iter().map(|p| p.search_text.clone()).collect();
-        let vectors = embedder.embed(&texts).await?;
-        if vectors.len() != texts.len() || vectors.iter().any(|v| v.len() != embedder.dim()) {
-            return Err(PatternsError::Embed {
-                embedder: embedder.name().to_string(),
-                detail: format!(
-                    "expected {} vectors of {} floats",
-                    texts.len(),
-                    embedder.dim()
-                ),
-            });
-        }
+        let vectors = embed_checked(embedder, &texts).await?;
         for (p, v) in chunk.iter_mut().zip(vectors) {
             p.embedding = v;
         }

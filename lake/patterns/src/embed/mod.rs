@@ -77,6 +77,22 @@ pub fn by_name(name: &str, settings: &EmbedderSettings) -> Result<Box<dyn Embedd
     }
 }
 
+/// `embedder`'s vectors of `texts`, checked: one per text, each of the embedder's dimension.
+pub async fn embed_checked(embedder: &dyn Embedder, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+    let vectors = embedder.embed(texts).await?;
+    if vectors.len() != texts.len() || vectors.iter().any(|v| v.len() != embedder.dim()) {
+        return Err(PatternsError::Embed {
+            embedder: embedder.name().to_string(),
+            detail: format!(
+                "expected {} vectors of {} floats",
+                texts.len(),
+                embedder.dim()
+            ),
+        });
+    }
+    Ok(vectors)
+}
+
 /// Scale to unit length (a zero vector, from a text with no words, stays zero).
 pub fn normalise(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
