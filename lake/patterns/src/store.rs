@@ -352,6 +352,34 @@ impl PatternStore {
         patterns_of(&q).await
     }
 
+    /// The ids of the `k` patterns nearest to `vector` by an exhaustive (flat) scan, the vector
+    /// index bypassed: the ground truth a recall is measured against.
+    pub async fn exact_ids(&self, vector: &[f32], k: usize) -> Result<Vec<String>> {
+        let Some(table) = self.table().await? else {
+            return Ok(Vec::new());
+        };
+        let q = table
+            .query()
+            .select(lancedb::query::Select::columns(&[
+                "pattern_id",
+                "_distance",
+            ]))
+            .nearest_to(vector.to_vec())?
+            .distance_type(DistanceType::Cosine)
+            .bypass_vector_index()
+            .limit(k);
+        let batches: Vec<RecordBatch> = q.execute().await?.try_collect().await?;
+        let mut ids = Vec::with_capacity(k);
+        for b in &batches {
+            ids.extend(
+                crate::columns::Rows::new(b)
+                    .iter()
+                    .filter_map(|r| r.str("pattern_id")),
+            );
+        }
+        Ok(ids)
+    }
+
     /// Compact files, prune old versions, bring indexes up to date, and build the vector index
     /// once the table has `index_threshold` rows.
     pub async fn optimize(&self) -> Result<OptimizeReport> {
