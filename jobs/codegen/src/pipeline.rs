@@ -586,6 +586,12 @@ fn post_validation(
         round += 1;
         stage = Stage::Refinement;
         stage_started = Instant::now();
+        // Only the request and the latest answer stay in the conversation: earlier rounds
+        // would grow it past a small model's context.
+        let len = draft.conversation.len();
+        if len > 2 {
+            draft.conversation.drain(1..len - 1);
+        }
         draft.conversation.push(ChatMessage::user(refinement_prompt(
             &problems,
             rec.shared.options.strategy,

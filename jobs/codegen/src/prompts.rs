@@ -35,6 +35,15 @@ pub fn extract_code(text: &str) -> String {
     String::new()
 }
 
+/// A stored pattern longer than this (code and its request, in bytes; about 1,000 tokens) is
+/// not used as the worked example: with the request's own stub and the model's answer it would
+/// not fit a 4096-token context.
+pub const MAX_EXAMPLE_CHARS: usize = 4_000;
+
+/// Problems listed in a refinement prompt, and the bytes kept of each.
+pub const MAX_PROBLEMS: usize = 8;
+pub const MAX_PROBLEM_CHARS: usize = 400;
+
 pub const CODE_SYSTEM: &str = "You write Python 3.11 ONEX nodes. Answer with the complete file in one ```python code block and nothing else.";
 
 /// The system prompt of import-first generation.
@@ -254,10 +263,13 @@ pub fn logic_prompt(
     } else {
         String::new()
     };
-    // The best stored pattern's logic is the worked example; the built-in one without it.
+    // The best stored pattern's logic is the worked example; the built-in one without it, or
+    // when the pattern would crowd the request out of a small model's context.
     let (worked_request, worked) = match example {
-        Some(e) => (e.prompt.as_str(), e.code.as_str()),
-        None => worked_example(t),
+        Some(e) if e.code.len() + e.prompt.len() <= MAX_EXAMPLE_CHARS => {
+            (e.prompt.as_str(), e.code.as_str())
+        }
+        _ => worked_example(t),
     };
     format!(
         "You write {LOGIC_MODULE}, the logic of an ONEX {ty} node. The node around it (models, \
@@ -298,18 +310,34 @@ pub fn generation_prompt(
     )
 }
 
+/// The problems sent back, each cut to a line's worth: a traceback or a long example output
+/// would otherwise overflow a small model's context (4096 tokens for the local Qwen).
 pub fn refinement_prompt(problems: &[String], strategy: Strategy) -> String {
     let what = match strategy {
         Strategy::ImportFirst => "the corrected logic.py",
         Strategy::Rewrite => "the corrected complete file",
     };
-    format!(
-        "The code has these problems:\n{}\nAnswer with {what} in one ```python block.",
-        problems
-            .iter()
-            .map(|p| format!("- {p}\n"))
-            .collect::<String>()
-    )
+    let mut listed: String = problems
+        .iter()
+        .take(MAX_PROBLEMS)
+        .map(|p| format!("- {}\n", clip(p, MAX_PROBLEM_CHARS)))
+        .collect();
+    if problems.len() > MAX_PROBLEMS {
+        listed.push_str(&format!("- and {} more\n", problems.len() - MAX_PROBLEMS));
+    }
+    format!("The code has these problems:\n{listed}\nAnswer with {what} in one ```python block.")
+}
+
+/// `s` cut to at most `max` bytes at a character boundary, marked when cut.
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{} [...]", &s[..end])
 }
 
 /// The system prompt of a judge of the quorum.
@@ -327,6 +355,52 @@ pub fn judge_prompt(request: &str, node_type: &str, class_name: &str, code: &str
 #[cfg(test)]
 mod tests {
     use super::extract_code;
+
+    #[test]
+    fn refinement_prompts_stay_small_whatever_the_problems() {
+        use super::{MAX_PROBLEM_CHARS, MAX_PROBLEMS, refinement_prompt};
+        use crate::assemble::Strategy;
+        let long = format!("example 1: expected {{'a': 1}}, got {}", "é".repeat(5_000));
+        let problems: Vec<String> = (0..30).map(|i| format!("{i}: {long}")).collect();
+        let prompt = refinement_prompt(&problems, Strategy::ImportFirst);
+        assert!(
+            prompt.len() < MAX_PROBLEMS * (MAX_PROBLEM_CHARS + 16) + 200,
+            "{}",
+            prompt.len()
+        );
+        assert!(prompt.contains("- 7: example 1"));
+        assert!(!prompt.contains("- 8: example 1"));
+        assert!(prompt.contains("- and 22 more"));
+        assert!(prompt.contains("[...]"));
+        let short = refinement_prompt(&["G3: no docstring".into()], Strategy::Rewrite);
+        assert!(short.contains("- G3: no docstring\n"));
+        assert!(!short.contains("[...]") && !short.contains("more"));
+    }
+
+    #[test]
+    fn a_pattern_too_long_for_the_context_gives_way_to_the_built_in_example() {
+        use super::{MAX_EXAMPLE_CHARS, logic_prompt};
+        use crate::catalog::StoredCode;
+        let request = "Create a compute node that doubles a number";
+        let parsed = crate::parse::parse_prompt(request, None).unwrap();
+        let spec = crate::spec::RequestSpec::default();
+        let pattern = |code: String| StoredCode {
+            module: "v1_0_0/logic.py".into(),
+            code,
+            operations: Vec::new(),
+            prompt: "Create a compute node that triples a number".into(),
+        };
+        let fits = pattern("def run(x):\n    return 3 * x  # STORED\n".into());
+        let prompt = logic_prompt(request, &parsed, &spec, "svc", Some(&fits));
+        assert!(prompt.contains("# STORED"));
+        let long = pattern(format!(
+            "# STORED\n{}",
+            "x = 1\n".repeat(MAX_EXAMPLE_CHARS / 6)
+        ));
+        let prompt = logic_prompt(request, &parsed, &spec, "svc", Some(&long));
+        assert!(!prompt.contains("# STORED"));
+        assert!(prompt.len() < MAX_EXAMPLE_CHARS, "{}", prompt.len());
+    }
 
     #[test]
     fn code_is_taken_from_fences_or_bare_answers() {
