@@ -73,11 +73,7 @@ pub(super) fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
+    format!("{}...", &s[..s.floor_char_boundary(max)])
 }
 
 pub(super) fn wrong_type(field: &FieldSpec, kind: &str) -> Rejection {

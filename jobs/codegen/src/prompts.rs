@@ -333,11 +333,7 @@ fn clip(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{} [...]", &s[..end])
+    format!("{} [...]", &s[..s.floor_char_boundary(max)])
 }
 
 /// The system prompt of a judge of the quorum.
