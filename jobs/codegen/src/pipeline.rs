@@ -17,7 +17,7 @@ use crate::error::{EmitError, Result, error_chain};
 use crate::gates::{self, GateResult, GateStatus, PostValidation, Quality};
 use crate::parse::{ParsedPrompt, parse_prompt};
 use crate::prompts::{
-    example_ask, extract_code, generation_prompt, logic_prompt, refinement_prompt,
+    example_ask, extract_code, fitting_example, generation_prompt, logic_prompt, refinement_prompt,
 };
 use crate::python::{PythonWorker, TestRun, run_pytest};
 use crate::quorum::{Decision, Recommendation, run_quorum};
@@ -469,10 +469,7 @@ fn code_generation(
                         .external_services
                         .first()
                         .unwrap_or(&parsed.service_name);
-                    let example = patterns
-                        .iter()
-                        .filter_map(|p| p.code.as_ref())
-                        .find(|c| c.module == LOGIC_MODULE);
+                    let example = fitting_example(patterns.iter().filter_map(|p| p.code.as_ref()));
                     logic_prompt(&req.prompt, parsed, &req.spec, service, example)
                 }
                 Strategy::Rewrite => {

@@ -237,6 +237,16 @@ fn stub(prompt: &str, parsed: &ParsedPrompt, spec: &RequestSpec) -> String {
     doc + "    \"\"\"\n"
 }
 
+/// The worked example among the retrieved patterns' code, best first: the first `logic.py`
+/// short enough to leave the request room in a small model's context.
+pub fn fitting_example<'a>(
+    codes: impl IntoIterator<Item = &'a StoredCode>,
+) -> Option<&'a StoredCode> {
+    codes
+        .into_iter()
+        .find(|c| c.module == LOGIC_MODULE && c.code.len() + c.prompt.len() <= MAX_EXAMPLE_CHARS)
+}
+
 /// Import-first: what the model writes is `logic.py` alone. The request comes last, as the
 /// docstring of the function to complete with its examples as doctests: small models follow
 /// the last code they see, so the worked example (another request) comes first.
@@ -263,13 +273,10 @@ pub fn logic_prompt(
     } else {
         String::new()
     };
-    // The best stored pattern's logic is the worked example; the built-in one without it, or
-    // when the pattern would crowd the request out of a small model's context.
+    // The best stored pattern's logic is the worked example; the built-in one without it.
     let (worked_request, worked) = match example {
-        Some(e) if e.code.len() + e.prompt.len() <= MAX_EXAMPLE_CHARS => {
-            (e.prompt.as_str(), e.code.as_str())
-        }
-        _ => worked_example(t),
+        Some(e) => (e.prompt.as_str(), e.code.as_str()),
+        None => worked_example(t),
     };
     format!(
         "You write {LOGIC_MODULE}, the logic of an ONEX {ty} node. The node around it (models, \
@@ -374,8 +381,8 @@ mod tests {
     }
 
     #[test]
-    fn a_pattern_too_long_for_the_context_gives_way_to_the_built_in_example() {
-        use super::{MAX_EXAMPLE_CHARS, logic_prompt};
+    fn a_pattern_too_long_for_the_context_gives_way_to_the_next_or_the_built_in_example() {
+        use super::{MAX_EXAMPLE_CHARS, fitting_example, logic_prompt};
         use crate::catalog::StoredCode;
         let request = "Create a compute node that doubles a number";
         let parsed = crate::parse::parse_prompt(request, None).unwrap();
@@ -387,14 +394,17 @@ mod tests {
             prompt: "Create a compute node that triples a number".into(),
         };
         let fits = pattern("def run(x):\n    return 3 * x  # STORED\n".into());
-        let prompt = logic_prompt(request, &parsed, &spec, "svc", Some(&fits));
-        assert!(prompt.contains("# STORED"));
         let long = pattern(format!(
-            "# STORED\n{}",
+            "# LONG\n{}",
             "x = 1\n".repeat(MAX_EXAMPLE_CHARS / 6)
         ));
-        let prompt = logic_prompt(request, &parsed, &spec, "svc", Some(&long));
-        assert!(!prompt.contains("# STORED"));
+        let chosen = fitting_example([&long, &fits]);
+        let prompt = logic_prompt(request, &parsed, &spec, "svc", chosen);
+        assert!(prompt.contains("# STORED") && !prompt.contains("# LONG"));
+        let chosen = fitting_example([&long]);
+        assert!(chosen.is_none());
+        let prompt = logic_prompt(request, &parsed, &spec, "svc", chosen);
+        assert!(!prompt.contains("# LONG"));
         assert!(prompt.len() < MAX_EXAMPLE_CHARS, "{}", prompt.len());
     }
 
