@@ -578,6 +578,12 @@ pub(crate) struct BenchPatternsArgs {
     /// Re-rank this many times top_k candidates by exact distance.
     #[arg(long)]
     pub(crate) refine_factor: Option<u32>,
+    /// Breadth of the HNSW search [default: 64].
+    #[arg(long)]
+    pub(crate) ef: Option<usize>,
+    /// The vector index: hnsw_flat (full vectors) or hnsw_sq (8-bit vectors).
+    #[arg(long, default_value = "hnsw_flat")]
+    pub(crate) vector_index: String,
     /// Skip the FAISS peer.
     #[arg(long)]
     pub(crate) no_peer: bool,

@@ -141,6 +141,13 @@ pub(crate) struct PatternsSection {
     pub(crate) nprobes: Option<usize>,
     /// Re-rank this many times top_k candidates by exact distance (unset: no re-ranking).
     pub(crate) refine_factor: Option<u32>,
+    /// Breadth of the HNSW search (unset: Lance's 1.5 x the candidates wanted).
+    pub(crate) ef: Option<usize>,
+    /// The vector index: `hnsw_flat` (full vectors) or `hnsw_sq` (8-bit, a quarter of the
+    /// memory; recall needs `refine_factor`).
+    pub(crate) vector_index: String,
+    /// Rows of search results kept in memory (emptied by every write to the table).
+    pub(crate) row_cache: usize,
 }
 
 impl Default for PatternsSection {
@@ -165,6 +172,9 @@ impl Default for PatternsSection {
             max_batch: indexer.max_batch,
             nprobes: store.nprobes,
             refine_factor: store.refine_factor,
+            ef: store.ef,
+            vector_index: "hnsw_flat".into(),
+            row_cache: store.row_cache,
         }
     }
 }
@@ -653,6 +663,11 @@ impl Config {
                 keep_versions: chrono::Duration::minutes(p.keep_versions_mins.max(0)),
                 nprobes: p.nprobes,
                 refine_factor: p.refine_factor,
+                ef: p.ef,
+                vector_index: omnistream_patterns::VectorIndex::parse(&p.vector_index).map_err(
+                    |e| crate::error::CliError::Config(format!("patterns.vector_index: {e}")),
+                )?,
+                row_cache: p.row_cache,
             },
             indexer: omnistream_patterns::IndexerOptions {
                 max_batch: p.max_batch.max(1),

@@ -797,9 +797,8 @@ fn patterns_and_their_uses_are_counted_exactly_once_across_kill_9_of_the_indexer
     assert_eq!(created, 120, "seed {seed}");
 }
 
-#[test]
-fn rescoring_scores_each_pattern_once_per_scorer_across_kill_9() {
-    let seed = seed("rescore");
+/// 240 indexed patterns (compute, "scale calculator N"), scored by scorer `old`.
+fn env_with_240_patterns() -> Env {
     let env = Env::new();
     let lines: Vec<String> = (0..240)
         .map(|i| {
@@ -815,6 +814,13 @@ fn rescoring_scores_each_pattern_once_per_scorer_across_kill_9() {
     std::fs::write(env.path("requests.jsonl"), lines.join("\n") + "\n").unwrap();
     env.ok(&["ingest", "pattern-storage-requested", "requests.jsonl"]);
     env.ok(&["jobs", "run", "patterns", "--once"]);
+    env
+}
+
+#[test]
+fn rescoring_scores_each_pattern_once_per_scorer_across_kill_9() {
+    let seed = seed("rescore");
+    let env = env_with_240_patterns();
     let progress = |env: &Env, scorer: &str| -> (u64, u64) {
         let scored = env
             .sql(&format!(
@@ -867,4 +873,76 @@ fn rescoring_scores_each_pattern_once_per_scorer_across_kill_9() {
         )),
         240
     );
+}
+
+/// `patterns reembed` rewrites the table in one commit: a kill at any point leaves every pattern
+/// under one embedder, the old or the new, searchable, and a run to the end finishes the move.
+#[test]
+fn reembedding_leaves_every_pattern_under_one_embedder_across_kill_9() {
+    let seed = seed("reembed");
+    let env = env_with_240_patterns();
+    let minilm = crate::models::models_dir().join("all-MiniLM-L6-v2");
+    let embedders: [Vec<(&str, String)>; 2] = [
+        vec![("OMNISTREAM_PATTERNS__EMBEDDER", "hashing".into())],
+        vec![
+            ("OMNISTREAM_PATTERNS__EMBEDDER", "minilm".into()),
+            (
+                "OMNISTREAM_PATTERNS__EMBEDDER_MODEL_DIR",
+                minilm.to_string_lossy().into_owned(),
+            ),
+        ],
+    ];
+    let cmd = |args: &[&str], with: usize| {
+        let mut c = env.cmd(args);
+        c.envs(embedders[with].iter().map(|(k, v)| (k, v)));
+        c
+    };
+    // Which embedder reads the table; it must hold all 240 patterns and answer a search.
+    let reader = |stage: &str| -> usize {
+        for with in 0..2 {
+            let out = cmd(&["patterns", "list", "--format", "json"], with)
+                .output()
+                .unwrap();
+            if !out.status.success() {
+                continue;
+            }
+            let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(rows.len(), 240, "seed {seed}, {stage}: every pattern kept");
+            let query = [
+                "patterns",
+                "query",
+                "scale calculator 17",
+                "--format",
+                "json",
+            ];
+            let out = cmd(&query, with).output().unwrap();
+            assert!(
+                out.status.success(),
+                "seed {seed}, {stage}: {}",
+                describe(&out)
+            );
+            let hits: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(
+                !hits.is_empty(),
+                "seed {seed}, {stage}: the search finds patterns"
+            );
+            return with;
+        }
+        panic!("seed {seed}, {stage}: neither embedder reads the table");
+    };
+    let mut points = KillPoints::new("reembed", 12, 1500.0, seed);
+    let mut at = reader("before");
+    assert_eq!(at, 0);
+    while points.wanted() {
+        let cut = points.kill(cmd(&["patterns", "reembed"], 1 - at));
+        let now = reader(&format!("kill {}", points.tried + 1));
+        // Mid-work: killed while the old table still stood.
+        points.record(&cut, 1, (now == at) as u64);
+        at = now;
+    }
+    for to in [1 - at, at] {
+        let out = cmd(&["patterns", "reembed"], to).output().unwrap();
+        assert!(out.status.success(), "seed {seed}: {}", describe(&out));
+        assert_eq!(reader("after an uncut run"), to);
+    }
 }

@@ -593,7 +593,7 @@ fn bench_patterns_reports_rate_latency_and_recall_for_both_sides() {
         work.to_str().unwrap(),
     ]);
     assert!(
-        out.contains("stored 3000 patterns") && out.contains("IVF-HNSW-SQ"),
+        out.contains("stored 3000 patterns") && out.contains("IVF-HNSW-Flat"),
         "{out}"
     );
     let recall = |side: &str| -> f64 {

@@ -12,6 +12,7 @@ pub mod normalise;
 pub mod record;
 pub mod reembed;
 pub mod rescore;
+pub mod rows;
 pub mod source;
 pub mod store;
 pub mod uses;
@@ -23,7 +24,7 @@ pub use lancedb;
 pub use lifecycle::Lifecycle;
 pub use record::Pattern;
 pub use source::{PatternsConfig, PatternsFactory, StoreSource};
-pub use store::{Hit, OptimizeReport, PatternStore, Search, StoreOptions};
+pub use store::{Hit, IdHit, OptimizeReport, PatternStore, Search, StoreOptions, VectorIndex};
 
 #[cfg(test)]
 mod tests;

@@ -8,8 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lancedb::database::CreateTableMode;
-use lancedb::index::Index;
-use lancedb::index::scalar::FtsIndexBuilder;
 use serde::Serialize;
 
 use crate::embed::{Embedder, embed_checked};
@@ -67,12 +65,10 @@ pub async fn run(
         .execute()
         .await
         .map_err(|e| PatternsError::from(e).context("rewriting the pattern table"))?;
-    // An overwrite leaves the old indexes behind: BM25 needs its index at once, the vector and
-    // scalar indexes come with optimisation (from the size threshold on).
-    table
-        .create_index(&["search_text"], Index::FTS(FtsIndexBuilder::default()))
-        .execute()
-        .await?;
+    // An overwrite leaves the old indexes behind: BM25 needs its index at once (a kill before
+    // it is built leaves that to the next open of the store), the vector and scalar indexes
+    // come with optimisation (from the size threshold on).
+    crate::store::create_text_index(&table).await?;
     PatternStore::open(dir, embedder, options)
         .await?
         .optimize()

@@ -2,15 +2,16 @@
 //! (merge on pattern_id), reads are hybrid searches or scans, and `optimize` keeps files and
 //! indexes in shape. Every method is async; callers outside a runtime use [`crate::blocking`].
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use futures::TryStreamExt;
-use lancedb::index::Index;
 use lancedb::index::scalar::{FtsIndexBuilder, FullTextSearchQuery};
-use lancedb::index::vector::IvfHnswSqIndexBuilder;
-use lancedb::query::{ExecutableQuery, QueryBase, QueryExecutionOptions};
+use lancedb::index::vector::{IvfHnswFlatIndexBuilder, IvfHnswSqIndexBuilder};
+use lancedb::index::{Index, IndexType};
+use lancedb::query::{ExecutableQuery, QueryBase, QueryExecutionOptions, Select};
 use lancedb::table::OptimizeAction;
 use lancedb::{Connection, DistanceType, Table};
 use serde::Serialize;
@@ -19,12 +20,65 @@ use crate::embed::Embedder;
 use crate::error::{PatternsError, Result};
 use crate::lifecycle::Lifecycle;
 use crate::record::{self, Pattern};
+use crate::rows::RowCache;
 
 /// Name of the table (and of its directory, `patterns.lance`).
 pub const TABLE: &str = "patterns";
 
 /// Most patterns a query returns.
 pub const MAX_TOP_K: usize = 20;
+
+/// HNSW breadth by default: recall@10 0.989 at 100k rows (bench patterns), where Lance's own
+/// default (15 for top 10) gives up recall for a fraction of a millisecond.
+pub const DEFAULT_EF: usize = 64;
+
+/// The vector index: an HNSW graph per IVF partition, over full vectors or scalar-quantised ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VectorIndex {
+    /// Full f32 vectors (4 bytes a dimension in memory): exact distances, no re-ranking needed.
+    #[default]
+    HnswFlat,
+    /// 8-bit vectors (a quarter of the memory); distances approximate, so recall needs
+    /// `refine_factor`, which reads full vectors back from disk.
+    HnswSq,
+}
+
+impl VectorIndex {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "hnsw_flat" => Ok(VectorIndex::HnswFlat),
+            "hnsw_sq" => Ok(VectorIndex::HnswSq),
+            other => Err(PatternsError::Invalid(format!(
+                "unknown vector index '{other}' (hnsw_flat or hnsw_sq)"
+            ))),
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            VectorIndex::HnswFlat => "IVF-HNSW-Flat",
+            VectorIndex::HnswSq => "IVF-HNSW-SQ",
+        }
+    }
+
+    fn index_type(self) -> IndexType {
+        match self {
+            VectorIndex::HnswFlat => IndexType::IvfHnswFlat,
+            VectorIndex::HnswSq => IndexType::IvfHnswSq,
+        }
+    }
+
+    fn index(self) -> Index {
+        match self {
+            VectorIndex::HnswFlat => Index::IvfHnswFlat(
+                IvfHnswFlatIndexBuilder::default().distance_type(DistanceType::Cosine),
+            ),
+            VectorIndex::HnswSq => Index::IvfHnswSq(
+                IvfHnswSqIndexBuilder::default().distance_type(DistanceType::Cosine),
+            ),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -38,6 +92,13 @@ pub struct StoreOptions {
     /// Candidates re-ranked by exact distance, as a multiple of top_k (`None`: no re-ranking;
     /// the index's quantised distances decide).
     pub refine_factor: Option<u32>,
+    /// Breadth of the HNSW search (`None`: Lance's 1.5 x the candidates wanted, which loses
+    /// recall at 1M rows).
+    pub ef: Option<usize>,
+    /// How the vector index keeps its vectors.
+    pub vector_index: VectorIndex,
+    /// Rows the search's row cache keeps.
+    pub row_cache: usize,
 }
 
 impl Default for StoreOptions {
@@ -47,6 +108,9 @@ impl Default for StoreOptions {
             keep_versions: chrono::Duration::minutes(10),
             nprobes: None,
             refine_factor: None,
+            ef: Some(DEFAULT_EF),
+            vector_index: VectorIndex::default(),
+            row_cache: crate::rows::DEFAULT_CAPACITY,
         }
     }
 }
@@ -88,6 +152,16 @@ pub struct Hit {
     pub relevance: f32,
 }
 
+/// A search's answer before its row is read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IdHit {
+    pub pattern_id: String,
+    /// Where the row is in the table version searched.
+    #[serde(skip)]
+    pub row_id: u64,
+    pub relevance: f32,
+}
+
 /// What `optimize` did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OptimizeReport {
@@ -106,6 +180,7 @@ pub struct PatternStore {
     embedder: Arc<dyn Embedder>,
     options: StoreOptions,
     table: tokio::sync::Mutex<Option<Table>>,
+    rows: RowCache,
 }
 
 impl PatternStore {
@@ -126,6 +201,7 @@ impl PatternStore {
             conn,
             dir: dir.to_path_buf(),
             embedder,
+            rows: RowCache::new(options.row_cache),
             options,
             table: tokio::sync::Mutex::new(None),
         };
@@ -146,7 +222,7 @@ impl PatternStore {
     }
 
     /// The table, when it exists; its embedder checked once.
-    async fn table(&self) -> Result<Option<Table>> {
+    pub(crate) async fn table(&self) -> Result<Option<Table>> {
         let mut cached = self.table.lock().await;
         if cached.is_none() && self.table_path().exists() {
             let table = self.conn.open_table(TABLE).execute().await.map_err(|e| {
@@ -156,6 +232,7 @@ impl PatternStore {
                 ))
             })?;
             self.check_embedder(&table).await?;
+            ensure_text_index(&table).await;
             *cached = Some(table);
         }
         Ok(cached.clone())
@@ -191,10 +268,7 @@ impl PatternStore {
         };
         // BM25 needs an index to search by; building it on a handful of rows is cheap, and
         // `optimize` keeps it current.
-        table
-            .create_index(&["search_text"], Index::FTS(FtsIndexBuilder::default()))
-            .execute()
-            .await?;
+        create_text_index(&table).await?;
         *self.table.lock().await = Some(table.clone());
         Ok((table, true))
     }
@@ -293,49 +367,129 @@ impl PatternStore {
         }
     }
 
-    /// The hybrid search: vector and BM25, fused by reciprocal rank, filters applied first.
+    /// The hybrid search: vector and BM25, fused by reciprocal rank, filters applied first;
+    /// the rows from the row cache where it has them.
     pub async fn search(&self, s: &Search) -> Result<Vec<Hit>> {
+        let found = self.search_ids(s).await?;
+        match self.table().await? {
+            Some(table) if !found.is_empty() => self.rows_of(&table, &found).await,
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// The search without its rows: ids, where the rows are, and relevance, best first.
+    pub async fn search_ids(&self, s: &Search) -> Result<Vec<IdHit>> {
         check_search(s)?;
         let Some(table) = self.table().await? else {
             return Ok(Vec::new());
         };
-        // Every column: projecting away the embedding and normalised code measured no faster
-        // (bench patterns, 20k rows: 10.2 ms with the projection, 8.8 ms without).
-        let mut q = table.query().limit(s.top_k);
+        let vector_only = s.mode == Mode::Vector || s.text.trim().is_empty();
+        // The score column named, so Lance does not warn that it adds it on its own.
+        let columns: &[&str] = match s.mode {
+            Mode::Text => &["pattern_id", "_score"],
+            _ if vector_only => &["pattern_id", "_distance"],
+            _ => &["pattern_id"],
+        };
+        let mut q = table
+            .query()
+            .select(Select::columns(columns))
+            .with_row_id()
+            .limit(s.top_k);
         if let Some(f) = filter(s) {
             q = q.only_if(f);
         }
         let text = FullTextSearchQuery::new(s.text.clone());
         if s.mode == Mode::Text {
-            let batches: Vec<RecordBatch> = q
-                .full_text_search(text)
-                .execute()
-                .await?
-                .try_collect()
-                .await?;
-            return hits(&batches, s.top_k);
+            let batches = collect(q.full_text_search(text).execute().await?).await?;
+            return id_hits(&batches, s.top_k);
         }
         let vector = match &s.vector {
             Some(v) => v.clone(),
             None => self.embed(std::slice::from_ref(&s.text)).await?.remove(0),
         };
-        let mut q = q.nearest_to(vector)?.distance_type(DistanceType::Cosine);
+        let q = self.tuned(q.nearest_to(vector)?, s.top_k)?;
+        let batches = if vector_only {
+            collect(q.execute().await?).await?
+        } else {
+            let hybrid = q.full_text_search(text);
+            collect(
+                hybrid
+                    .execute_hybrid(QueryExecutionOptions::default())
+                    .await?,
+            )
+            .await?
+        };
+        id_hits(&batches, s.top_k)
+    }
+
+    /// A vector query with the store's probing, HNSW breadth and re-ranking.
+    fn tuned(
+        &self,
+        q: lancedb::query::VectorQuery,
+        top_k: usize,
+    ) -> Result<lancedb::query::VectorQuery> {
+        let mut q = q.distance_type(DistanceType::Cosine);
         if let Some(n) = self.options.nprobes {
             q = q.nprobes(n.max(1))?;
+        }
+        if let Some(ef) = self.options.ef {
+            // Lance refuses a breadth below the candidates wanted.
+            let wanted = top_k * self.options.refine_factor.unwrap_or(1).max(1) as usize;
+            q = q.ef(ef.max(wanted));
         }
         if let Some(f) = self.options.refine_factor {
             q = q.refine_factor(f);
         }
-        let batches: Vec<RecordBatch> = if s.mode == Mode::Vector || s.text.trim().is_empty() {
-            q.execute().await?.try_collect().await?
-        } else {
-            q.full_text_search(text)
-                .execute_hybrid(QueryExecutionOptions::default())
-                .await?
-                .try_collect()
-                .await?
-        };
-        hits(&batches, s.top_k)
+        Ok(q)
+    }
+
+    /// The rows of `found`, in its order: cached ones from the cache, the others read by row
+    /// id, and those a compaction moved since the search (their row id no longer holds them)
+    /// by pattern id.
+    pub(crate) async fn rows_of(&self, table: &Table, found: &[IdHit]) -> Result<Vec<Hit>> {
+        self.rows.at_version(table.version().await?);
+        let mut rows: HashMap<String, Arc<Pattern>> = found
+            .iter()
+            .filter_map(|h| Some((h.pattern_id.clone(), self.rows.get(&h.pattern_id)?)))
+            .collect();
+        let missing: Vec<u64> = found
+            .iter()
+            .filter(|h| !rows.contains_key(&h.pattern_id))
+            .map(|h| h.row_id)
+            .collect();
+        if !missing.is_empty() {
+            match patterns_of(&table.take_row_ids(missing)).await {
+                Ok(taken) => self.keep(&mut rows, taken),
+                Err(e) => tracing::debug!("reading rows by id failed, reading by pattern id: {e}"),
+            }
+        }
+        let moved: Vec<String> = found
+            .iter()
+            .filter(|h| !rows.contains_key(&h.pattern_id))
+            .map(|h| h.pattern_id.clone())
+            .collect();
+        if !moved.is_empty() {
+            let by_id = self.get_many(&moved).await?;
+            self.keep(&mut rows, by_id);
+        }
+        Ok(found
+            .iter()
+            .filter_map(|h| {
+                let p = rows.get(&h.pattern_id)?;
+                Some(Hit {
+                    pattern: Pattern::clone(p),
+                    relevance: h.relevance,
+                })
+            })
+            .collect())
+    }
+
+    fn keep(&self, rows: &mut HashMap<String, Arc<Pattern>>, read: Vec<Pattern>) {
+        for p in read {
+            let p = Arc::new(p);
+            self.rows.insert(p.clone());
+            rows.insert(p.pattern_id.clone(), p);
+        }
     }
 
     /// The nearest patterns of a node type to a vector (lineage candidates), deprecated included.
@@ -360,10 +514,7 @@ impl PatternStore {
         };
         let q = table
             .query()
-            .select(lancedb::query::Select::columns(&[
-                "pattern_id",
-                "_distance",
-            ]))
+            .select(Select::columns(&["pattern_id", "_distance"]))
             .nearest_to(vector.to_vec())?
             .distance_type(DistanceType::Cosine)
             .bypass_vector_index()
@@ -408,6 +559,7 @@ impl PatternStore {
             report.versions_pruned = p.old_versions;
             report.bytes_removed = p.bytes_removed;
         }
+        ensure_text_index(&table).await;
         self.ensure_vector_index(&table).await?;
         table
             .optimize(OptimizeAction::Index(Default::default()))
@@ -419,37 +571,70 @@ impl PatternStore {
         Ok(report)
     }
 
-    /// From `index_threshold` rows: the vector index, and scalar indexes on the filtered columns
-    /// (every search prefilters by them; without an index that is a scan of each column).
+    /// From `index_threshold` rows: the vector index of the configured kind (rebuilt when the
+    /// table has another kind), and scalar indexes on the filtered columns (every search
+    /// prefilters by them; without an index that is a scan of each column).
     async fn ensure_vector_index(&self, table: &Table) -> Result<()> {
         if table.count_rows(None).await? < self.options.index_threshold {
             return Ok(());
         }
-        let indexed: Vec<Vec<String>> = table
+        let indexed: Vec<(Vec<String>, IndexType)> = table
             .list_indices()
             .await?
             .into_iter()
-            .map(|i| i.columns)
+            .map(|i| (i.columns, i.index_type))
             .collect();
-        let wanted = [
-            (
-                "embedding",
-                Index::IvfHnswSq(
-                    IvfHnswSqIndexBuilder::default().distance_type(DistanceType::Cosine),
-                ),
-            ),
+        let kind = self.options.vector_index;
+        if !indexed
+            .iter()
+            .any(|(c, t)| c == &["embedding"] && *t == kind.index_type())
+        {
+            // Replaces an index of another kind on the column.
+            table
+                .create_index(&["embedding"], kind.index())
+                .execute()
+                .await?;
+        }
+        let scalar = [
             ("node_type", Index::Bitmap(Default::default())),
             ("lifecycle", Index::Bitmap(Default::default())),
             ("module", Index::Bitmap(Default::default())),
             ("domain", Index::Bitmap(Default::default())),
             ("quality_score", Index::BTree(Default::default())),
+            // Reads by id (`get`, `show`, a moved row) and merges on pattern_id.
+            ("pattern_id", Index::BTree(Default::default())),
         ];
-        for (column, index) in wanted {
-            if !indexed.iter().any(|c| c == &[column]) {
+        for (column, index) in scalar {
+            if !indexed.iter().any(|(c, _)| c == &[column]) {
                 table.create_index(&[column], index).execute().await?;
             }
         }
         Ok(())
+    }
+}
+
+pub(crate) async fn create_text_index(table: &Table) -> Result<()> {
+    table
+        .create_index(&["search_text"], Index::FTS(FtsIndexBuilder::default()))
+        .execute()
+        .await?;
+    Ok(())
+}
+
+/// The BM25 index, when a table lacks it: a table's creation and its index are two commits
+/// (here and in `reembed`), and a process killed between them leaves a table text search
+/// cannot use. A failure (another process building it at the same moment) is left to the next
+/// open or `optimize`.
+async fn ensure_text_index(table: &Table) {
+    let has = match table.list_indices().await {
+        Ok(indices) => indices.iter().any(|i| i.columns == ["search_text"]),
+        Err(e) => {
+            tracing::warn!("listing the pattern table's indexes: {e}");
+            return;
+        }
+    };
+    if !has && let Err(e) = create_text_index(table).await {
+        tracing::warn!("building the pattern table's text index: {e}");
     }
 }
 
@@ -557,17 +742,36 @@ pub fn valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// The patterns of a search's result, with their relevance.
-fn hits(batches: &[RecordBatch], top_k: usize) -> Result<Vec<Hit>> {
+async fn collect(
+    stream: impl futures::Stream<Item = lancedb::Result<RecordBatch>>,
+) -> Result<Vec<RecordBatch>> {
+    Ok(stream.try_collect().await?)
+}
+
+/// The ids, row ids and relevance of a search's result.
+fn id_hits(batches: &[RecordBatch], top_k: usize) -> Result<Vec<IdHit>> {
+    use arrow::array::{Array, UInt64Array};
     let mut hits = Vec::new();
     for b in batches {
+        if b.num_rows() == 0 {
+            continue;
+        }
         let relevance = relevance(b);
-        for (i, p) in record::from_batch(b)?.into_iter().enumerate() {
-            hits.push(Hit {
-                pattern: p,
+        let row_ids = b
+            .column_by_name("_rowid")
+            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>().cloned())
+            .ok_or_else(|| PatternsError::Internal("a search answer without _rowid".into()))?;
+        for (i, r) in crate::columns::Rows::new(b).iter().enumerate() {
+            let Some(pattern_id) = r.str("pattern_id") else {
+                continue;
+            };
+            hits.push(IdHit {
+                pattern_id,
+                row_id: row_ids.value(i),
                 relevance: relevance.get(i).copied().unwrap_or(0.0),
             });
         }
+        debug_assert_eq!(row_ids.len(), b.num_rows());
     }
     hits.truncate(top_k);
     Ok(hits)

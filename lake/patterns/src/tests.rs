@@ -10,7 +10,7 @@ use crate::embed::{DEFAULT_DIM, Embedder, HashingEmbedder};
 use crate::indexer::{self, IndexReport, Indexer, IndexerOptions, StorageRequest};
 use crate::lifecycle::Lifecycle;
 use crate::record::{Pattern, Scores};
-use crate::store::{Mode, PatternStore, Search, StoreOptions};
+use crate::store::{Mode, PatternStore, Search, StoreOptions, VectorIndex};
 use crate::uses::UseLog;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -48,7 +48,7 @@ fn request(code: &str, node_type: &str, description: &str) -> StorageRequest {
     }
 }
 
-fn pattern(code: &str, node_type: &str, description: &str) -> Pattern {
+pub(crate) fn pattern(code: &str, node_type: &str, description: &str) -> Pattern {
     indexer::candidate(&request(code, node_type, description)).unwrap()
 }
 
@@ -402,6 +402,147 @@ fn optimize_compacts_and_builds_the_vector_index_past_the_threshold() {
             .await
             .unwrap();
         assert!(hits.iter().any(|h| h.pattern.description == "pattern 123"));
+    });
+}
+
+/// Four fragments of 100 compute patterns, "pattern N" each.
+async fn fill_fragments(store: &PatternStore) {
+    for chunk in 0..4 {
+        let rows: Vec<Pattern> = (0..100)
+            .map(|i| {
+                let n = chunk * 100 + i;
+                let mut p = pattern(
+                    &format!("value = {n}\n"),
+                    "compute",
+                    &format!("pattern {n}"),
+                );
+                p.embedding = HashingEmbedder::default().vector(&format!("pattern {n}"));
+                p
+            })
+            .collect();
+        store.insert_new(&rows).await.unwrap();
+    }
+}
+
+fn by_text(text: &str) -> Search {
+    Search {
+        text: text.into(),
+        top_k: 3,
+        ..Search::default()
+    }
+}
+
+#[test]
+fn a_cached_row_gives_way_to_a_write_by_this_store_or_another_one() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let (ours, theirs) = (open(dir.path()).await, open(dir.path()).await);
+        fill_fragments(&ours).await;
+        let first = ours.search(&by_text("pattern 42")).await.unwrap();
+        let mut p = first[0].pattern.clone();
+        assert_eq!(p.description, "pattern 42");
+        // The same search again is served from the cache, and agrees.
+        assert_eq!(
+            ours.search(&by_text("pattern 42")).await.unwrap()[0].pattern,
+            p
+        );
+        p.usage_count = 7;
+        ours.upsert(std::slice::from_ref(&p)).await.unwrap();
+        let hit = &ours.search(&by_text("pattern 42")).await.unwrap()[0];
+        assert_eq!(hit.pattern.usage_count, 7, "our own write is seen at once");
+        p.usage_count = 9;
+        theirs.upsert(std::slice::from_ref(&p)).await.unwrap();
+        // Another writer's version is seen within the read-consistency interval (500 ms).
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        let hit = &ours.search(&by_text("pattern 42")).await.unwrap()[0];
+        assert_eq!(
+            hit.pattern.usage_count, 9,
+            "another store's write is seen too"
+        );
+    });
+}
+
+#[test]
+fn rows_are_found_by_id_when_a_compaction_moved_them_after_the_search() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let store = open(dir.path()).await;
+        fill_fragments(&store).await;
+        let found = store.search_ids(&by_text("pattern 342")).await.unwrap();
+        assert!(!found.is_empty());
+        let r = store.optimize().await.unwrap();
+        assert!(r.fragments_removed >= 3, "the rows moved: {r:?}");
+        // Row ids from before the compaction: the rows are still the ones the search found.
+        let table = store.table().await.unwrap().unwrap();
+        let rows = store.rows_of(&table, &found).await.unwrap();
+        let ids: Vec<&str> = rows.iter().map(|h| h.pattern.pattern_id.as_str()).collect();
+        let wanted: Vec<&str> = found.iter().map(|h| h.pattern_id.as_str()).collect();
+        assert_eq!(ids, wanted);
+        assert_eq!(rows[0].pattern.description, "pattern 342");
+    });
+}
+
+#[test]
+fn optimize_gives_the_table_the_configured_kind_of_vector_index() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let with = |kind| StoreOptions {
+            index_threshold: 100,
+            vector_index: kind,
+            ..StoreOptions::default()
+        };
+        let kind_of = |store: PatternStore| async move {
+            let table = store.table().await.unwrap().unwrap();
+            let indices = table.list_indices().await.unwrap();
+            let vector: Vec<_> = indices
+                .iter()
+                .filter(|i| i.columns == ["embedding"])
+                .collect();
+            assert_eq!(vector.len(), 1, "{indices:?}");
+            vector[0].index_type.clone()
+        };
+        let embedder = || Arc::new(HashingEmbedder::default());
+        let sq = PatternStore::open(dir.path(), embedder(), with(VectorIndex::HnswSq))
+            .await
+            .unwrap();
+        fill_fragments(&sq).await;
+        sq.optimize().await.unwrap();
+        assert_eq!(kind_of(sq).await, lancedb::index::IndexType::IvfHnswSq);
+        let flat = PatternStore::open(dir.path(), embedder(), with(VectorIndex::HnswFlat))
+            .await
+            .unwrap();
+        flat.optimize().await.unwrap();
+        let hits = flat.search(&by_text("pattern 7")).await.unwrap();
+        assert_eq!(hits[0].pattern.description, "pattern 7");
+        assert_eq!(kind_of(flat).await, lancedb::index::IndexType::IvfHnswFlat);
+    });
+}
+
+#[test]
+fn a_table_left_without_its_text_index_gets_it_back_when_the_store_opens() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let store = open(dir.path()).await;
+        fill_fragments(&store).await;
+        let table = store.table().await.unwrap().unwrap();
+        let fts = table.list_indices().await.unwrap();
+        let fts = fts.iter().find(|i| i.columns == ["search_text"]).unwrap();
+        table.drop_index(&fts.name).await.unwrap();
+        let text = Search {
+            mode: Mode::Text,
+            ..by_text("pattern 99")
+        };
+        assert!(
+            store.search(&text).await.is_err(),
+            "no BM25 without its index"
+        );
+        let reopened = open(dir.path()).await;
+        let hits = reopened.search(&text).await.unwrap();
+        assert_eq!(hits[0].pattern.description, "pattern 99");
     });
 }
 
