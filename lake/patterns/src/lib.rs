@@ -6,6 +6,7 @@
 pub mod columns;
 pub mod embed;
 pub mod error;
+pub mod fusion;
 pub mod indexer;
 pub mod lifecycle;
 pub mod normalise;

@@ -11,7 +11,7 @@ use futures::TryStreamExt;
 use lancedb::index::scalar::{FtsIndexBuilder, FullTextSearchQuery};
 use lancedb::index::vector::{IvfHnswFlatIndexBuilder, IvfHnswSqIndexBuilder};
 use lancedb::index::{Index, IndexType};
-use lancedb::query::{ExecutableQuery, QueryBase, QueryExecutionOptions, Select};
+use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use lancedb::table::OptimizeAction;
 use lancedb::{Connection, DistanceType, Table};
 use serde::Serialize;
@@ -383,43 +383,36 @@ impl PatternStore {
         let Some(table) = self.table().await? else {
             return Ok(Vec::new());
         };
-        let vector_only = s.mode == Mode::Vector || s.text.trim().is_empty();
-        // The score column named, so Lance does not warn that it adds it on its own.
-        let columns: &[&str] = match s.mode {
-            Mode::Text => &["pattern_id", "_score"],
-            _ if vector_only => &["pattern_id", "_distance"],
-            _ => &["pattern_id"],
+        // Each leg names its score column (Lance warns when it adds one on its own).
+        let leg = |score: &str| {
+            let q = table
+                .query()
+                .select(Select::columns(&["pattern_id", score]))
+                .with_row_id()
+                .limit(s.top_k);
+            match filter(s) {
+                Some(f) => q.only_if(f),
+                None => q,
+            }
         };
-        let mut q = table
-            .query()
-            .select(Select::columns(columns))
-            .with_row_id()
-            .limit(s.top_k);
-        if let Some(f) = filter(s) {
-            q = q.only_if(f);
-        }
-        let text = FullTextSearchQuery::new(s.text.clone());
+        let text = async {
+            let q = leg("_score").full_text_search(FullTextSearchQuery::new(s.text.clone()));
+            id_hits(&collect(q.execute().await?).await?, s.top_k)
+        };
         if s.mode == Mode::Text {
-            let batches = collect(q.full_text_search(text).execute().await?).await?;
-            return id_hits(&batches, s.top_k);
+            return text.await;
         }
         let vector = match &s.vector {
             Some(v) => v.clone(),
             None => self.embed(std::slice::from_ref(&s.text)).await?.remove(0),
         };
-        let q = self.tuned(q.nearest_to(vector)?, s.top_k)?;
-        let batches = if vector_only {
-            collect(q.execute().await?).await?
-        } else {
-            let hybrid = q.full_text_search(text);
-            collect(
-                hybrid
-                    .execute_hybrid(QueryExecutionOptions::default())
-                    .await?,
-            )
-            .await?
-        };
-        id_hits(&batches, s.top_k)
+        let q = self.tuned(leg("_distance").nearest_to(vector)?, s.top_k)?;
+        let nearest = async { id_hits(&collect(q.execute().await?).await?, s.top_k) };
+        if s.mode == Mode::Vector || s.text.trim().is_empty() {
+            return nearest.await;
+        }
+        let (nearest, text) = futures::try_join!(nearest, text)?;
+        Ok(crate::fusion::reciprocal_rank(&[nearest, text], s.top_k))
     }
 
     /// A vector query with the store's probing, HNSW breadth and re-ranking.
@@ -777,17 +770,13 @@ fn id_hits(batches: &[RecordBatch], top_k: usize) -> Result<Vec<IdHit>> {
     Ok(hits)
 }
 
-/// The relevance column of a result: RRF's `_relevance_score`, BM25's `_score`, or 1 - cosine
-/// distance.
+/// The relevance column of a result: BM25's `_score`, or 1 - cosine distance.
 fn relevance(b: &RecordBatch) -> Vec<f32> {
     use arrow::array::{Array, Float32Array};
     let col = |n: &str| {
         b.column_by_name(n)
             .and_then(|c| c.as_any().downcast_ref::<Float32Array>().cloned())
     };
-    if let Some(r) = col("_relevance_score") {
-        return r.iter().map(|v| v.unwrap_or(0.0)).collect();
-    }
     if let Some(r) = col("_score") {
         return r.iter().map(|v| v.unwrap_or(0.0)).collect();
     }
