@@ -16,7 +16,10 @@ pub const DEFAULT_CAPACITY: usize = 4096;
 
 pub struct RowCache {
     version: AtomicU64,
-    rows: quick_cache::sync::Cache<String, Arc<Pattern>>,
+    /// Each row with the table version it was cached for: a search still running at the old
+    /// version when another empties the cache may insert after it, and its rows must not be
+    /// served at the new version.
+    rows: quick_cache::sync::Cache<String, (u64, Arc<Pattern>)>,
 }
 
 impl RowCache {
@@ -34,12 +37,16 @@ impl RowCache {
         }
     }
 
-    pub fn get(&self, id: &str) -> Option<Arc<Pattern>> {
-        self.rows.get(id)
+    /// The row of `id` cached for `version`.
+    pub fn get(&self, id: &str, version: u64) -> Option<Arc<Pattern>> {
+        self.rows
+            .get(id)
+            .and_then(|(v, p)| (v == version).then_some(p))
     }
 
-    pub fn insert(&self, pattern: Arc<Pattern>) {
-        self.rows.insert(pattern.pattern_id.clone(), pattern);
+    pub fn insert(&self, version: u64, pattern: Arc<Pattern>) {
+        self.rows
+            .insert(pattern.pattern_id.clone(), (version, pattern));
     }
 
     pub fn len(&self) -> usize {
@@ -69,22 +76,30 @@ mod tests {
     fn a_new_version_empties_the_cache_and_the_same_one_keeps_it() {
         let cache = RowCache::new(8);
         cache.at_version(3);
-        cache.insert(Arc::new(pattern("a")));
+        cache.insert(3, Arc::new(pattern("a")));
         cache.at_version(3);
-        assert_eq!(
-            cache.get("a").map(|p| p.pattern_id.clone()),
-            Some("a".into())
-        );
+        let id = |p: Option<Arc<Pattern>>| p.map(|p| p.pattern_id.clone());
+        assert_eq!(id(cache.get("a", 3)), Some("a".into()));
         cache.at_version(4);
-        assert!(cache.get("a").is_none());
+        assert!(cache.get("a", 4).is_none());
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_row_inserted_late_for_an_old_version_is_not_served_at_the_new_one() {
+        let cache = RowCache::new(8);
+        cache.at_version(4);
+        // A search that read at version 3 finishes after the cache moved to 4.
+        cache.insert(3, Arc::new(pattern("a")));
+        assert!(cache.get("a", 4).is_none());
+        assert!(cache.get("a", 3).is_some());
     }
 
     #[test]
     fn the_capacity_bounds_the_rows_kept() {
         let cache = RowCache::new(4);
         for i in 0..100 {
-            cache.insert(Arc::new(pattern(&format!("{i:016x}"))));
+            cache.insert(1, Arc::new(pattern(&format!("{i:016x}"))));
         }
         assert!(cache.len() <= 4, "{} rows kept", cache.len());
     }

@@ -440,10 +440,11 @@ impl PatternStore {
     /// id, and those a compaction moved since the search (their row id no longer holds them)
     /// by pattern id.
     pub(crate) async fn rows_of(&self, table: &Table, found: &[IdHit]) -> Result<Vec<Hit>> {
-        self.rows.at_version(table.version().await?);
+        let version = table.version().await?;
+        self.rows.at_version(version);
         let mut rows: HashMap<String, Arc<Pattern>> = found
             .iter()
-            .filter_map(|h| Some((h.pattern_id.clone(), self.rows.get(&h.pattern_id)?)))
+            .filter_map(|h| Some((h.pattern_id.clone(), self.rows.get(&h.pattern_id, version)?)))
             .collect();
         let missing: Vec<u64> = found
             .iter()
@@ -452,7 +453,7 @@ impl PatternStore {
             .collect();
         if !missing.is_empty() {
             match patterns_of(&table.take_row_ids(missing)).await {
-                Ok(taken) => self.keep(&mut rows, taken),
+                Ok(taken) => self.keep(version, &mut rows, taken),
                 Err(e) => tracing::debug!("reading rows by id failed, reading by pattern id: {e}"),
             }
         }
@@ -463,7 +464,7 @@ impl PatternStore {
             .collect();
         if !moved.is_empty() {
             let by_id = self.get_many(&moved).await?;
-            self.keep(&mut rows, by_id);
+            self.keep(version, &mut rows, by_id);
         }
         Ok(found
             .iter()
@@ -477,10 +478,10 @@ impl PatternStore {
             .collect())
     }
 
-    fn keep(&self, rows: &mut HashMap<String, Arc<Pattern>>, read: Vec<Pattern>) {
+    fn keep(&self, version: u64, rows: &mut HashMap<String, Arc<Pattern>>, read: Vec<Pattern>) {
         for p in read {
             let p = Arc::new(p);
-            self.rows.insert(p.clone());
+            self.rows.insert(version, p.clone());
             rows.insert(p.pattern_id.clone(), p);
         }
     }
