@@ -332,14 +332,21 @@ fn peer(
     }
     let r: Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| CliError::Internal(format!("the FAISS peer's report: {e}")))?;
+    let num = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     outln!(
-        "FAISS HNSW (M 32)     query p50 {:.2} ms, p99 {:.2} ms, recall@{} {:.3}; built in {:.1} s ({:.0} vectors/s)",
-        r["p50_ms"].as_f64().unwrap_or(f64::NAN),
-        r["p99_ms"].as_f64().unwrap_or(f64::NAN),
-        args.top_k,
-        r["recall"].as_f64().unwrap_or(f64::NAN),
-        r["build_s"].as_f64().unwrap_or(f64::NAN),
-        r["rows_per_s"].as_f64().unwrap_or(f64::NAN),
+        "FAISS HNSW (M 32)     built in {:.1} s ({:.0} vectors/s)",
+        num(&r, "build_s"),
+        num(&r, "rows_per_s"),
     );
+    for s in r["searches"].as_array().into_iter().flatten() {
+        outln!(
+            "FAISS HNSW (M 32)     query p50 {:.2} ms, p99 {:.2} ms, recall@{} {:.3} at efSearch {}",
+            num(s, "p50_ms"),
+            num(s, "p99_ms"),
+            args.top_k,
+            num(s, "recall"),
+            s["ef"]
+        );
+    }
     Ok(())
 }

@@ -593,13 +593,16 @@ fn bench_patterns_reports_rate_latency_and_recall_for_both_sides() {
         work.to_str().unwrap(),
     ]);
     assert!(
-        out.contains("stored 3000 patterns") && out.contains("IVF-HNSW-Flat"),
+        out.contains("stored 3000 patterns")
+            && out.contains("IVF-HNSW-Flat")
+            && out.contains("with every row read")
+            && out.contains("at efSearch 512"),
         "{out}"
     );
     let recall = |side: &str| -> f64 {
         let line = out
             .lines()
-            .find(|l| l.starts_with(side))
+            .find(|l| l.starts_with(side) && l.contains("recall@10 "))
             .unwrap_or_else(|| panic!("{out}"));
         let at = line.find("recall@10 ").unwrap() + "recall@10 ".len();
         line[at..]

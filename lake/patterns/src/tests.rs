@@ -372,22 +372,7 @@ fn optimize_compacts_and_builds_the_vector_index_past_the_threshold() {
         let store = PatternStore::open(dir.path(), Arc::new(HashingEmbedder::default()), options)
             .await
             .unwrap();
-        for chunk in 0..4 {
-            let rows: Vec<Pattern> = (0..100)
-                .map(|i| {
-                    let n = chunk * 100 + i;
-                    let mut p = pattern(
-                        &format!("value = {n}\n"),
-                        "compute",
-                        &format!("pattern {n}"),
-                    );
-                    p.embedding =
-                        HashingEmbedder::default().vector(&format!("pattern {n} words {}", n % 7));
-                    p
-                })
-                .collect();
-            store.insert_new(&rows).await.unwrap();
-        }
+        fill_fragments(&store).await;
         let r = store.optimize().await.unwrap();
         assert_eq!(r.rows, 400);
         assert!(r.fragments_removed >= 3 && r.fragments_added == 1, "{r:?}");
