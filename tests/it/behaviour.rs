@@ -327,7 +327,7 @@ fn import_first_assembles_the_models_part_and_refines_only_that_part() {
     );
     assert!(
         first.contains(
-            "    >>> run(\"checksum\", {\"content\": \"abc\"})\n    {\"sha256\": \"ba7816bf"
+            "- run(\"checksum\", {\"content\": \"abc\"}) should return {\"sha256\": \"ba7816bf"
         ),
         "{first}"
     );

@@ -158,35 +158,15 @@ fn run_call(
     format!("run({op:?}, {input}{extra})")
 }
 
-/// An example as doctest lines: the calls made before it, then its own and what it gives.
-fn example_doctest(e: &Example, first_op: &str, extra: &str) -> String {
-    let call = |op: &Option<String>, input: &_| {
-        format!("    >>> {}", run_call(op, input, first_op, extra))
-    };
-    let mut lines: Vec<String> = e
-        .before
-        .iter()
-        .map(|c| call(&c.operation, &c.input) + "  # an earlier call")
-        .collect();
-    lines.push(call(&e.operation, &e.input));
-    lines.push(match (&e.output, &e.error) {
-        (Some(out), _) => format!(
-            "    {}",
-            py_literal(&serde_json::Value::Object(out.clone()))
-        ),
-        (None, Some(err)) => {
-            format!("    Traceback (most recent call last):\n    ValueError: ... {err} ...")
-        }
-        (None, None) => String::new(),
-    });
-    lines.join("\n") + "\n"
-}
-
 /// What an example asks, for a refinement prompt: `run("count", {"text": "a b"}) should return
 /// {"words": 2}` (after its earlier calls).
 pub fn example_ask(e: &Example, parsed: &ParsedPrompt) -> String {
-    let first = first_operation(parsed);
-    let call = |op: &Option<String>, input: &_| run_call(op, input, first, "");
+    example_ask_with(e, first_operation(parsed), "")
+}
+
+/// An example as asked, its calls with `extra` arguments (`, state`).
+fn example_ask_with(e: &Example, first: &str, extra: &str) -> String {
+    let call = |op: &Option<String>, input: &_| run_call(op, input, first, extra);
     let before: Vec<String> = e
         .before
         .iter()
@@ -209,15 +189,9 @@ pub fn example_ask(e: &Example, parsed: &ParsedPrompt) -> String {
 }
 
 /// The function to complete: the signature, and the request as its docstring, with the
-/// operations, the declared fields and up to six examples as doctests.
+/// operations and the declared fields.
 fn stub(prompt: &str, parsed: &ParsedPrompt, spec: &RequestSpec) -> String {
     let t = parsed.node_type;
-    let extra = match t {
-        NodeType::Compute => "",
-        NodeType::Effect => ", state, client",
-        _ => ", state",
-    };
-    let first = first_operation(parsed);
     let mut doc = format!(
         "{}:\n    \"\"\"{}\n\n    operation: one of {}\n",
         run_signature(t),
@@ -230,11 +204,32 @@ fn stub(prompt: &str, parsed: &ParsedPrompt, spec: &RequestSpec) -> String {
     if !spec.output.is_empty() {
         doc.push_str(&format!("    returns: {}\n", field_list(&spec.output)));
     }
-    for e in spec.examples.iter().take(6) {
-        doc.push('\n');
-        doc.push_str(&example_doctest(e, first, extra));
-    }
     doc + "    \"\"\"\n"
+}
+
+/// The request's examples (up to six) as a list the function must satisfy, in prose before the
+/// code: in the docstring, a small model copies them into its answer (about a third of its
+/// output tokens) instead of only reading them.
+fn examples_list(parsed: &ParsedPrompt, spec: &RequestSpec) -> String {
+    let extra = match parsed.node_type {
+        NodeType::Compute => "",
+        NodeType::Effect => ", state, client",
+        _ => ", state",
+    };
+    let first = first_operation(parsed);
+    let lines: Vec<String> = spec
+        .examples
+        .iter()
+        .take(6)
+        .map(|e| format!("- {}", example_ask_with(e, first, extra)))
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    format!(
+        "The function must satisfy these examples:\n{}\n\n",
+        lines.join("\n")
+    )
 }
 
 /// The worked example among the retrieved patterns' code, best first: the first `logic.py`
@@ -247,9 +242,9 @@ pub fn fitting_example<'a>(
         .find(|c| c.module == LOGIC_MODULE && c.code.len() + c.prompt.len() <= MAX_EXAMPLE_CHARS)
 }
 
-/// Import-first: what the model writes is `logic.py` alone. The request comes last, as the
-/// docstring of the function to complete with its examples as doctests: small models follow
-/// the last code they see, so the worked example (another request) comes first.
+/// Import-first: what the model writes is `logic.py` alone. The request comes last, its examples
+/// listed just before the docstring of the function to complete: small models follow the last
+/// code they see, so the worked example (another request) comes first.
 pub fn logic_prompt(
     prompt: &str,
     parsed: &ParsedPrompt,
@@ -285,10 +280,11 @@ pub fn logic_prompt(
          and type hints on every function; raise ValueError with a clear message for input it \
          cannot handle; lines of at most 100 characters.\n\n\
          For another request, \"{worked_request}\", the module was:\n```python\n{worked}```\n\n\
-         Now write {LOGIC_MODULE} for this request. Complete the function so that it does what \
-         its docstring says and passes its examples; answer with the whole module in one \
-         ```python block:\n```python\n{stub}```",
+         Now write {LOGIC_MODULE} for this request. {examples}Complete the function so that it \
+         does what its docstring says and satisfies the examples; answer with the whole module \
+         in one ```python block:\n```python\n{stub}```",
         ty = t.as_str(),
+        examples = examples_list(parsed, spec),
         stub = stub(prompt, parsed, spec),
     )
 }
