@@ -930,8 +930,22 @@ fn reembedding_leaves_every_pattern_under_one_embedder_across_kill_9() {
         }
         panic!("seed {seed}, {stage}: neither embedder reads the table");
     };
-    let mut points = KillPoints::new("reembed", 12, 1500.0, seed);
-    let mut at = reader("before");
+    assert_eq!(reader("before"), 0);
+    // An uncut move there and back times a run, so that kills spread over all of one (the
+    // delay's jitter is 0.5x to 1.5x of 0.8 runs), the commit and the index build after it
+    // included.
+    let mut run_ms = 0.0;
+    for to in [1, 0] {
+        let started = std::time::Instant::now();
+        let out = cmd(&["patterns", "reembed"], to).output().unwrap();
+        assert!(out.status.success(), "seed {seed}: {}", describe(&out));
+        // The kills are all of moves to MiniLM until one finishes (the slower direction).
+        if to == 1 {
+            run_ms = started.elapsed().as_secs_f64() * 1000.0;
+        }
+    }
+    let mut points = KillPoints::new("reembed", 12, run_ms * 0.8, seed);
+    let mut at = reader("after the timed runs");
     assert_eq!(at, 0);
     while points.wanted() {
         let cut = points.kill(cmd(&["patterns", "reembed"], 1 - at));
