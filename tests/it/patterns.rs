@@ -206,6 +206,19 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert!(out.stdout.is_empty(), "{args:?}: {}", describe(&out));
     }
+    let out = env
+        .cmd(&["patterns", "query", "checksum"])
+        .env("OMNISTREAM_PATTERNS__VECTOR_INDEX", "ivf_pq")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "patterns.vector_index: unknown vector index 'ivf_pq' (hnsw_flat or hnsw_sq)"
+        ),
+        "{stderr}"
+    );
     assert_eq!(json(&env, &["patterns", "list"]).len(), 1);
 }
 
