@@ -578,11 +578,11 @@ pub(crate) struct BenchPatternsArgs {
     /// Re-rank this many times top_k candidates by exact distance.
     #[arg(long)]
     pub(crate) refine_factor: Option<u32>,
-    /// Breadth of the HNSW search [default: 64].
-    #[arg(long)]
-    pub(crate) ef: Option<usize>,
+    /// Breadth of the HNSW search.
+    #[arg(long, default_value_t = omnistream_patterns::store::DEFAULT_EF)]
+    pub(crate) ef: usize,
     /// The vector index: hnsw_flat (full vectors) or hnsw_sq (8-bit vectors).
-    #[arg(long, default_value = "hnsw_flat")]
+    #[arg(long, default_value = omnistream_patterns::VectorIndex::default().as_str())]
     pub(crate) vector_index: String,
     /// Skip the FAISS peer.
     #[arg(long)]

@@ -173,7 +173,7 @@ impl Default for PatternsSection {
             nprobes: store.nprobes,
             refine_factor: store.refine_factor,
             ef: store.ef,
-            vector_index: "hnsw_flat".into(),
+            vector_index: store.vector_index.as_str().into(),
             row_cache: store.row_cache,
         }
     }

@@ -82,7 +82,7 @@ fn bench(args: BenchPatternsArgs, runtime: tokio::runtime::Handle) -> Result<()>
         index_threshold: 1,
         nprobes: args.nprobes,
         refine_factor: args.refine_factor,
-        ef: args.ef.or(Some(omnistream_patterns::store::DEFAULT_EF)),
+        ef: Some(args.ef),
         vector_index: VectorIndex::parse(&args.vector_index)?,
         ..StoreOptions::default()
     };

@@ -331,7 +331,9 @@ pub fn refinement_prompt(problems: &[String], strategy: Strategy) -> String {
     format!("The code has these problems:\n{listed}\nAnswer with {what} in one ```python block.")
 }
 
-/// `s` cut to at most `max` bytes at a character boundary, marked when cut.
+/// `s` cut to at most `max` bytes at a character boundary, marked when cut. Not the decoder's
+/// `reject::truncate`: its "..." mark also occurs in prompt text ("Node..."), so a cut problem
+/// gets a mark of its own.
 fn clip(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();

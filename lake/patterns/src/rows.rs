@@ -49,12 +49,9 @@ impl RowCache {
             .insert(pattern.pattern_id.clone(), (version, pattern));
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.rows.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rows.len() == 0
     }
 }
 
@@ -82,7 +79,7 @@ mod tests {
         assert_eq!(id(cache.get("a", 3)), Some("a".into()));
         cache.at_version(4);
         assert!(cache.get("a", 4).is_none());
-        assert!(cache.is_empty());
+        assert_eq!(cache.len(), 0);
     }
 
     #[test]

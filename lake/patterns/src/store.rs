@@ -44,14 +44,23 @@ pub enum VectorIndex {
 }
 
 impl VectorIndex {
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "hnsw_flat" => Ok(VectorIndex::HnswFlat),
-            "hnsw_sq" => Ok(VectorIndex::HnswSq),
-            other => Err(PatternsError::Invalid(format!(
-                "unknown vector index '{other}' (hnsw_flat or hnsw_sq)"
-            ))),
+    const ALL: [VectorIndex; 2] = [VectorIndex::HnswFlat, VectorIndex::HnswSq];
+
+    /// The name in configuration and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VectorIndex::HnswFlat => "hnsw_flat",
+            VectorIndex::HnswSq => "hnsw_sq",
         }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| {
+                PatternsError::Invalid(format!("unknown vector index '{s}' (hnsw_flat or hnsw_sq)"))
+            })
     }
 
     pub fn label(self) -> &'static str {
@@ -153,11 +162,10 @@ pub struct Hit {
 }
 
 /// A search's answer before its row is read.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IdHit {
     pub pattern_id: String,
     /// Where the row is in the table version searched.
-    #[serde(skip)]
     pub row_id: u64,
     pub relevance: f32,
 }
@@ -370,19 +378,27 @@ impl PatternStore {
     /// The hybrid search: vector and BM25, fused by reciprocal rank, filters applied first;
     /// the rows from the row cache where it has them.
     pub async fn search(&self, s: &Search) -> Result<Vec<Hit>> {
-        let found = self.search_ids(s).await?;
-        match self.table().await? {
-            Some(table) if !found.is_empty() => self.rows_of(&table, &found).await,
-            _ => Ok(Vec::new()),
+        check_search(s)?;
+        let Some(table) = self.table().await? else {
+            return Ok(Vec::new());
+        };
+        let found = self.ids_in(&table, s).await?;
+        if found.is_empty() {
+            return Ok(Vec::new());
         }
+        self.rows_of(&table, &found).await
     }
 
     /// The search without its rows: ids, where the rows are, and relevance, best first.
     pub async fn search_ids(&self, s: &Search) -> Result<Vec<IdHit>> {
         check_search(s)?;
-        let Some(table) = self.table().await? else {
-            return Ok(Vec::new());
-        };
+        match self.table().await? {
+            Some(table) => self.ids_in(&table, s).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn ids_in(&self, table: &Table, s: &Search) -> Result<Vec<IdHit>> {
         // Each leg names its score column (Lance warns when it adds one on its own).
         let leg = |score: &str| {
             let q = table
