@@ -129,6 +129,9 @@ pub(crate) struct PatternsSection {
     pub(crate) top_k: usize,
     /// Lowest quality of a retrieved pattern.
     pub(crate) min_quality: f64,
+    /// Reuse a retrieved pattern's logic that passes every example of a request as it is,
+    /// before asking a model (requests without examples never reuse).
+    pub(crate) reuse_verified: bool,
     /// Rows from which the table has a vector index (below it, exact search is faster).
     pub(crate) index_threshold: usize,
     /// How often the indexer optimises the table (compaction, version pruning, indexes).
@@ -166,6 +169,7 @@ impl Default for PatternsSection {
             learning_threshold: codegen.learning_threshold,
             top_k: codegen.retrieval_top_k,
             min_quality: codegen.retrieval_min_quality,
+            reuse_verified: codegen.reuse_verified,
             index_threshold: store.index_threshold,
             optimize_every_secs: indexer.optimize_every.as_secs(),
             keep_versions_mins: store.keep_versions.num_minutes(),
@@ -633,6 +637,7 @@ impl Config {
                 .clamp(1, omnistream_patterns::store::MAX_TOP_K),
             retrieval_min_quality: self.patterns.min_quality.clamp(0.0, 1.0),
             learning_threshold: self.patterns.learning_threshold,
+            reuse_verified: self.patterns.reuse_verified,
         })
     }
 

@@ -50,6 +50,9 @@ struct Round {
     retrieval_p50_ms: Option<f64>,
     /// Generations that applied at least one stored pattern (not only the built-in catalog).
     from_store: usize,
+    /// Generations that reused a stored pattern's code as it was (it passed every example),
+    /// without a model call.
+    reused: usize,
 }
 
 fn bench(config: &Config, args: BenchLearningArgs, runtime: tokio::runtime::Handle) -> Result<()> {
@@ -182,6 +185,7 @@ fn figures(
     let none = Vec::new();
     let mut outcomes = Vec::new();
     let (mut cost, mut from_store, mut retrieval) = (0.0, 0, Vec::new());
+    let mut reused = 0;
     for r in requests {
         let mine = events.get(&r.correlation_id).unwrap_or(&none);
         let end = mine
@@ -203,6 +207,7 @@ fn figures(
             }
         }
         retrieval.extend(mine.iter().filter_map(|(t, e)| retrieval_ms(*t, e)));
+        reused += usize::from(mine.iter().any(|(t, e)| reused_pattern(*t, e)));
     }
     retrieval.sort_by(f64::total_cmp);
     let tally = Tally::of(&outcomes);
@@ -240,6 +245,7 @@ fn figures(
         seconds: round_to(seconds, 2),
         retrieval_p50_ms: (!retrieval.is_empty()).then(|| round_to(percentile(&retrieval, 0.5), 2)),
         from_store,
+        reused,
     }
 }
 
@@ -247,6 +253,15 @@ fn figures(
 fn round_to(x: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (x * scale).round() / scale
+}
+
+/// Whether the code generation stage reused a stored pattern instead of calling the model.
+fn reused_pattern(topic: Topic, e: &Value) -> bool {
+    topic == Topic::StageCompleted
+        && e["stage_name"] == "code_generation"
+        && e["stage_output"]
+            .as_str()
+            .is_some_and(|o| o.contains("reused pattern"))
 }
 
 /// The store's retrieval time, from the intelligence stage's output.
@@ -292,6 +307,7 @@ fn as_batch(rounds: &[Round]) -> Result<(SchemaRef, RecordBatch)> {
         f64_("seconds", false),
         f64_("retrieval_p50_ms", true),
         u64_("from_store"),
+        u64_("reused"),
     ]));
     let mut decoder = arrow::json::ReaderBuilder::new(schema.clone()).build_decoder()?;
     decoder.serialize(rounds)?;

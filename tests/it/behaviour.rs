@@ -284,14 +284,12 @@ fn import_first_assembles_the_models_part_and_refines_only_that_part() {
     use super::codegen::{last_user_message, with_models_writing_logic};
     use super::model_server::{Reply, ScriptedServer};
     let server = ScriptedServer::start(|n, _| {
-        Reply::Text(
-            if n == 0 {
-                WRONG_CHECKSUM
-            } else {
-                RIGHT_CHECKSUM
-            }
-            .to_string(),
-        )
+        Reply::Text(if n == 0 {
+            WRONG_CHECKSUM.to_string()
+        } else {
+            // Right, but without its import: the pipeline adds the missing stdlib import.
+            RIGHT_CHECKSUM.replace("import hashlib\n\n\n", "")
+        })
     });
     let env = Env::new();
     std::fs::write(env.path("one.jsonl"), checksum_request() + "\n").unwrap();
@@ -331,6 +329,11 @@ fn import_first_assembles_the_models_part_and_refines_only_that_part() {
         ),
         "{first}"
     );
+    // The stub reads the declared fields, so the model sees the names it must use.
+    assert!(
+        first.contains("    content: str = payload[\"content\"]\n"),
+        "{first}"
+    );
     assert!(
         !first.contains("class NodeFileChecksumCalculatorCompute"),
         "{first}"
@@ -349,6 +352,7 @@ fn import_first_assembles_the_models_part_and_refines_only_that_part() {
     let node = env.path("nodes/node_storage_file_checksum_calculator_compute");
     let logic = std::fs::read_to_string(node.join("v1_0_0/logic.py")).unwrap();
     assert!(logic.contains("hashlib.sha256"), "{logic}");
+    assert!(logic.starts_with("import hashlib\n"), "{logic}");
     let node_py = std::fs::read_to_string(node.join("v1_0_0/node.py")).unwrap();
     assert!(
         node_py.contains("from .logic import run as _run_logic"),

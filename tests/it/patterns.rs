@@ -628,3 +628,56 @@ fn bench_patterns_reports_rate_latency_and_recall_for_both_sides() {
     assert!(recall("omnistream") >= 0.95, "{out}");
     assert!(recall("FAISS") > 0.5, "{out}");
 }
+
+#[test]
+fn a_stored_pattern_that_passes_the_examples_is_reused_without_a_model_call() {
+    use super::codegen::with_models_writing_logic;
+    use super::model_server::{Reply, ScriptedServer};
+    let wrong = CHECKSUM.replace("sha256(data)", "md5(data)");
+    let answer = format!("```python\n{wrong}```");
+    let server = ScriptedServer::start(move |_, _| Reply::Text(answer.clone()));
+    let env = Env::new();
+    env.write("one.jsonl", checksum_request() + "\n");
+    let generate = |env: &Env, reuse: bool| -> Value {
+        let mut cmd = env.cmd(&[
+            "generate",
+            "--requests",
+            "one.jsonl",
+            "--model",
+            "coder",
+            "--out",
+            "nodes",
+            "--format",
+            "json",
+        ]);
+        with_models_writing_logic(&mut cmd, &server, &["coder"]);
+        cmd.env("OMNISTREAM_PATTERNS__REUSE_VERIFIED", reuse.to_string());
+        let out = cmd.output().unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)))
+    };
+    let calls = || server.requests.lock().unwrap().len();
+    // A stored pattern that fails this request's examples is not reused: the model is asked.
+    store_checksum(&env, "wrong.py", &wrong);
+    let first = generate(&env, true);
+    assert_eq!(first["error_code"], "EXAMPLES_FAILED", "{first}");
+    let asked = calls();
+    assert!(asked >= 1, "the model was not asked");
+    // One that passes them is reused as it is: no model call, every example passes.
+    let out = store_checksum(&env, "right.py", CHECKSUM);
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    let reused = generate(&env, true);
+    assert_eq!(reused["status"], "completed", "{reused}");
+    assert_eq!(reused["examples_passed"], 3, "{reused}");
+    assert_eq!(calls(), asked, "a model call despite a passing pattern");
+    env.ok(&["jobs", "run", "lake-sink", "--once"]);
+    let stage = env.sql(
+        "SELECT stage_output FROM stage_completed WHERE stage_name = 'code_generation' \
+         ORDER BY emitted_at DESC LIMIT 1",
+    );
+    let output = stage[0]["stage_output"].as_str().unwrap();
+    assert!(output.contains(&format!("reused pattern {id}")), "{output}");
+    // Reuse turned off: the model is asked again.
+    let off = generate(&env, false);
+    assert_eq!(off["error_code"], "EXAMPLES_FAILED", "{off}");
+    assert!(calls() > asked, "reuse was not turned off");
+}

@@ -6,6 +6,7 @@
 //! every request ends with exactly one generation-completed or generation-failed.
 
 pub mod assemble;
+pub mod autoimport;
 pub mod behaviour;
 pub mod catalog;
 pub mod contract;
@@ -116,6 +117,9 @@ pub struct CodegenOptions {
     pub retrieval_top_k: usize,
     /// Lowest quality of a retrieved pattern.
     pub retrieval_min_quality: f64,
+    /// Before asking a model, reuse a retrieved pattern's logic that passes every example of
+    /// the request as it is.
+    pub reuse_verified: bool,
     /// Quality from which a completed generation is published to be stored as a pattern (its
     /// examples, when it has any, must all pass too).
     pub learning_threshold: f64,
@@ -149,6 +153,7 @@ impl Default for CodegenOptions {
             retrieval_top_k: 5,
             retrieval_min_quality: 0.8,
             learning_threshold: 0.95,
+            reuse_verified: true,
         }
     }
 }

@@ -10,6 +10,7 @@ use omnistream_connectors::models::ChatMessage;
 use serde_json::json;
 
 use crate::assemble::{LOGIC_MODULE, Strategy, assembly_gate};
+use crate::autoimport::add_stdlib_imports;
 use crate::behaviour::{CaseVerdict, NodeNames, example_name, run_examples};
 use crate::catalog::{PatternQuery, PatternRef, StoredCode, catalog_patterns};
 use crate::contract::{build_contract, contract_hash, to_yaml, validate_yaml};
@@ -153,11 +154,21 @@ fn stages(
         conversation: Vec::new(),
     };
     let model = route.as_ref().map(|route| (model_name, route));
+    let reused = model.and_then(|_| {
+        verified_reuse(
+            worker,
+            rec.shared.options,
+            req,
+            (&parsed, &ctx),
+            &patterns,
+            &draft.files,
+        )
+    });
     code_generation(
         rec,
         req,
         &parsed,
-        &patterns,
+        (&patterns, reused),
         model,
         &contract_yaml,
         &mut draft,
@@ -447,13 +458,40 @@ fn code_generation(
     rec: &mut Recorder<'_, '_>,
     req: &GenerationRequest,
     parsed: &ParsedPrompt,
-    patterns: &[PatternRef],
+    (patterns, reused): (&[PatternRef], Option<&PatternRef>),
     model: Option<(&str, &ModelRoute)>,
     contract_yaml: &str,
     draft: &mut Draft,
 ) -> std::result::Result<(), Failure> {
     let stage = Stage::CodeGeneration;
     let t = Instant::now();
+    if let Some(p) = reused {
+        let code = p
+            .code
+            .as_ref()
+            .expect("verified_reuse returns patterns with code");
+        set_file(&mut draft.files, LOGIC_MODULE, code.code.clone());
+        draft.changed.insert(LOGIC_MODULE);
+        // A refinement, should a later gate fail, starts from the reused code.
+        let service = parsed
+            .external_services
+            .first()
+            .unwrap_or(&parsed.service_name);
+        let prompt = logic_prompt(&req.prompt, parsed, &req.spec, service, Some(code));
+        draft.conversation.push(ChatMessage::user(prompt));
+        draft.conversation.push(ChatMessage::assistant(format!(
+            "```python\n{}```",
+            code.code
+        )));
+        let output = format!(
+            "{} files; reused pattern {} (it passed every example; no model call)",
+            draft.files.len(),
+            p.applied_name()
+        );
+        return rec
+            .stage(stage, t, true, &[], Some(output), None)
+            .map_err(logged(stage));
+    }
     match model {
         None => {
             if let Some(logic) = fitting_logic(patterns, parsed) {
@@ -509,6 +547,63 @@ fn code_generation(
         .map_err(logged(stage))
 }
 
+/// Stored patterns tried as they are before a model is asked, best first.
+const MAX_REUSE_TRIES: usize = 3;
+
+/// Verified reuse: a retrieved pattern whose `logic.py` handles the request's operations and,
+/// in this request's scaffold, passes its gates and every one of its examples. Such code needs
+/// no model call (no tokens, no minutes of a local model); without examples nothing can show a
+/// pattern does what this request asks, so nothing is reused.
+fn verified_reuse<'p>(
+    worker: &mut Worker,
+    options: &CodegenOptions,
+    req: &GenerationRequest,
+    (parsed, ctx): (&ParsedPrompt, &TemplateContext),
+    patterns: &'p [PatternRef],
+    files: &[GeneratedFile],
+) -> Option<&'p PatternRef> {
+    if !options.reuse_verified
+        || options.strategy != Strategy::ImportFirst
+        || req.spec.examples.is_empty()
+    {
+        return None;
+    }
+    let fits = |p: &&PatternRef| {
+        p.id.is_some()
+            && p.code.as_ref().is_some_and(|c| {
+                c.module == LOGIC_MODULE
+                    && parsed.operations.iter().all(|op| c.operations.contains(op))
+            })
+    };
+    let mut candidates = patterns.iter().filter(fits).take(MAX_REUSE_TRIES);
+    candidates.find(|p| {
+        let code = p.code.as_ref().expect("fits has code");
+        let mut files = files.to_vec();
+        set_file(&mut files, LOGIC_MODULE, code.code.clone());
+        let validation = validate(worker, parsed, &files);
+        if validation
+            .gates
+            .iter()
+            .any(|g| g.status == GateStatus::Fail)
+        {
+            return false;
+        }
+        let (Ok(dir), Ok(sandbox)) = (scratch_copy(&files), worker.sandbox(&options.python)) else {
+            return false;
+        };
+        let names = NodeNames::from(&ctx.node);
+        let verdicts = run_examples(
+            sandbox,
+            dir.path(),
+            &names,
+            &req.spec.examples,
+            &options.limits,
+            options.example_timeout,
+        );
+        verdicts.iter().all(|v| v.passed)
+    })
+}
+
 /// The best stored logic.py that handles every operation of the request (what the template
 /// model reuses).
 fn fitting_logic<'p>(patterns: &'p [PatternRef], parsed: &ParsedPrompt) -> Option<&'p StoredCode> {
@@ -552,6 +647,7 @@ fn post_validation(
     let mut stage = Stage::PostValidation;
     let mut stage_started = Instant::now();
     loop {
+        let imported = import_what_the_part_uses(worker, draft);
         let validation = validate(worker, parsed, &draft.files);
         for g in &validation.gates {
             rec.gate(stage, g);
@@ -567,11 +663,12 @@ fn post_validation(
         let mut problems = problems(&validation, decision.as_ref());
         problems.extend(behaviour.iter().flat_map(|b| b.problems.iter().cloned()));
         let refine_with = model.filter(|_| round < max_refinements && !problems.is_empty());
+        let warnings: Vec<String> = imported.iter().chain(&problems).cloned().collect();
         rec.stage(
             stage,
             stage_started,
             !hard || refine_with.is_some(),
-            &problems,
+            &warnings,
             None,
             None,
         )
@@ -619,6 +716,23 @@ fn post_validation(
             }
         }
     }
+}
+
+/// Adds the standard-library imports a model's `logic.py` uses but forgot (see [`autoimport`]),
+/// saying which, so that a forgotten `import re` does not fail every example.
+fn import_what_the_part_uses(worker: &mut Worker, draft: &mut Draft) -> Vec<String> {
+    if !draft.changed.contains(LOGIC_MODULE) {
+        return Vec::new();
+    }
+    let Some(logic) = draft.files.iter_mut().find(|f| f.path == LOGIC_MODULE) else {
+        return Vec::new();
+    };
+    let (code, added) = add_stdlib_imports(&logic.content, &mut worker.parser);
+    logic.content = code;
+    added
+        .iter()
+        .map(|m| format!("{LOGIC_MODULE}: added `import {m}`, which the code uses"))
+        .collect()
 }
 
 /// G9-G12, and G16 when a model wrote the node's logic.

@@ -65,7 +65,7 @@ fn worked_example(t: NodeType) -> (&'static str, &'static str) {
             "add up invoice line amounts (payload: amounts: list[float]; returns: total: float, lines: int)",
             r#"def run(operation: str, payload: dict[str, object]) -> dict[str, object]:
     """Return the total of the line amounts, rounded to cents."""
-    amounts = payload["amounts"]
+    amounts: list[float] = payload["amounts"]
     if not amounts:
         raise ValueError("no amounts to add")
     return {"total": round(sum(amounts), 2), "lines": len(amounts)}
@@ -79,7 +79,7 @@ fn worked_example(t: NodeType) -> (&'static str, &'static str) {
     if operation == "reset":
         counts.clear()
         return {"key": "", "count": 0}
-    key = str(payload["key"])
+    key: str = payload["key"]
     counts[key] = counts.get(key, 0) + 1
     return {"key": key, "count": counts[key]}
 "#,
@@ -88,7 +88,9 @@ fn worked_example(t: NodeType) -> (&'static str, &'static str) {
             "user e-mail writer, e-mails in lower case (payload: key: str, email: str; returns: stored: bool, email: str)",
             r#"async def run(operation: str, payload: dict[str, object], state: dict[str, object], client) -> dict[str, object]:
     """Store the user's e-mail address in lower case through the client."""
-    record = {"key": payload["key"], "email": str(payload["email"]).lower()}
+    key: str = payload["key"]
+    email: str = payload["email"]
+    record = {"key": key, "email": email.lower()}
     response = await client.send(operation, record)
     return {"stored": bool(response.get("stored")), "email": record["email"]}
 "#,
@@ -97,8 +99,9 @@ fn worked_example(t: NodeType) -> (&'static str, &'static str) {
             "ship an order once it is paid (payload: paid: bool; returns: shipped: bool, steps: list[str])",
             r#"def run(operation: str, payload: dict[str, object], state: dict[str, object]) -> dict[str, object]:
     """Check the payment, then ship; an unpaid order stops the workflow."""
+    paid: bool = payload["paid"]
     steps = ["check_payment"]
-    if not payload["paid"]:
+    if not paid:
         raise ValueError("order is not paid")
     steps.append("ship")
     state["shipped"] = int(state.get("shipped", 0)) + 1
@@ -204,7 +207,27 @@ fn stub(prompt: &str, parsed: &ParsedPrompt, spec: &RequestSpec) -> String {
     if !spec.output.is_empty() {
         doc.push_str(&format!("    returns: {}\n", field_list(&spec.output)));
     }
-    doc + "    \"\"\"\n"
+    doc.push_str("    \"\"\"\n");
+    doc + &payload_reads(parsed.node_type, spec)
+}
+
+/// The stub's first lines read the declared input fields into typed locals: the scaffold has
+/// validated them, and a small model that sees its own field names stops reaching for the
+/// worked example's (`payload["amounts"]` in a node that has no amounts).
+fn payload_reads(t: NodeType, spec: &RequestSpec) -> String {
+    let params = crate::assemble::run_parameters(t);
+    spec.input
+        .0
+        .iter()
+        .filter(|f| !params.contains(&f.name.as_str()))
+        .map(|f| {
+            format!(
+                "    {name}: {ty} = payload[\"{name}\"]\n",
+                name = f.name,
+                ty = f.ty
+            )
+        })
+        .collect()
 }
 
 /// The request's examples (up to six) as a list the function must satisfy, in prose before the
@@ -261,7 +284,7 @@ pub fn logic_prompt(
         format!(
             "`client` stands for {service}: `await client.send(operation, data)` sends one call \
              and returns a dict. The default client is in memory: it stores `data` under \
-             data[\"key\"] and answers {{\"key\", \"stored\": True, \"records\": n}}; for read \
+             its \"key\" field (else its \"id\", else a new key) and answers {{\"key\", \"stored\": True, \"records\": n}}; for read \
              operations {{\"key\", \"found\", \"record\"}}; for delete operations \
              {{\"key\", \"removed\", \"records\"}}.\n"
         )
