@@ -287,8 +287,11 @@ fn import_first_assembles_the_models_part_and_refines_only_that_part() {
         Reply::Text(if n == 0 {
             WRONG_CHECKSUM.to_string()
         } else {
-            // Right, but without its import: the pipeline adds the missing stdlib import.
-            RIGHT_CHECKSUM.replace("import hashlib\n\n\n", "")
+            // Right, but without its import and the stub's read of `content`: the pipeline
+            // puts both back.
+            RIGHT_CHECKSUM
+                .replace("import hashlib\n\n\n", "")
+                .replace("str(payload[\"content\"])", "content")
         })
     });
     let env = Env::new();
@@ -353,6 +356,10 @@ fn import_first_assembles_the_models_part_and_refines_only_that_part() {
     let logic = std::fs::read_to_string(node.join("v1_0_0/logic.py")).unwrap();
     assert!(logic.contains("hashlib.sha256"), "{logic}");
     assert!(logic.starts_with("import hashlib\n"), "{logic}");
+    assert!(
+        logic.contains("    content: str = payload[\"content\"]\n    data = content.encode("),
+        "{logic}"
+    );
     let node_py = std::fs::read_to_string(node.join("v1_0_0/node.py")).unwrap();
     assert!(
         node_py.contains("from .logic import run as _run_logic"),

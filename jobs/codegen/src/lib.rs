@@ -6,7 +6,6 @@
 //! every request ends with exactly one generation-completed or generation-failed.
 
 pub mod assemble;
-pub mod autoimport;
 pub mod behaviour;
 pub mod catalog;
 pub mod contract;
@@ -24,6 +23,7 @@ pub mod python;
 pub mod quorum;
 mod recorder;
 pub mod render;
+pub mod repair;
 pub mod request;
 pub mod rescore;
 pub mod sandbox;

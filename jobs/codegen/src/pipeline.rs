@@ -10,7 +10,6 @@ use omnistream_connectors::models::ChatMessage;
 use serde_json::json;
 
 use crate::assemble::{LOGIC_MODULE, Strategy, assembly_gate};
-use crate::autoimport::add_stdlib_imports;
 use crate::behaviour::{CaseVerdict, NodeNames, example_name, run_examples};
 use crate::catalog::{PatternQuery, PatternRef, StoredCode, catalog_patterns};
 use crate::contract::{build_contract, contract_hash, to_yaml, validate_yaml};
@@ -27,6 +26,7 @@ use crate::render::{
     CONTRACT_FILE, GeneratedFile, GeneratorContext, NODE_MODULE, TemplateContext, render_event_bus,
     render_examples, render_node,
 };
+use crate::repair::{add_stdlib_imports, restore_field_reads};
 use crate::request::GenerationRequest;
 use crate::sandbox::{Sandbox, SandboxError};
 use crate::stage::{Failure, FailureCode, Stage};
@@ -647,7 +647,7 @@ fn post_validation(
     let mut stage = Stage::PostValidation;
     let mut stage_started = Instant::now();
     loop {
-        let imported = import_what_the_part_uses(worker, draft);
+        let imported = repair_part(worker, req, draft);
         let validation = validate(worker, parsed, &draft.files);
         for g in &validation.gates {
             rec.gate(stage, g);
@@ -718,21 +718,25 @@ fn post_validation(
     }
 }
 
-/// Adds the standard-library imports a model's `logic.py` uses but forgot (see [`autoimport`]),
-/// saying which, so that a forgotten `import re` does not fail every example.
-fn import_what_the_part_uses(worker: &mut Worker, draft: &mut Draft) -> Vec<String> {
+/// Puts back what a model's `logic.py` predictably leaves out (see [`repair`]): the stdlib
+/// imports it uses, and the stub's reads of declared fields it uses. Says what it added.
+fn repair_part(worker: &mut Worker, req: &GenerationRequest, draft: &mut Draft) -> Vec<String> {
     if !draft.changed.contains(LOGIC_MODULE) {
         return Vec::new();
     }
     let Some(logic) = draft.files.iter_mut().find(|f| f.path == LOGIC_MODULE) else {
         return Vec::new();
     };
-    let (code, added) = add_stdlib_imports(&logic.content, &mut worker.parser);
+    let (code, imported) = add_stdlib_imports(&logic.content, &mut worker.parser);
+    let (code, read) = restore_field_reads(&code, &req.spec.input.0, &mut worker.parser);
     logic.content = code;
-    added
+    let imports = imported
         .iter()
-        .map(|m| format!("{LOGIC_MODULE}: added `import {m}`, which the code uses"))
-        .collect()
+        .map(|m| format!("{LOGIC_MODULE}: added `import {m}`, which the code uses"));
+    let reads = read
+        .iter()
+        .map(|f| format!("{LOGIC_MODULE}: added the read of field `{f}`, which `run` uses"));
+    imports.chain(reads).collect()
 }
 
 /// G9-G12, and G16 when a model wrote the node's logic.
