@@ -81,6 +81,9 @@ pub(crate) struct CodegenConfig {
     pub(crate) quorum: omnistream_codegen::QuorumRules,
     /// Refinement rounds when gates warn or the judges ask for changes.
     pub(crate) max_refinements: u32,
+    /// What a refinement round sends the model: `feedback` (the problems found) or `resample`
+    /// (the request again, in a fresh conversation at a higher temperature).
+    pub(crate) refinement: omnistream_codegen::Refinement,
     /// Compile generated Python files with Python itself (gate G13).
     pub(crate) compile_check: bool,
     /// `all` files, or only those a model wrote or a patch `changed` (template output is checked
@@ -216,6 +219,7 @@ impl Default for CodegenConfig {
             judges: d.judges,
             quorum: d.quorum,
             max_refinements: d.max_refinements,
+            refinement: d.refinement,
             compile_check: d.compile_check,
             compile_scope: d.compile_scope,
             run_tests: d.run_tests,
@@ -601,6 +605,7 @@ impl Config {
             judges: c.judges.clone(),
             quorum: c.quorum,
             max_refinements: c.max_refinements,
+            refinement: c.refinement,
             compile_check: c.compile_check,
             compile_scope: c.compile_scope,
             run_tests: c.run_tests,

@@ -266,7 +266,8 @@ fn a_bad_request_file_publishes_nothing_and_names_every_bad_line() {
 }
 
 /// The checksum request of the shipped file: three examples the template cannot pass.
-fn checksum_request() -> String {
+/// The shipped request for a SHA-256 checksum node, with its three examples.
+pub(crate) fn checksum_request() -> String {
     std::fs::read_to_string(shipped_requests())
         .unwrap()
         .lines()
@@ -398,6 +399,45 @@ fn import_first_assembles_the_models_part_and_refines_only_that_part() {
         "{seen:#?}"
     );
     assert!(seen.iter().all(|s| !s.contains("G16 fail")), "{seen:#?}");
+}
+
+#[test]
+fn a_resampled_try_asks_for_the_request_again_in_a_fresh_conversation() {
+    use super::codegen::with_models_writing_logic;
+    use super::model_server::{Reply, ScriptedServer};
+    let server = ScriptedServer::start(|n, _| {
+        Reply::Text(
+            if n == 0 {
+                WRONG_CHECKSUM
+            } else {
+                RIGHT_CHECKSUM
+            }
+            .to_string(),
+        )
+    });
+    let env = Env::new();
+    std::fs::write(env.path("one.jsonl"), checksum_request() + "\n").unwrap();
+    let mut cmd = env.cmd(&[
+        "generate",
+        "--requests",
+        "one.jsonl",
+        "--model",
+        "coder",
+        "--format",
+        "json",
+    ]);
+    with_models_writing_logic(&mut cmd, &server, &["coder"]);
+    cmd.env("OMNISTREAM_CODEGEN__REFINEMENT", "resample");
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(outcomes(&out.stdout)[0]["examples_passed"], 3);
+    let requests = server.requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2, "one generation, one resample");
+    // The same request, without the failed answer or any feedback, sampled hotter.
+    assert_eq!(requests[1]["messages"], requests[0]["messages"]);
+    let temperature = |i: usize| requests[i]["temperature"].as_f64().unwrap();
+    assert!((temperature(0) - 0.2).abs() < 1e-6, "{}", temperature(0));
+    assert!((temperature(1) - 0.8).abs() < 1e-6, "{}", temperature(1));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::behaviour::checksum_request;
 use super::{Env, describe};
 
 const CHECKSUM: &str = "import hashlib\n\n\ndef run(operation: str, payload: dict[str, object]) -> dict[str, object]:\n    \"\"\"Digest the content.\"\"\"\n    data = str(payload[\"content\"]).encode(\"utf-8\")\n    return {\"sha256\": hashlib.sha256(data).hexdigest(), \"size\": len(data)}\n";
@@ -243,16 +244,6 @@ fn a_table_deleted_under_the_store_is_an_error_and_a_corrupt_one_too() {
 }
 
 /// The shipped checksum request (three examples the templates cannot pass).
-fn checksum_request() -> String {
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("requests/behaviour.jsonl");
-    std::fs::read_to_string(file)
-        .unwrap()
-        .lines()
-        .find(|l| l.contains("checksum calculator"))
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn a_stored_logic_pattern_reaches_generation_and_its_use_is_counted() {
     let env = Env::new();

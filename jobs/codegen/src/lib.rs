@@ -67,6 +67,22 @@ pub enum CompileScope {
 }
 
 /// A configured model: which provider serves it, under which name on the wire.
+/// What a refinement round asks of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refinement {
+    /// The problems found, after the model's answer (the default).
+    #[default]
+    Feedback,
+    /// The request again in a fresh conversation, sampled at [`RESAMPLE_TEMPERATURE`]: a small
+    /// model told what is wrong tends to send its answer back unchanged, while a new sample is
+    /// an independent try that the gates and the examples judge the same way.
+    Resample,
+}
+
+/// Sampling temperature of a resampled try: high enough that it differs from the first.
+pub const RESAMPLE_TEMPERATURE: f32 = 0.8;
+
 #[derive(Debug, Clone)]
 pub struct ModelRoute {
     pub provider: Arc<HttpProvider>,
@@ -92,6 +108,8 @@ pub struct CodegenOptions {
     pub quorum: QuorumRules,
     /// Refinement rounds when gates warn or the quorum says RETRY (upstream: 2).
     pub max_refinements: u32,
+    /// What each refinement round sends: the problems, or the request again.
+    pub refinement: Refinement,
     /// Compile generated Python files with Python itself (G13).
     pub compile_check: bool,
     /// Which files G13 compiles.
@@ -138,6 +156,7 @@ impl Default for CodegenOptions {
             judges: Vec::new(),
             quorum: QuorumRules::default(),
             max_refinements: 2,
+            refinement: Refinement::Feedback,
             compile_check: true,
             compile_scope: CompileScope::Changed,
             run_tests: true,

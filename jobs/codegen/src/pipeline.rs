@@ -32,7 +32,10 @@ use crate::sandbox::{Sandbox, SandboxError};
 use crate::stage::{Failure, FailureCode, Stage};
 use crate::syntax::PythonParser;
 use crate::write::{self, Staged};
-use crate::{CodegenOptions, CompileScope, ModelRoute, TEMPLATE_MODEL, event_bus};
+use crate::{
+    CodegenOptions, CompileScope, ModelRoute, RESAMPLE_TEMPERATURE, Refinement, TEMPLATE_MODEL,
+    event_bus,
+};
 
 /// How a generation ended.
 #[derive(Debug, Clone)]
@@ -526,7 +529,7 @@ fn code_generation(
                 model_name,
                 route,
                 &draft.conversation,
-                "generate",
+                ("generate", rec.shared.options.temperature),
                 stage,
             )
             .map_err(|e| {
@@ -680,17 +683,8 @@ fn post_validation(
         round += 1;
         stage = Stage::Refinement;
         stage_started = Instant::now();
-        // Only the request and the latest answer stay in the conversation: earlier rounds
-        // would grow it past a small model's context.
-        let len = draft.conversation.len();
-        if len > 2 {
-            draft.conversation.drain(1..len - 1);
-        }
-        draft.conversation.push(ChatMessage::user(refinement_prompt(
-            &problems,
-            rec.shared.options.strategy,
-        )));
-        match call_model(rec, model_name, route, &draft.conversation, "refine", stage) {
+        let ask = next_ask(rec.shared.options, &mut draft.conversation, &problems);
+        match call_model(rec, model_name, route, &draft.conversation, ask, stage) {
             Ok(answer) => {
                 draft
                     .conversation
@@ -714,6 +708,31 @@ fn post_validation(
                 let validation = validate(worker, parsed, &draft.files);
                 return Ok((validation, None, round, behaviour));
             }
+        }
+    }
+}
+
+/// Prepares the conversation for a refinement round; returns the call's operation and
+/// temperature. Feedback keeps only the request and the latest answer (earlier rounds would grow
+/// it past a small model's context) and adds the problems; a resample keeps the request alone.
+fn next_ask(
+    options: &CodegenOptions,
+    conversation: &mut Vec<ChatMessage>,
+    problems: &[String],
+) -> (&'static str, f32) {
+    match options.refinement {
+        Refinement::Feedback => {
+            let len = conversation.len();
+            if len > 2 {
+                conversation.drain(1..len - 1);
+            }
+            let prompt = refinement_prompt(problems, options.strategy);
+            conversation.push(ChatMessage::user(prompt));
+            ("refine", options.temperature)
+        }
+        Refinement::Resample => {
+            conversation.truncate(1);
+            ("resample", RESAMPLE_TEMPERATURE)
         }
     }
 }

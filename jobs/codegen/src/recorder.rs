@@ -354,7 +354,7 @@ pub(crate) fn call_model(
     model_name: &str,
     route: &ModelRoute,
     conversation: &[ChatMessage],
-    operation: &str,
+    (operation, temperature): (&str, f32),
     stage: Stage,
 ) -> Result<Completion, CallError> {
     let options = rec.shared.options;
@@ -363,7 +363,7 @@ pub(crate) fn call_model(
         system: Some(code_system(options.strategy).to_string()),
         messages: conversation.to_vec(),
         max_tokens: options.max_tokens,
-        temperature: options.temperature,
+        temperature,
     };
     // A model call can take long: what happened so far is shown first. (A log failure here
     // surfaces again, and stops the job, at the end event.)
