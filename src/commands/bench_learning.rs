@@ -82,7 +82,7 @@ fn bench(config: &Config, args: BenchLearningArgs, runtime: tokio::runtime::Hand
             &config, &log, &runtime, &args, &work, label, requests, model,
         )
     };
-    let cold = run("cold", &eval, &args.model)?;
+    let cold = cold_round(&config, &runtime, &args, &work, &eval)?;
     let trained = run("train", &train, &warm_model)?;
     let indexed = super::patterns::index_pending(&config, &log, &runtime)?.ok_or_else(|| {
         CliError::Usage("another process runs the pattern indexer on this data directory".into())
@@ -98,6 +98,22 @@ fn bench(config: &Config, args: BenchLearningArgs, runtime: tokio::runtime::Hand
     report(&[cold, warm], args.output.clone(), &runtime)?;
     let _ = fs::remove_dir_all(work.join("out"));
     Ok(())
+}
+
+/// The eval requests against an empty store, in a data directory of their own: were they in
+/// the warm round's log, the indexer would store their passing answers and the warm round would
+/// be shown its own work.
+fn cold_round(
+    config: &Config,
+    runtime: &tokio::runtime::Handle,
+    args: &BenchLearningArgs,
+    work: &Path,
+    eval: &[GenerationRequest],
+) -> Result<Round> {
+    let mut config = config.clone();
+    config.data_dir = work.join("cold");
+    let log = EmbeddedLog::open(config.log_config())?;
+    round(&config, &log, runtime, args, work, "cold", eval, &args.model)
 }
 
 /// An eval request that is a train request word for word would measure recall, not learning.

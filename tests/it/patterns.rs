@@ -518,10 +518,11 @@ fn reembed_moves_the_store_to_minilm_and_to_an_http_embedder() {
 }
 
 /// `bench learning` with the template model on the shipped sets: both eval rounds reported, the
-/// cold one served by the catalog only, the warm one by patterns the train round stored; and an
-/// eval set that repeats the train set is refused.
+/// cold one served by the catalog only, the warm one by patterns the train round stored (and
+/// only those: the cold round's passing answers never reach the store); and an eval set that
+/// repeats the train set is refused.
 #[test]
-fn bench_learning_reports_a_cold_and_a_warm_round_from_one_data_directory() {
+fn bench_learning_reports_a_cold_and_a_warm_round_learning_from_the_train_round_only() {
     let env = Env::new();
     let sets = super::repo_root().join("requests");
     let (train, eval) = (
@@ -559,6 +560,20 @@ fn bench_learning_reports_a_cold_and_a_warm_round_from_one_data_directory() {
     let passing = warm["passing"].as_f64().unwrap();
     let rate = warm["functional_pass_rate"].as_f64().unwrap();
     assert!((rate - passing / eval_lines as f64).abs() < 1e-3, "{warm}");
+    // "store warmed: P of N train generations passed; S patterns stored (D duplicates)"
+    let warmed = out.lines().find(|l| l.starts_with("store warmed:")).unwrap();
+    let numbers: Vec<u64> = warmed
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let [passed, _, stored, duplicates] = numbers[..] else {
+        panic!("{warmed}")
+    };
+    assert!(passed >= 1, "{warmed}");
+    assert!(
+        stored + duplicates <= passed,
+        "more indexed than the train round passed: {warmed}"
+    );
 
     let out = env.run(&[
         "bench",
