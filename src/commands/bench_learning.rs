@@ -113,7 +113,16 @@ fn cold_round(
     let mut config = config.clone();
     config.data_dir = work.join("cold");
     let log = EmbeddedLog::open(config.log_config())?;
-    round(&config, &log, runtime, args, work, "cold", eval, &args.model)
+    round(
+        &config,
+        &log,
+        runtime,
+        args,
+        work,
+        "cold",
+        eval,
+        &args.model,
+    )
 }
 
 /// An eval request that is a train request word for word would measure recall, not learning.

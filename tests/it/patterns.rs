@@ -561,7 +561,10 @@ fn bench_learning_reports_a_cold_and_a_warm_round_learning_from_the_train_round_
     let rate = warm["functional_pass_rate"].as_f64().unwrap();
     assert!((rate - passing / eval_lines as f64).abs() < 1e-3, "{warm}");
     // "store warmed: P of N train generations passed; S patterns stored (D duplicates)"
-    let warmed = out.lines().find(|l| l.starts_with("store warmed:")).unwrap();
+    let warmed = out
+        .lines()
+        .find(|l| l.starts_with("store warmed:"))
+        .unwrap();
     let numbers: Vec<u64> = warmed
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|w| w.parse().ok())
