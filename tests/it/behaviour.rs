@@ -266,7 +266,6 @@ fn a_bad_request_file_publishes_nothing_and_names_every_bad_line() {
 }
 
 /// The checksum request of the shipped file: three examples the template cannot pass.
-/// The shipped request for a SHA-256 checksum node, with its three examples.
 pub(crate) fn checksum_request() -> String {
     std::fs::read_to_string(shipped_requests())
         .unwrap()

@@ -66,7 +66,6 @@ pub enum CompileScope {
     Changed,
 }
 
-/// A configured model: which provider serves it, under which name on the wire.
 /// What a refinement round asks of the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -83,6 +82,7 @@ pub enum Refinement {
 /// Sampling temperature of a resampled try: high enough that it differs from the first.
 pub const RESAMPLE_TEMPERATURE: f32 = 0.8;
 
+/// A configured model: which provider serves it, under which name on the wire.
 #[derive(Debug, Clone)]
 pub struct ModelRoute {
     pub provider: Arc<HttpProvider>,
