@@ -571,13 +571,8 @@ fn verified_reuse<'p>(
     {
         return None;
     }
-    let fits = |p: &&PatternRef| {
-        p.id.is_some()
-            && p.code.as_ref().is_some_and(|c| {
-                c.module == LOGIC_MODULE
-                    && parsed.operations.iter().all(|op| c.operations.contains(op))
-            })
-    };
+    let fits =
+        |p: &&PatternRef| p.id.is_some() && p.code.as_ref().is_some_and(|c| handles(c, parsed));
     let mut candidates = patterns.iter().filter(fits).take(MAX_REUSE_TRIES);
     candidates.find(|p| {
         let code = p.code.as_ref().expect("fits has code");
@@ -610,9 +605,19 @@ fn verified_reuse<'p>(
 /// The best stored logic.py that handles every operation of the request (what the template
 /// model reuses).
 fn fitting_logic<'p>(patterns: &'p [PatternRef], parsed: &ParsedPrompt) -> Option<&'p StoredCode> {
-    patterns.iter().filter_map(|p| p.code.as_ref()).find(|c| {
-        c.module == LOGIC_MODULE && parsed.operations.iter().all(|op| c.operations.contains(op))
-    })
+    patterns
+        .iter()
+        .filter_map(|p| p.code.as_ref())
+        .find(|c| handles(c, parsed))
+}
+
+/// Whether stored code is a `logic.py` that handles every operation of the request.
+fn handles(code: &StoredCode, parsed: &ParsedPrompt) -> bool {
+    code.module == LOGIC_MODULE
+        && parsed
+            .operations
+            .iter()
+            .all(|op| code.operations.contains(op))
 }
 
 /// 4.5: the event bus for Effect and Orchestrator nodes (warnings, never a failure).
