@@ -690,3 +690,37 @@ fn a_stored_pattern_that_passes_the_examples_is_reused_without_a_model_call() {
     assert_eq!(off["error_code"], "EXAMPLES_FAILED", "{off}");
     assert!(calls() > asked, "reuse was not turned off");
 }
+
+/// The template model reuses verified patterns too: of two stored checksum modules, it takes the
+/// one that passes the request's examples, whichever ranks first.
+#[test]
+fn the_template_model_reuses_the_stored_pattern_that_passes_the_examples() {
+    let env = Env::new();
+    env.write("one.jsonl", checksum_request() + "\n");
+    store_checksum(
+        &env,
+        "wrong.py",
+        &CHECKSUM.replace("sha256(data)", "md5(data)"),
+    );
+    let out = store_checksum(&env, "right.py", CHECKSUM);
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    let out = env.ok(&[
+        "generate",
+        "--requests",
+        "one.jsonl",
+        "--out",
+        "nodes",
+        "--format",
+        "json",
+    ]);
+    let row: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(row["status"], "completed", "{row}");
+    assert_eq!(row["examples_passed"], 3, "{row}");
+    env.ok(&["jobs", "run", "lake-sink", "--once"]);
+    let stage = env.sql(
+        "SELECT stage_output FROM stage_completed WHERE stage_name = 'code_generation' \
+         ORDER BY emitted_at DESC LIMIT 1",
+    );
+    let output = stage[0]["stage_output"].as_str().unwrap();
+    assert!(output.contains(&format!("reused pattern {id}")), "{output}");
+}

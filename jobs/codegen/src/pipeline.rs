@@ -157,16 +157,14 @@ fn stages(
         conversation: Vec::new(),
     };
     let model = route.as_ref().map(|route| (model_name, route));
-    let reused = model.and_then(|_| {
-        verified_reuse(
-            worker,
-            rec.shared.options,
-            req,
-            (&parsed, &ctx),
-            &patterns,
-            &draft.files,
-        )
-    });
+    let reused = verified_reuse(
+        worker,
+        rec.shared.options,
+        req,
+        (&parsed, &ctx),
+        &patterns,
+        &draft.files,
+    );
     code_generation(
         rec,
         req,

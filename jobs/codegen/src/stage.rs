@@ -103,6 +103,44 @@ impl FailureCode {
         }
     }
 
+    /// Every code, in declaration order.
+    pub const ALL: [FailureCode; 14] = [
+        FailureCode::ParseFailed,
+        FailureCode::UnknownModel,
+        FailureCode::ContractInvalid,
+        FailureCode::PreValidationFailed,
+        FailureCode::ModelUnavailable,
+        FailureCode::ValidationFailed,
+        FailureCode::QuorumRetryExhausted,
+        FailureCode::QuorumFailed,
+        FailureCode::QuorumUnavailable,
+        FailureCode::WriteFailed,
+        FailureCode::CompileError,
+        FailureCode::TestsFailed,
+        FailureCode::ExamplesFailed,
+        FailureCode::EventLogError,
+    ];
+
+    /// The code of an event's `error_code`.
+    pub fn parse(s: &str) -> Option<FailureCode> {
+        FailureCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Whether the failure is a verdict on the generated code (gates, examples, judges, compile,
+    /// tests). Only those count against the patterns the generation applied: a bad request, an
+    /// unknown or unreachable model, a failed write says nothing about them.
+    pub fn judges_the_code(self) -> bool {
+        matches!(
+            self,
+            FailureCode::ValidationFailed
+                | FailureCode::QuorumRetryExhausted
+                | FailureCode::QuorumFailed
+                | FailureCode::CompileError
+                | FailureCode::TestsFailed
+                | FailureCode::ExamplesFailed
+        )
+    }
+
     /// Whether running the request again may succeed (a model or judges that were unavailable).
     pub fn retryable(self) -> bool {
         matches!(

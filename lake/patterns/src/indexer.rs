@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::RecordBatch;
+use omnistream_codegen::stage::FailureCode;
 use omnistream_connectors::{EnvelopeDefaults, EventDecoder};
 use omnistream_streams::{Event, EventLog, GroupOffsets, Topic};
 use serde_json::json;
@@ -510,11 +511,18 @@ pub fn candidate(r: &StorageRequest) -> std::result::Result<Pattern, String> {
     })
 }
 
-/// The uses in end events: each pattern a generation applied, with whether it passed.
+/// The uses in end events: each pattern a generation applied, with whether it passed. A failure
+/// that is no verdict on the code (a bad output directory, a model that could not be reached) is
+/// no use: it would push good patterns towards deprecation for what they did not do.
 fn outcomes(batches: &[RecordBatch], completed: bool) -> impl Iterator<Item = Use> + '_ {
     batches.iter().flat_map(move |b| {
         Rows::new(b)
             .iter()
+            .filter(|r| {
+                r.str("error_code")
+                    .and_then(|c| FailureCode::parse(&c))
+                    .is_none_or(FailureCode::judges_the_code)
+            })
             .flat_map(|r| {
                 let success = completed && r.bool("passed").unwrap_or(false);
                 let correlation_id = r.str("correlation_id").unwrap_or_default();

@@ -621,10 +621,26 @@ fn the_indexer_stores_requests_and_moves_lifecycle_by_outcomes() {
                 Topic::GenerationFailed,
                 &c,
                 json!({
-                    "failed_stage": "post_validation", "error_message": "no", "patterns_applied": [id],
+                    "failed_stage": "compilation_test", "error_code": "EXAMPLES_FAILED",
+                    "error_message": "no", "patterns_applied": [id],
                 }),
             );
         }
+    }
+    // Failures that judge no code are no uses: a bad output directory, an unreachable model.
+    for (stage, code) in [
+        ("pre_validation", "PRE_VALIDATION_FAILED"),
+        ("code_generation", "MODEL_UNAVAILABLE"),
+    ] {
+        publish(
+            &log,
+            Topic::GenerationFailed,
+            &format!("not-a-use-{code}"),
+            json!({
+                "failed_stage": stage, "error_code": code, "error_message": "no",
+                "patterns_applied": [id],
+            }),
+        );
     }
     // A use of an id nobody stored is ignored.
     publish(
