@@ -678,13 +678,7 @@ fn a_stored_pattern_that_passes_the_examples_is_reused_without_a_model_call() {
     assert_eq!(reused["status"], "completed", "{reused}");
     assert_eq!(reused["examples_passed"], 3, "{reused}");
     assert_eq!(calls(), asked, "a model call despite a passing pattern");
-    env.ok(&["jobs", "run", "lake-sink", "--once"]);
-    let stage = env.sql(
-        "SELECT stage_output FROM stage_completed WHERE stage_name = 'code_generation' \
-         ORDER BY emitted_at DESC LIMIT 1",
-    );
-    let output = stage[0]["stage_output"].as_str().unwrap();
-    assert!(output.contains(&format!("reused pattern {id}")), "{output}");
+    assert_reused(&env, &id);
     // Reuse turned off: the model is asked again.
     let off = generate(&env, false);
     assert_eq!(off["error_code"], "EXAMPLES_FAILED", "{off}");
@@ -716,6 +710,11 @@ fn the_template_model_reuses_the_stored_pattern_that_passes_the_examples() {
     let row: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(row["status"], "completed", "{row}");
     assert_eq!(row["examples_passed"], 3, "{row}");
+    assert_reused(&env, &id);
+}
+
+/// The latest generation's code_generation stage says it reused pattern `id`.
+fn assert_reused(env: &Env, id: &str) {
     env.ok(&["jobs", "run", "lake-sink", "--once"]);
     let stage = env.sql(
         "SELECT stage_output FROM stage_completed WHERE stage_name = 'code_generation' \
