@@ -186,4 +186,31 @@ mod tests {
         let names: std::collections::BTreeSet<&str> = Stage::ALL.iter().map(|s| s.name()).collect();
         assert_eq!(names.len(), Stage::ALL.len());
     }
+
+    #[test]
+    fn every_failure_code_is_listed_once_and_parses_back() {
+        use FailureCode::*;
+        // Exhaustive: a new code does not compile here until it has a place in ALL.
+        let place = |c: FailureCode| match c {
+            ParseFailed => 0,
+            UnknownModel => 1,
+            ContractInvalid => 2,
+            PreValidationFailed => 3,
+            ModelUnavailable => 4,
+            ValidationFailed => 5,
+            QuorumRetryExhausted => 6,
+            QuorumFailed => 7,
+            QuorumUnavailable => 8,
+            WriteFailed => 9,
+            CompileError => 10,
+            TestsFailed => 11,
+            ExamplesFailed => 12,
+            EventLogError => 13,
+        };
+        for (i, c) in FailureCode::ALL.into_iter().enumerate() {
+            assert_eq!(place(c), i, "{c:?}");
+            assert_eq!(FailureCode::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(FailureCode::parse("NOT_A_CODE"), None);
+    }
 }
