@@ -618,6 +618,11 @@ pub(crate) struct BenchLearningArgs {
     /// learns from its own passing work).
     #[arg(long, value_name = "NAME")]
     pub(crate) warm_model: Option<String>,
+    /// Refinement rounds of the train generations (default: `codegen.max_refinements`, as the
+    /// eval rounds). Training is offline work: more tries buy the store verified solutions that
+    /// later requests reuse without a model call.
+    #[arg(long, value_name = "N")]
+    pub(crate) train_refinements: Option<u32>,
     /// Generations at once.
     #[arg(long, default_value_t = std::thread::available_parallelism().map_or(2, |n| n.get()))]
     pub(crate) concurrency: usize,

@@ -78,13 +78,15 @@ fn bench(config: &Config, args: BenchLearningArgs, runtime: tokio::runtime::Hand
         args.train.display(),
         warm_model
     );
-    let run = |label, requests: &[GenerationRequest], model: &str| {
-        round(
-            &config, &log, &runtime, &args, &work, label, requests, model,
-        )
+    let run = |config: &Config, label, requests: &[GenerationRequest], model: &str| {
+        round(config, &log, &runtime, &args, &work, label, requests, model)
     };
     let cold = cold_round(&config, &runtime, &args, &work, &eval)?;
-    let trained = run("train", &train, &warm_model)?;
+    let mut training = config.clone();
+    if let Some(n) = args.train_refinements {
+        training.codegen.max_refinements = n;
+    }
+    let trained = run(&training, "train", &train, &warm_model)?;
     let indexed = super::patterns::index_pending(&config, &log, &runtime)?.ok_or_else(|| {
         CliError::Usage("another process runs the pattern indexer on this data directory".into())
     })?;
@@ -95,7 +97,7 @@ fn bench(config: &Config, args: BenchLearningArgs, runtime: tokio::runtime::Hand
         indexed.stored,
         indexed.duplicates
     );
-    let warm = run("warm", &eval, &args.model)?;
+    let warm = run(&config, "warm", &eval, &args.model)?;
     report(&[cold, warm], args.output.clone(), &runtime)?;
     let _ = fs::remove_dir_all(work.join("out"));
     Ok(())

@@ -723,3 +723,50 @@ fn assert_reused(env: &Env, id: &str) {
     let output = stage[0]["stage_output"].as_str().unwrap();
     assert!(output.contains(&format!("reused pattern {id}")), "{output}");
 }
+
+/// A stored pattern the request's examples show computing wrong values is never the model's
+/// worked example (a small model copies the bug); one that fails only on field names still is,
+/// since its logic may be right.
+#[test]
+fn a_pattern_the_examples_show_wrong_is_not_the_worked_example() {
+    use super::codegen::{last_user_message, with_models_writing_logic};
+    use super::model_server::{Reply, ScriptedServer};
+    let answer = format!("```python\n{CHECKSUM}```");
+    let server = ScriptedServer::start(move |_, _| Reply::Text(answer.clone()));
+    let wrong_values = CHECKSUM.replace("sha256(data)", "md5(data)");
+    let other_names = CHECKSUM.replace("{\"sha256\":", "{\"digest\":");
+    for (code, marker, shown) in [
+        (&wrong_values, "md5", false),
+        (&other_names, "digest", true),
+    ] {
+        let env = Env::new();
+        env.write("one.jsonl", checksum_request() + "\n");
+        store_checksum(&env, "stored.py", code);
+        let asked = server.requests.lock().unwrap().len();
+        let mut cmd = env.cmd(&[
+            "generate",
+            "--requests",
+            "one.jsonl",
+            "--model",
+            "coder",
+            "--out",
+            "nodes",
+            "--format",
+            "json",
+        ]);
+        with_models_writing_logic(&mut cmd, &server, &["coder"]);
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", describe(&out));
+        let requests = server.requests.lock().unwrap().clone();
+        let prompt = last_user_message(&requests[asked]);
+        assert!(
+            prompt.contains("For another request"),
+            "no worked example: {prompt}"
+        );
+        assert_eq!(
+            prompt.contains(marker),
+            shown,
+            "the stored {marker} pattern shown: {shown}? {prompt}"
+        );
+    }
+}

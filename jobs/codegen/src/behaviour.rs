@@ -58,27 +58,31 @@ def plain(value):
     dump = getattr(value, "model_dump", None)
     return dump(mode="json") if callable(dump) else value
 
+# A verdict: (passed, message, wrong_value). wrong_value: the node ran, gave every expected field
+# and still computed something else (or accepted input it must refuse): its logic is wrong, not
+# merely its field names.
 def judge(case, output):
     success, error = getattr(output, "success", None), getattr(output, "error", None)
     if "error" in case:
         want = case["error"]
         if success:
-            return False, f"expected an error containing {want!r}; it succeeded with {short(plain(output.result))}"
+            return False, f"expected an error containing {want!r}; it succeeded with {short(plain(output.result))}", True
         if want.lower() not in str(error or "").lower():
-            return False, f"expected an error containing {want!r}, got {error!r}"
-        return True, f"failed as expected: {error}"
+            return False, f"expected an error containing {want!r}, got {error!r}", False
+        return True, f"failed as expected: {error}", False
     if success is not True:
-        return False, f"the operation failed: {error}"
+        return False, f"the operation failed: {error}", False
     result = plain(getattr(output, "result", None))
     if not isinstance(result, dict):
-        return False, f"the result is not an object: {short(result)}"
+        return False, f"the result is not an object: {short(result)}", False
     expected = case["output"]
     wrong = [k for k, v in expected.items() if k not in result or not same(v, result[k])]
     if wrong:
         k = wrong[0]
         got = "nothing (no such field)" if k not in result else short(result[k])
-        return False, f"{len(wrong)} of {len(expected)} fields differ; {k}: expected {short(expected[k])}, got {got}"
-    return True, f"{len(expected)} fields as expected"
+        named = all(k in result for k in expected)
+        return False, f"{len(wrong)} of {len(expected)} fields differ; {k}: expected {short(expected[k])}, got {got}", named
+    return True, f"{len(expected)} fields as expected", False
 
 def run_case(Node, Input, case):
     node = Node()
@@ -104,8 +108,9 @@ with open(examples_path, encoding="utf-8") as f:
 for index, case in enumerate(cases):
     started = time.perf_counter()
     signal.setitimer(signal.ITIMER_REAL, timeout)
+    wrong_value = False
     try:
-        passed, message = run_case(Node, Input, case)
+        passed, message, wrong_value = run_case(Node, Input, case)
     except CaseTimeout:
         passed, message = False, f"ran longer than {timeout:g} s"
     except BaseException as e:
@@ -117,7 +122,7 @@ for index, case in enumerate(cases):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
     emit(kind="case", index=index, passed=bool(passed), message=str(message)[:600],
-         duration_ms=(time.perf_counter() - started) * 1000.0)
+         wrong_value=bool(wrong_value), duration_ms=(time.perf_counter() - started) * 1000.0)
 "#;
 
 /// What the node's package is called, as the runner imports it.
@@ -149,6 +154,8 @@ enum Line {
         index: usize,
         passed: bool,
         message: String,
+        #[serde(default)]
+        wrong_value: bool,
         duration_ms: f64,
     },
 }
@@ -158,6 +165,9 @@ enum Line {
 pub struct CaseVerdict {
     pub passed: bool,
     pub message: String,
+    /// The node ran and answered with every expected field, and a value was wrong (or it
+    /// accepted input the example says it must refuse): its logic, not its naming, is at fault.
+    pub wrong_value: bool,
     pub duration_ms: f64,
 }
 
@@ -204,11 +214,13 @@ pub fn run_examples(
                         index,
                         passed,
                         message,
+                        wrong_value,
                         duration_ms,
                     }) if index < verdicts.len() => {
                         verdicts[index] = Some(CaseVerdict {
                             passed,
                             message,
+                            wrong_value,
                             duration_ms,
                         })
                     }
@@ -232,6 +244,7 @@ pub fn run_examples(
             v.unwrap_or_else(|| CaseVerdict {
                 passed: false,
                 message: not_run.clone(),
+                wrong_value: false,
                 duration_ms: 0.0,
             })
         })
@@ -428,6 +441,15 @@ class Node:
                 v.message
             );
         }
+        // Wrong values (every expected field there, or input accepted that must be refused) are
+        // told apart from missing fields, crashes and timeouts.
+        let wrong: Vec<usize> = verdicts
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.wrong_value)
+            .map(|(i, _)| i + 1)
+            .collect();
+        assert_eq!(wrong, [2, 5, 10, 13]);
         // The alarm, not the run's limit, stopped the hanging ones: the rest still ran.
         assert!(verdicts[10].duration_ms >= 450.0, "{:?}", verdicts[10]);
     }

@@ -157,7 +157,7 @@ fn stages(
         conversation: Vec::new(),
     };
     let model = route.as_ref().map(|route| (model_name, route));
-    let reused = verified_reuse(
+    let tried = verified_reuse(
         worker,
         rec.shared.options,
         req,
@@ -169,7 +169,7 @@ fn stages(
         rec,
         req,
         &parsed,
-        (&patterns, reused),
+        (&patterns, &tried),
         model,
         &contract_yaml,
         &mut draft,
@@ -459,14 +459,14 @@ fn code_generation(
     rec: &mut Recorder<'_, '_>,
     req: &GenerationRequest,
     parsed: &ParsedPrompt,
-    (patterns, reused): (&[PatternRef], Option<&PatternRef>),
+    (patterns, tried): (&[PatternRef], &Tried<'_>),
     model: Option<(&str, &ModelRoute)>,
     contract_yaml: &str,
     draft: &mut Draft,
 ) -> std::result::Result<(), Failure> {
     let stage = Stage::CodeGeneration;
     let t = Instant::now();
-    if let Some(p) = reused {
+    if let Some(p) = tried.passed {
         let code = p
             .code
             .as_ref()
@@ -508,7 +508,7 @@ fn code_generation(
                         .external_services
                         .first()
                         .unwrap_or(&parsed.service_name);
-                    let example = fitting_example(patterns.iter().filter_map(|p| p.code.as_ref()));
+                    let example = fitting_example(tried.showable(patterns));
                     logic_prompt(&req.prompt, parsed, &req.spec, service, example)
                 }
                 Strategy::Rewrite => {
@@ -551,10 +551,30 @@ fn code_generation(
 /// Stored patterns tried as they are before a model is asked, best first.
 const MAX_REUSE_TRIES: usize = 3;
 
+/// What trying retrieved patterns on the request's examples showed.
+#[derive(Default)]
+struct Tried<'p> {
+    /// The first that passed its gates and every example: reused as it is.
+    passed: Option<&'p PatternRef>,
+    /// Ids of those that ran and computed a wrong value: a small model shown one as its worked
+    /// example copies the bug, so none is shown. (One that failed only on field names stays.)
+    wrong: Vec<&'p str>,
+}
+
+impl Tried<'_> {
+    /// The patterns a model may see as its worked example, best first.
+    fn showable<'a>(&'a self, patterns: &'a [PatternRef]) -> impl Iterator<Item = &'a StoredCode> {
+        patterns
+            .iter()
+            .filter(|p| !p.id.as_deref().is_some_and(|id| self.wrong.contains(&id)))
+            .filter_map(|p| p.code.as_ref())
+    }
+}
+
 /// Verified reuse: a retrieved pattern whose `logic.py` handles the request's operations and,
 /// in this request's scaffold, passes its gates and every one of its examples. Such code needs
 /// no model call (no tokens, no minutes of a local model); without examples nothing can show a
-/// pattern does what this request asks, so nothing is reused.
+/// pattern does what this request asks, so nothing is reused or tried.
 fn verified_reuse<'p>(
     worker: &mut Worker,
     options: &CodegenOptions,
@@ -562,17 +582,17 @@ fn verified_reuse<'p>(
     (parsed, ctx): (&ParsedPrompt, &TemplateContext),
     patterns: &'p [PatternRef],
     files: &[GeneratedFile],
-) -> Option<&'p PatternRef> {
+) -> Tried<'p> {
+    let mut tried = Tried::default();
     if !options.reuse_verified
         || options.strategy != Strategy::ImportFirst
         || req.spec.examples.is_empty()
     {
-        return None;
+        return tried;
     }
     let fits =
         |p: &&PatternRef| p.id.is_some() && p.code.as_ref().is_some_and(|c| handles(c, parsed));
-    let mut candidates = patterns.iter().filter(fits).take(MAX_REUSE_TRIES);
-    candidates.find(|p| {
+    for p in patterns.iter().filter(fits).take(MAX_REUSE_TRIES) {
         let code = p.code.as_ref().expect("fits has code");
         let mut files = files.to_vec();
         set_file(&mut files, LOGIC_MODULE, code.code.clone());
@@ -582,10 +602,10 @@ fn verified_reuse<'p>(
             .iter()
             .any(|g| g.status == GateStatus::Fail)
         {
-            return false;
+            continue;
         }
         let (Ok(dir), Ok(sandbox)) = (scratch_copy(&files), worker.sandbox(&options.python)) else {
-            return false;
+            continue;
         };
         let names = NodeNames::from(&ctx.node);
         let verdicts = run_examples(
@@ -596,8 +616,15 @@ fn verified_reuse<'p>(
             &options.limits,
             options.example_timeout,
         );
-        verdicts.iter().all(|v| v.passed)
-    })
+        if verdicts.iter().all(|v| v.passed) {
+            tried.passed = Some(p);
+            break;
+        }
+        if verdicts.iter().any(|v| v.wrong_value) {
+            tried.wrong.extend(p.id.as_deref());
+        }
+    }
+    tried
 }
 
 /// The best stored logic.py that handles every operation of the request (what the template
@@ -968,6 +995,7 @@ fn behaviour_gate(
         let v = CaseVerdict {
             passed: false,
             message: format!("not run: {message}"),
+            wrong_value: false,
             duration_ms: 0.0,
         };
         vec![v; examples.len()]
