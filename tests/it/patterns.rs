@@ -734,7 +734,10 @@ fn a_pattern_the_examples_show_wrong_is_not_the_worked_example() {
     let answer = format!("```python\n{CHECKSUM}```");
     let server = ScriptedServer::start(move |_, _| Reply::Text(answer.clone()));
     let wrong_values = CHECKSUM.replace("sha256(data)", "md5(data)");
-    let other_names = CHECKSUM.replace("{\"sha256\":", "{\"digest\":");
+    // Two result keys renamed: adapting the names would be a guess, so it is not reused.
+    let other_names = CHECKSUM
+        .replace("{\"sha256\":", "{\"digest\":")
+        .replace("\"size\":", "\"length\":");
     for (code, marker, shown) in [
         (&wrong_values, "md5", false),
         (&other_names, "digest", true),
@@ -769,4 +772,52 @@ fn a_pattern_the_examples_show_wrong_is_not_the_worked_example() {
             "the stored {marker} pattern shown: {shown}? {prompt}"
         );
     }
+}
+
+/// Stored code solving the same work under another field name is adapted (the one differing
+/// payload key renamed) and reused once the request's examples pass: the palindrome checker
+/// stored for `text` serves a request that calls it `sentence`.
+#[test]
+fn a_stored_pattern_is_reused_under_the_requests_own_field_names() {
+    const PALINDROME: &str = "def run(operation: str, payload: dict[str, object]) -> dict[str, object]:\n    \"\"\"Whether the text reads the same backwards, ignoring case and punctuation.\"\"\"\n    text: str = payload[\"text\"]\n    letters = [c.lower() for c in text if c.isalnum()]\n    return {\"palindrome\": letters == letters[::-1]}\n";
+    let env = Env::new();
+    let request = r#"{"prompt": "Create mirror phrase Compute node checking if a sentence reads the same backwards", "node_type": "compute", "operations": ["validate"], "input": {"sentence": "str"}, "output": {"palindrome": "bool"}, "examples": [{"input": {"sentence": "Was it a car or a cat I saw?"}, "output": {"palindrome": true}}, {"input": {"sentence": "Rust"}, "output": {"palindrome": false}}]}"#;
+    env.write("one.jsonl", format!("{request}\n"));
+    let out = store_code(
+        &env,
+        "palindrome.py",
+        PALINDROME,
+        &["--domain", "text", "--operations", "validate"],
+        "Palindrome checker ignoring case, spaces and punctuation",
+    );
+    let id = out.split_whitespace().nth(1).unwrap().to_string();
+    let out = env.ok(&[
+        "generate",
+        "--requests",
+        "one.jsonl",
+        "--out",
+        "nodes",
+        "--format",
+        "json",
+    ]);
+    let row: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(row["status"], "completed", "{row}");
+    assert_eq!(row["examples_passed"], 2, "{row}");
+    assert_reused(&env, &id);
+    let stage = env.sql(
+        "SELECT stage_output FROM stage_completed WHERE stage_name = 'code_generation' \
+         ORDER BY emitted_at DESC LIMIT 1",
+    );
+    let output = stage[0]["stage_output"].as_str().unwrap();
+    assert!(output.contains("field text renamed sentence"), "{output}");
+    let written = std::fs::read_to_string(
+        std::fs::read_dir(env.path("nodes"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("v1_0_0/logic.py"))
+            .find(|p| p.exists())
+            .expect("the node's logic.py"),
+    )
+    .unwrap();
+    assert!(written.contains("payload[\"sentence\"]"), "{written}");
 }

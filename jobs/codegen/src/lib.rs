@@ -5,6 +5,7 @@
 //! Each stage emits stage-completed, each model call model-call, each gate validation-result, and
 //! every request ends with exactly one generation-completed or generation-failed.
 
+pub mod adapt;
 pub mod assemble;
 pub mod behaviour;
 pub mod catalog;

@@ -9,6 +9,7 @@ use std::time::Instant;
 use omnistream_connectors::models::ChatMessage;
 use serde_json::json;
 
+use crate::adapt::{Rename, adapt_field_names};
 use crate::assemble::{LOGIC_MODULE, Strategy, assembly_gate};
 use crate::behaviour::{CaseVerdict, NodeNames, example_name, run_examples};
 use crate::catalog::{PatternQuery, PatternRef, StoredCode, catalog_patterns};
@@ -466,26 +467,30 @@ fn code_generation(
 ) -> std::result::Result<(), Failure> {
     let stage = Stage::CodeGeneration;
     let t = Instant::now();
-    if let Some(p) = tried.passed {
-        let code = p
-            .code
-            .as_ref()
-            .expect("verified_reuse returns patterns with code");
-        set_file(&mut draft.files, LOGIC_MODULE, code.code.clone());
+    if let Some(Reused {
+        pattern: p,
+        code,
+        renames,
+    }) = &tried.passed
+    {
+        set_file(&mut draft.files, LOGIC_MODULE, code.clone());
         draft.changed.insert(LOGIC_MODULE);
         // A refinement, should a later gate fail, starts from the reused code.
         let service = parsed
             .external_services
             .first()
             .unwrap_or(&parsed.service_name);
-        let prompt = logic_prompt(&req.prompt, parsed, &req.spec, service, Some(code));
+        let prompt = logic_prompt(&req.prompt, parsed, &req.spec, service, p.code.as_ref());
         draft.conversation.push(ChatMessage::user(prompt));
-        draft.conversation.push(ChatMessage::assistant(format!(
-            "```python\n{}```",
-            code.code
-        )));
+        draft
+            .conversation
+            .push(ChatMessage::assistant(format!("```python\n{code}```")));
+        let renamed: String = renames
+            .iter()
+            .map(|r| format!("; field {} renamed {}", r.from, r.to))
+            .collect();
         let output = format!(
-            "{} files; reused pattern {} (it passed every example; no model call)",
+            "{} files; reused pattern {} (it passed every example; no model call){renamed}",
             draft.files.len(),
             p.applied_name()
         );
@@ -554,11 +559,18 @@ const MAX_REUSE_TRIES: usize = 3;
 /// What trying retrieved patterns on the request's examples showed.
 #[derive(Default)]
 struct Tried<'p> {
-    /// The first that passed its gates and every example: reused as it is.
-    passed: Option<&'p PatternRef>,
+    /// The first that passed its gates and every example, and its code as it passed (with
+    /// field names adapted to this request where they differed): reused without a model call.
+    passed: Option<Reused<'p>>,
     /// Ids of those that ran and computed a wrong value: a small model shown one as its worked
     /// example copies the bug, so none is shown. (One that failed only on field names stays.)
     wrong: Vec<&'p str>,
+}
+
+struct Reused<'p> {
+    pattern: &'p PatternRef,
+    code: String,
+    renames: Vec<Rename>,
 }
 
 impl Tried<'_> {
@@ -593,9 +605,12 @@ fn verified_reuse<'p>(
     let fits =
         |p: &&PatternRef| p.id.is_some() && p.code.as_ref().is_some_and(|c| handles(c, parsed));
     for p in patterns.iter().filter(fits).take(MAX_REUSE_TRIES) {
-        let code = p.code.as_ref().expect("fits has code");
+        let stored = &p.code.as_ref().expect("fits has code").code;
+        let (input, output) = (&req.spec.input.0, &req.spec.output.0);
+        let (code, renames) = adapt_field_names(stored, input, output, &mut worker.parser)
+            .unwrap_or_else(|| (stored.clone(), Vec::new()));
         let mut files = files.to_vec();
-        set_file(&mut files, LOGIC_MODULE, code.code.clone());
+        set_file(&mut files, LOGIC_MODULE, code.clone());
         let validation = validate(worker, parsed, &files);
         if validation
             .gates
@@ -617,7 +632,11 @@ fn verified_reuse<'p>(
             options.example_timeout,
         );
         if verdicts.iter().all(|v| v.passed) {
-            tried.passed = Some(p);
+            tried.passed = Some(Reused {
+                pattern: p,
+                code,
+                renames,
+            });
             break;
         }
         if verdicts.iter().any(|v| v.wrong_value) {
