@@ -609,28 +609,9 @@ fn verified_reuse<'p>(
         let (input, output) = (&req.spec.input.0, &req.spec.output.0);
         let (code, renames) = adapt_field_names(stored, input, output, &mut worker.parser)
             .unwrap_or_else(|| (stored.clone(), Vec::new()));
-        let mut files = files.to_vec();
-        set_file(&mut files, LOGIC_MODULE, code.clone());
-        let validation = validate(worker, parsed, &files);
-        if validation
-            .gates
-            .iter()
-            .any(|g| g.status == GateStatus::Fail)
-        {
-            continue;
-        }
-        let (Ok(dir), Ok(sandbox)) = (scratch_copy(&files), worker.sandbox(&options.python)) else {
+        let Some(verdicts) = examples_on(worker, options, req, (parsed, ctx), files, &code) else {
             continue;
         };
-        let names = NodeNames::from(&ctx.node);
-        let verdicts = run_examples(
-            sandbox,
-            dir.path(),
-            &names,
-            &req.spec.examples,
-            &options.limits,
-            options.example_timeout,
-        );
         if verdicts.iter().all(|v| v.passed) {
             tried.passed = Some(Reused {
                 pattern: p,
@@ -644,6 +625,39 @@ fn verified_reuse<'p>(
         }
     }
     tried
+}
+
+/// The request's examples run on `code` as the node's logic.py in the request's scaffold; none
+/// when a gate fails or the code cannot be run.
+fn examples_on(
+    worker: &mut Worker,
+    options: &CodegenOptions,
+    req: &GenerationRequest,
+    (parsed, ctx): (&ParsedPrompt, &TemplateContext),
+    files: &[GeneratedFile],
+    code: &str,
+) -> Option<Vec<CaseVerdict>> {
+    let mut files = files.to_vec();
+    set_file(&mut files, LOGIC_MODULE, code.to_string());
+    let validation = validate(worker, parsed, &files);
+    if validation
+        .gates
+        .iter()
+        .any(|g| g.status == GateStatus::Fail)
+    {
+        return None;
+    }
+    let (Ok(dir), Ok(sandbox)) = (scratch_copy(&files), worker.sandbox(&options.python)) else {
+        return None;
+    };
+    Some(run_examples(
+        sandbox,
+        dir.path(),
+        &NodeNames::from(&ctx.node),
+        &req.spec.examples,
+        &options.limits,
+        options.example_timeout,
+    ))
 }
 
 /// The best stored logic.py that handles every operation of the request (what the template
