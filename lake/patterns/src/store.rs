@@ -182,6 +182,12 @@ pub struct OptimizeReport {
     pub fts_index: bool,
 }
 
+/// The Lance file format of the tables the store creates: 2.1, not lancedb 0.41's default 2.2.
+/// Taking rows from a 2.2 file costs in proportion to the page for columns encoded as one
+/// constant (counters at zero, `language`, `lifecycle`); a 10-row take of every column was 2.3x
+/// slower than from 2.1 at 300k rows (pylance 14.0.2). lancedb for Python reads both.
+pub const DATA_STORAGE_VERSION: &str = "2.1";
+
 pub struct PatternStore {
     conn: Connection,
     dir: PathBuf,
@@ -203,6 +209,7 @@ impl PatternStore {
         })?;
         let conn = lancedb::connect(uri)
             .read_consistency_interval(std::time::Duration::from_millis(500))
+            .storage_option("new_table_data_storage_version", DATA_STORAGE_VERSION)
             .execute()
             .await?;
         let store = PatternStore {
