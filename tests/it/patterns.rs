@@ -2,9 +2,13 @@
 //! input refused whole, and retrieval reaching generation (a stored logic.py makes the template
 //! model pass a request it cannot pass cold; the generation's patterns_applied are the store's).
 
+use std::process::Command;
+
 use serde_json::Value;
 
 use super::behaviour::checksum_request;
+use super::codegen::with_models_writing_logic;
+use super::model_server::{Reply, ScriptedServer};
 use super::{Env, describe};
 
 const CHECKSUM: &str = "import hashlib\n\n\ndef run(operation: str, payload: dict[str, object]) -> dict[str, object]:\n    \"\"\"Digest the content.\"\"\"\n    data = str(payload[\"content\"]).encode(\"utf-8\")\n    return {\"sha256\": hashlib.sha256(data).hexdigest(), \"size\": len(data)}\n";
@@ -248,18 +252,7 @@ fn a_table_deleted_under_the_store_is_an_error_and_a_corrupt_one_too() {
 fn a_stored_logic_pattern_reaches_generation_and_its_use_is_counted() {
     let env = Env::new();
     env.write("one.jsonl", checksum_request() + "\n");
-    let generate = |env: &Env| -> Value {
-        let out = env.run(&[
-            "generate",
-            "--requests",
-            "one.jsonl",
-            "--format",
-            "json",
-            "--out",
-            "nodes",
-        ]);
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)))
-    };
+    let generate = |env: &Env| generate_one(env, |_| {});
     // Cold: the template model cannot compute a checksum.
     let cold = generate(&env);
     assert_eq!(cold["status"], "failed", "{cold}");
@@ -640,29 +633,16 @@ fn bench_patterns_reports_rate_latency_and_recall_for_both_sides() {
 
 #[test]
 fn a_stored_pattern_that_passes_the_examples_is_reused_without_a_model_call() {
-    use super::codegen::with_models_writing_logic;
-    use super::model_server::{Reply, ScriptedServer};
     let wrong = CHECKSUM.replace("sha256(data)", "md5(data)");
     let answer = format!("```python\n{wrong}```");
     let server = ScriptedServer::start(move |_, _| Reply::Text(answer.clone()));
     let env = Env::new();
     env.write("one.jsonl", checksum_request() + "\n");
-    let generate = |env: &Env, reuse: bool| -> Value {
-        let mut cmd = env.cmd(&[
-            "generate",
-            "--requests",
-            "one.jsonl",
-            "--model",
-            "coder",
-            "--out",
-            "nodes",
-            "--format",
-            "json",
-        ]);
-        with_models_writing_logic(&mut cmd, &server, &["coder"]);
-        cmd.env("OMNISTREAM_PATTERNS__REUSE_VERIFIED", reuse.to_string());
-        let out = cmd.output().unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)))
+    let generate = |env: &Env, reuse: bool| {
+        generate_one(env, |cmd| {
+            with_coder(&server)(cmd);
+            cmd.env("OMNISTREAM_PATTERNS__REUSE_VERIFIED", reuse.to_string());
+        })
     };
     let calls = || server.requests.lock().unwrap().len();
     // A stored pattern that fails this request's examples is not reused: the model is asked.
@@ -698,7 +678,16 @@ fn the_template_model_reuses_the_stored_pattern_that_passes_the_examples() {
     );
     let out = store_checksum(&env, "right.py", CHECKSUM);
     let id = out.split_whitespace().nth(1).unwrap().to_string();
-    let out = env.ok(&[
+    let row = generate_one(&env, |_| {});
+    assert_eq!(row["status"], "completed", "{row}");
+    assert_eq!(row["examples_passed"], 3, "{row}");
+    assert_reused(&env, &id);
+}
+
+/// `generate --requests one.jsonl --out nodes --format json`, `configure`d (a model, an
+/// environment variable), and its one result row.
+fn generate_one(env: &Env, configure: impl FnOnce(&mut Command)) -> Value {
+    let mut cmd = env.cmd(&[
         "generate",
         "--requests",
         "one.jsonl",
@@ -707,20 +696,32 @@ fn the_template_model_reuses_the_stored_pattern_that_passes_the_examples() {
         "--format",
         "json",
     ]);
-    let row: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
-    assert_eq!(row["status"], "completed", "{row}");
-    assert_eq!(row["examples_passed"], 3, "{row}");
-    assert_reused(&env, &id);
+    configure(&mut cmd);
+    let out = cmd.output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&out)))
 }
 
-/// The latest generation's code_generation stage says it reused pattern `id`.
-fn assert_reused(env: &Env, id: &str) {
+/// Generation by the model `coder`, whose answers `server` scripts.
+fn with_coder(server: &ScriptedServer) -> impl FnOnce(&mut Command) + '_ {
+    move |cmd| {
+        cmd.args(["--model", "coder"]);
+        with_models_writing_logic(cmd, server, &["coder"]);
+    }
+}
+
+/// The latest generation's code_generation stage output, once the lake has it.
+fn code_generation_output(env: &Env) -> String {
     env.ok(&["jobs", "run", "lake-sink", "--once"]);
     let stage = env.sql(
         "SELECT stage_output FROM stage_completed WHERE stage_name = 'code_generation' \
          ORDER BY emitted_at DESC LIMIT 1",
     );
-    let output = stage[0]["stage_output"].as_str().unwrap();
+    stage[0]["stage_output"].as_str().unwrap().to_string()
+}
+
+/// The latest generation's code_generation stage says it reused pattern `id`.
+fn assert_reused(env: &Env, id: &str) {
+    let output = code_generation_output(env);
     assert!(output.contains(&format!("reused pattern {id}")), "{output}");
 }
 
@@ -729,8 +730,7 @@ fn assert_reused(env: &Env, id: &str) {
 /// since its logic may be right.
 #[test]
 fn a_pattern_the_examples_show_wrong_is_not_the_worked_example() {
-    use super::codegen::{last_user_message, with_models_writing_logic};
-    use super::model_server::{Reply, ScriptedServer};
+    use super::codegen::last_user_message;
     let answer = format!("```python\n{CHECKSUM}```");
     let server = ScriptedServer::start(move |_, _| Reply::Text(answer.clone()));
     let wrong_values = CHECKSUM.replace("sha256(data)", "md5(data)");
@@ -746,20 +746,9 @@ fn a_pattern_the_examples_show_wrong_is_not_the_worked_example() {
         env.write("one.jsonl", checksum_request() + "\n");
         store_checksum(&env, "stored.py", code);
         let asked = server.requests.lock().unwrap().len();
-        let mut cmd = env.cmd(&[
-            "generate",
-            "--requests",
-            "one.jsonl",
-            "--model",
-            "coder",
-            "--out",
-            "nodes",
-            "--format",
-            "json",
-        ]);
-        with_models_writing_logic(&mut cmd, &server, &["coder"]);
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", describe(&out));
+        // The model's answer (the right module) passes.
+        let row = generate_one(&env, with_coder(&server));
+        assert_eq!(row["status"], "completed", "{row}");
         let requests = server.requests.lock().unwrap().clone();
         let prompt = last_user_message(&requests[asked]);
         assert!(
@@ -791,24 +780,11 @@ fn a_stored_pattern_is_reused_under_the_requests_own_field_names() {
         "Palindrome checker ignoring case, spaces and punctuation",
     );
     let id = out.split_whitespace().nth(1).unwrap().to_string();
-    let out = env.ok(&[
-        "generate",
-        "--requests",
-        "one.jsonl",
-        "--out",
-        "nodes",
-        "--format",
-        "json",
-    ]);
-    let row: Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let row = generate_one(&env, |_| {});
     assert_eq!(row["status"], "completed", "{row}");
     assert_eq!(row["examples_passed"], 2, "{row}");
-    assert_reused(&env, &id);
-    let stage = env.sql(
-        "SELECT stage_output FROM stage_completed WHERE stage_name = 'code_generation' \
-         ORDER BY emitted_at DESC LIMIT 1",
-    );
-    let output = stage[0]["stage_output"].as_str().unwrap();
+    let output = code_generation_output(&env);
+    assert!(output.contains(&format!("reused pattern {id}")), "{output}");
     assert!(output.contains("field text renamed sentence"), "{output}");
     let written = std::fs::read_to_string(
         std::fs::read_dir(env.path("nodes"))
