@@ -6,6 +6,7 @@
 pub mod columns;
 pub mod embed;
 pub mod error;
+mod facts;
 pub mod fusion;
 pub mod indexer;
 pub mod lifecycle;

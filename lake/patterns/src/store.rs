@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::embed::Embedder;
 use crate::error::{PatternsError, Result};
+use crate::facts::FactsCache;
 use crate::lifecycle::Lifecycle;
 use crate::record::{self, Pattern};
 use crate::rows::RowCache;
@@ -161,6 +162,20 @@ pub struct Hit {
     pub relevance: f32,
 }
 
+impl Search {
+    /// Whether `p` passes the search's filters: what the SQL of [`filter`] says, for a row.
+    pub fn admits(&self, p: &Pattern) -> bool {
+        (self.include_deprecated || p.lifecycle != Lifecycle::Deprecated)
+            && self.node_type.as_ref().is_none_or(|t| *t == p.node_type)
+            && self
+                .domain
+                .as_ref()
+                .is_none_or(|d| Some(d) == p.domain.as_ref())
+            && self.module.as_ref().is_none_or(|m| *m == p.module)
+            && self.min_quality.is_none_or(|q| p.scores.quality >= q)
+    }
+}
+
 /// A search's answer before its row is read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdHit {
@@ -195,6 +210,7 @@ pub struct PatternStore {
     options: StoreOptions,
     table: tokio::sync::Mutex<Option<Table>>,
     rows: RowCache,
+    facts: FactsCache,
 }
 
 impl PatternStore {
@@ -217,11 +233,17 @@ impl PatternStore {
             dir: dir.to_path_buf(),
             embedder,
             rows: RowCache::new(options.row_cache),
+            facts: FactsCache::default(),
             options,
             table: tokio::sync::Mutex::new(None),
         };
         store.table().await?;
         Ok(store)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn facts(&self) -> &FactsCache {
+        &self.facts
     }
 
     pub fn connection(&self) -> &Connection {
@@ -382,18 +404,22 @@ impl PatternStore {
         }
     }
 
-    /// The hybrid search: vector and BM25, fused by reciprocal rank, filters applied first;
-    /// the rows from the row cache where it has them.
+    /// The hybrid search: vector and BM25, fused by reciprocal rank, filters applied first
+    /// (those every row of the table passes left out, see [`crate::facts`]); the rows from the
+    /// row cache where it has them, each checked against the whole filter.
     pub async fn search(&self, s: &Search) -> Result<Vec<Hit>> {
         check_search(s)?;
         let Some(table) = self.table().await? else {
             return Ok(Vec::new());
         };
-        let found = self.ids_in(&table, s).await?;
+        let facts = self.facts.at(&table, table.version().await?).await?;
+        let found = self.ids_in(&table, &facts.narrow(s)).await?;
         if found.is_empty() {
             return Ok(Vec::new());
         }
-        self.rows_of(&table, &found).await
+        let mut hits = self.rows_of(&table, &found).await?;
+        hits.retain(|h| s.admits(&h.pattern));
+        Ok(hits)
     }
 
     /// The search without its rows: ids, where the rows are, and relevance, best first.

@@ -7,6 +7,7 @@ use omnistream_streams::{EmbeddedLog, EmbeddedLogConfig, Event, EventLog, Topic}
 use serde_json::json;
 
 use crate::embed::{DEFAULT_DIM, Embedder, HashingEmbedder};
+use crate::facts::TableFacts;
 use crate::indexer::{self, IndexReport, Indexer, IndexerOptions, StorageRequest};
 use crate::lifecycle::Lifecycle;
 use crate::record::{Pattern, Scores};
@@ -407,6 +408,83 @@ async fn fill_fragments(store: &PatternStore) {
             .collect();
         store.insert_new(&rows).await.unwrap();
     }
+}
+
+#[test]
+fn filters_every_row_passes_are_left_out_and_each_row_is_still_checked() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let store = open(dir.path()).await;
+        fill_fragments(&store).await;
+        let table = store.table().await.unwrap().unwrap();
+        let good = Search {
+            min_quality: Some(0.9),
+            ..by_text("zebra stripes")
+        };
+        let facts = TableFacts::read(&table).await.unwrap();
+        assert_eq!(facts.min_quality, 0.97);
+        assert!(!facts.any_deprecated);
+        let narrowed = facts.narrow(&good);
+        assert_eq!(narrowed.min_quality, None);
+        assert!(narrowed.include_deprecated);
+        // A quality above every row's is still a filter.
+        assert_eq!(
+            facts
+                .narrow(&Search {
+                    min_quality: Some(0.98),
+                    ..good.clone()
+                })
+                .min_quality,
+            Some(0.98)
+        );
+
+        let zebra = |code: &str, text: &str| {
+            let mut p = pattern(code, "compute", text);
+            p.embedding = HashingEmbedder::default().vector(text);
+            p
+        };
+        let mut poor = zebra("poor = 1\n", "zebra stripes poor");
+        poor.scores.quality = 0.5;
+        let mut old = zebra("old = 1\n", "zebra stripes old");
+        old.lifecycle = Lifecycle::Deprecated;
+        store.insert_new(&[poor, old]).await.unwrap();
+        let facts = TableFacts::read(&table).await.unwrap();
+        assert_eq!((facts.min_quality, facts.any_deprecated), (0.5, true));
+        assert_eq!(facts.narrow(&good).min_quality, Some(0.9));
+        assert!(!facts.narrow(&good).include_deprecated);
+        let served = |hits: Vec<crate::store::Hit>| -> Vec<String> {
+            hits.into_iter().map(|h| h.pattern.description).collect()
+        };
+        let all = served(
+            store
+                .search(&Search {
+                    min_quality: None,
+                    include_deprecated: true,
+                    ..good.clone()
+                })
+                .await
+                .unwrap(),
+        );
+        assert!(all.contains(&"zebra stripes poor".to_string()), "{all:?}");
+        assert!(all.contains(&"zebra stripes old".to_string()), "{all:?}");
+        assert!(
+            served(store.search(&good).await.unwrap())
+                .iter()
+                .all(|d| !d.contains("zebra"))
+        );
+
+        // Facts a version behind the search (another writer moved the table in between) say
+        // every row passes: the rows the filter refuses are still not served.
+        let version = table.version().await.unwrap();
+        let stale = TableFacts {
+            min_quality: 1.0,
+            any_deprecated: false,
+        };
+        store.facts().pretend(version, stale).await;
+        let hits = served(store.search(&good).await.unwrap());
+        assert!(hits.iter().all(|d| !d.contains("zebra")), "{hits:?}");
+    });
 }
 
 fn by_text(text: &str) -> Search {
