@@ -8,13 +8,18 @@ use crate::store::IdHit;
 /// LanceDB's (and the paper's) constant: ranks far down an answer weigh little, but never zero.
 pub const K: f32 = 60.0;
 
-/// The fused answer, best first; ties keep the order in which ids were first seen.
-pub fn reciprocal_rank(answers: &[Vec<IdHit>], top_k: usize) -> Vec<IdHit> {
+/// The fused answer, best first, hits the same by `key` counted as one; ties keep the order in
+/// which they were first seen.
+pub fn reciprocal_rank<T: PartialEq>(
+    answers: &[Vec<IdHit>],
+    top_k: usize,
+    key: impl Fn(&IdHit) -> T,
+) -> Vec<IdHit> {
     let mut fused: Vec<IdHit> = Vec::new();
     for answer in answers {
         for (rank, hit) in answer.iter().enumerate() {
             let score = 1.0 / (rank as f32 + K);
-            match fused.iter_mut().find(|f| f.pattern_id == hit.pattern_id) {
+            match fused.iter_mut().find(|f| key(f) == key(hit)) {
                 Some(f) => f.relevance += score,
                 None => fused.push(IdHit {
                     relevance: score,
@@ -33,6 +38,10 @@ pub fn reciprocal_rank(answers: &[Vec<IdHit>], top_k: usize) -> Vec<IdHit> {
 mod tests {
     use super::*;
 
+    fn by_id(h: &IdHit) -> String {
+        h.pattern_id.clone()
+    }
+
     fn answer(ids: &[&str]) -> Vec<IdHit> {
         ids.iter()
             .enumerate()
@@ -50,7 +59,7 @@ mod tests {
 
     #[test]
     fn an_id_both_answers_found_ranks_first_and_ties_keep_their_first_order() {
-        let fused = reciprocal_rank(&[answer(&["a", "b", "c"]), answer(&["c", "d"])], 10);
+        let fused = reciprocal_rank(&[answer(&["a", "b", "c"]), answer(&["c", "d"])], 10, by_id);
         assert_eq!(ids(&fused), ["c", "a", "b", "d"]);
         let c = 1.0 / (2.0 + K) + 1.0 / K;
         assert!((fused[0].relevance - c).abs() < 1e-7);
@@ -59,8 +68,8 @@ mod tests {
 
     #[test]
     fn the_fused_answer_is_cut_at_top_k() {
-        let fused = reciprocal_rank(&[answer(&["a", "b", "c"]), answer(&["d", "e"])], 3);
+        let fused = reciprocal_rank(&[answer(&["a", "b", "c"]), answer(&["d", "e"])], 3, by_id);
         assert_eq!(ids(&fused), ["a", "d", "b"]);
-        assert!(reciprocal_rank(&[Vec::new(), Vec::new()], 3).is_empty());
+        assert!(reciprocal_rank(&[Vec::new(), Vec::new()], 3, by_id).is_empty());
     }
 }

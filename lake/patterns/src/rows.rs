@@ -1,4 +1,4 @@
-//! The rows searches return, kept in memory by pattern id for one table version.
+//! The rows searches return, kept in memory by row id for one table version.
 //!
 //! A search finds ids; reading a row's ~25 columns back from Lance costs more than finding it
 //! (bench patterns, 20k: 2.3 ms of a 5.7 ms search), and generation asks for the same few
@@ -19,7 +19,7 @@ pub struct RowCache {
     /// Each row with the table version it was cached for: a search still running at the old
     /// version when another empties the cache may insert after it, and its rows must not be
     /// served at the new version.
-    rows: quick_cache::sync::Cache<String, (u64, Arc<Pattern>)>,
+    rows: quick_cache::sync::Cache<u64, (u64, Arc<Pattern>)>,
 }
 
 impl RowCache {
@@ -37,16 +37,15 @@ impl RowCache {
         }
     }
 
-    /// The row of `id` cached for `version`.
-    pub fn get(&self, id: &str, version: u64) -> Option<Arc<Pattern>> {
+    /// The row at `row_id` in `version`, when cached.
+    pub fn get(&self, row_id: u64, version: u64) -> Option<Arc<Pattern>> {
         self.rows
-            .get(id)
+            .get(&row_id)
             .and_then(|(v, p)| (v == version).then_some(p))
     }
 
-    pub fn insert(&self, version: u64, pattern: Arc<Pattern>) {
-        self.rows
-            .insert(pattern.pattern_id.clone(), (version, pattern));
+    pub fn insert(&self, version: u64, row_id: u64, pattern: Arc<Pattern>) {
+        self.rows.insert(row_id, (version, pattern));
     }
 
     #[cfg(test)]
@@ -73,12 +72,12 @@ mod tests {
     fn a_new_version_empties_the_cache_and_the_same_one_keeps_it() {
         let cache = RowCache::new(8);
         cache.at_version(3);
-        cache.insert(3, Arc::new(pattern("a")));
+        cache.insert(3, 7, Arc::new(pattern("a")));
         cache.at_version(3);
         let id = |p: Option<Arc<Pattern>>| p.map(|p| p.pattern_id.clone());
-        assert_eq!(id(cache.get("a", 3)), Some("a".into()));
+        assert_eq!(id(cache.get(7, 3)), Some("a".into()));
         cache.at_version(4);
-        assert!(cache.get("a", 4).is_none());
+        assert!(cache.get(7, 4).is_none());
         assert_eq!(cache.len(), 0);
     }
 
@@ -87,16 +86,16 @@ mod tests {
         let cache = RowCache::new(8);
         cache.at_version(4);
         // A search that read at version 3 finishes after the cache moved to 4.
-        cache.insert(3, Arc::new(pattern("a")));
-        assert!(cache.get("a", 4).is_none());
-        assert!(cache.get("a", 3).is_some());
+        cache.insert(3, 7, Arc::new(pattern("a")));
+        assert!(cache.get(7, 4).is_none());
+        assert!(cache.get(7, 3).is_some());
     }
 
     #[test]
     fn the_capacity_bounds_the_rows_kept() {
         let cache = RowCache::new(4);
         for i in 0..100 {
-            cache.insert(1, Arc::new(pattern(&format!("{i:016x}"))));
+            cache.insert(1, i, Arc::new(pattern(&format!("{i:016x}"))));
         }
         assert!(cache.len() <= 4, "{} rows kept", cache.len());
     }

@@ -487,6 +487,36 @@ fn filters_every_row_passes_are_left_out_and_each_row_is_still_checked() {
     });
 }
 
+#[test]
+fn rows_found_by_row_id_are_served_only_at_the_version_searched() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let store = open(dir.path()).await;
+        fill_fragments(&store).await;
+        let table = store.table().await.unwrap().unwrap();
+        let before = table.version().await.unwrap();
+        // The best match alone: ties below it may come back in another order.
+        let search = Search {
+            top_k: 1,
+            ..by_text("pattern 42")
+        };
+        let hits = store.search_at(&table, before, &search).await.unwrap();
+        assert_eq!(hits.unwrap()[0].pattern.description, "pattern 42");
+        // Any write moves the version, and the answer at `before` is refused, even when every
+        // row it found is cached.
+        let mut other = pattern("other = 1\n", "compute", "zebra stripes");
+        other.embedding = HashingEmbedder::default().vector("zebra stripes");
+        store.insert_new(&[other]).await.unwrap();
+        let stale = store.search_at(&table, before, &search).await.unwrap();
+        assert!(stale.is_none());
+        // A compaction moves every row; the search still finds it.
+        store.optimize().await.unwrap();
+        let hits = store.search(&by_text("pattern 42")).await.unwrap();
+        assert_eq!(hits[0].pattern.description, "pattern 42");
+    });
+}
+
 fn by_text(text: &str) -> Search {
     Search {
         text: text.into(),
