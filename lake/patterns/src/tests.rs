@@ -391,6 +391,18 @@ fn optimize_compacts_and_builds_the_vector_index_past_the_threshold() {
     });
 }
 
+/// `body` run against a store holding [`fill_fragments`]' patterns, its table and its directory.
+fn with_filled_store(body: impl AsyncFnOnce(&PatternStore, &lancedb::Table, &std::path::Path)) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let store = open(dir.path()).await;
+        fill_fragments(&store).await;
+        let table = store.table().await.unwrap().unwrap();
+        body(&store, &table, dir.path()).await;
+    });
+}
+
 /// Four fragments of 100 compute patterns, "pattern N" each.
 async fn fill_fragments(store: &PatternStore) {
     for chunk in 0..4 {
@@ -412,17 +424,12 @@ async fn fill_fragments(store: &PatternStore) {
 
 #[test]
 fn filters_every_row_passes_are_left_out_and_each_row_is_still_checked() {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    rt.block_on(async {
-        let store = open(dir.path()).await;
-        fill_fragments(&store).await;
-        let table = store.table().await.unwrap().unwrap();
+    with_filled_store(async |store, table, _| {
         let good = Search {
             min_quality: Some(0.9),
             ..by_text("zebra stripes")
         };
-        let facts = TableFacts::read(&table).await.unwrap();
+        let facts = TableFacts::read(table).await.unwrap();
         assert_eq!(facts.min_quality, 0.97);
         assert!(!facts.any_deprecated);
         let narrowed = facts.narrow(&good);
@@ -449,7 +456,7 @@ fn filters_every_row_passes_are_left_out_and_each_row_is_still_checked() {
         let mut old = zebra("old = 1\n", "zebra stripes old");
         old.lifecycle = Lifecycle::Deprecated;
         store.insert_new(&[poor, old]).await.unwrap();
-        let facts = TableFacts::read(&table).await.unwrap();
+        let facts = TableFacts::read(table).await.unwrap();
         assert_eq!((facts.min_quality, facts.any_deprecated), (0.5, true));
         assert_eq!(facts.narrow(&good).min_quality, Some(0.9));
         assert!(!facts.narrow(&good).include_deprecated);
@@ -489,26 +496,21 @@ fn filters_every_row_passes_are_left_out_and_each_row_is_still_checked() {
 
 #[test]
 fn rows_found_by_row_id_are_served_only_at_the_version_searched() {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    rt.block_on(async {
-        let store = open(dir.path()).await;
-        fill_fragments(&store).await;
-        let table = store.table().await.unwrap().unwrap();
+    with_filled_store(async |store, table, _| {
         let before = table.version().await.unwrap();
         // The best match alone: ties below it may come back in another order.
         let search = Search {
             top_k: 1,
             ..by_text("pattern 42")
         };
-        let hits = store.search_at(&table, before, &search).await.unwrap();
+        let hits = store.search_at(table, before, &search).await.unwrap();
         assert_eq!(hits.unwrap()[0].pattern.description, "pattern 42");
         // Any write moves the version, and the answer at `before` is refused, even when every
         // row it found is cached.
         let mut other = pattern("other = 1\n", "compute", "zebra stripes");
         other.embedding = HashingEmbedder::default().vector("zebra stripes");
         store.insert_new(&[other]).await.unwrap();
-        let stale = store.search_at(&table, before, &search).await.unwrap();
+        let stale = store.search_at(table, before, &search).await.unwrap();
         assert!(stale.is_none());
         // A compaction moves every row; the search still finds it.
         store.optimize().await.unwrap();
@@ -558,11 +560,7 @@ fn a_cached_row_gives_way_to_a_write_by_this_store_or_another_one() {
 
 #[test]
 fn rows_are_found_by_id_when_a_compaction_moved_them_after_the_search() {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    rt.block_on(async {
-        let store = open(dir.path()).await;
-        fill_fragments(&store).await;
+    with_filled_store(async |store, _, _| {
         let found = store.search_ids(&by_text("pattern 342")).await.unwrap();
         assert!(!found.is_empty());
         let r = store.optimize().await.unwrap();
@@ -616,12 +614,7 @@ fn optimize_gives_the_table_the_configured_kind_of_vector_index() {
 
 #[test]
 fn a_table_left_without_its_text_index_gets_it_back_when_the_store_opens() {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    rt.block_on(async {
-        let store = open(dir.path()).await;
-        fill_fragments(&store).await;
-        let table = store.table().await.unwrap().unwrap();
+    with_filled_store(async |store, table, dir| {
         let fts = table.list_indices().await.unwrap();
         let fts = fts.iter().find(|i| i.columns == ["search_text"]).unwrap();
         table.drop_index(&fts.name).await.unwrap();
@@ -633,7 +626,7 @@ fn a_table_left_without_its_text_index_gets_it_back_when_the_store_opens() {
             store.search(&text).await.is_err(),
             "no BM25 without its index"
         );
-        let reopened = open(dir.path()).await;
+        let reopened = open(dir).await;
         let hits = reopened.search(&text).await.unwrap();
         assert_eq!(hits[0].pattern.description, "pattern 99");
     });
