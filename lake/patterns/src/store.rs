@@ -188,6 +188,7 @@ enum Key {
 /// A search's answer before its row is read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IdHit {
+    /// Empty in the answer of a search by row id alone (inside [`PatternStore::search`]).
     pub pattern_id: String,
     /// Where the row is in the table version searched.
     pub row_id: u64,
@@ -512,7 +513,7 @@ impl PatternStore {
         };
         let text = async {
             let q = leg("_score").full_text_search(FullTextSearchQuery::new(s.text.clone()));
-            id_hits(&collect(q.execute().await?).await?, s.top_k)
+            id_hits(&collect(q.execute().await?).await?, s.top_k, key)
         };
         if s.mode == Mode::Text {
             return text.await;
@@ -522,7 +523,7 @@ impl PatternStore {
             None => self.embed(std::slice::from_ref(&s.text)).await?.remove(0),
         };
         let q = self.tuned(leg("_distance").nearest_to(vector)?, s.top_k)?;
-        let nearest = async { id_hits(&collect(q.execute().await?).await?, s.top_k) };
+        let nearest = async { id_hits(&collect(q.execute().await?).await?, s.top_k, key) };
         if s.mode == Mode::Vector || s.text.trim().is_empty() {
             return nearest.await;
         }
@@ -771,17 +772,26 @@ pub(crate) async fn patterns_of(query: &impl ExecutableQuery) -> Result<Vec<Patt
 
 /// The rows a query read, each with its row id (the query asks for `_rowid`).
 async fn rows_with_ids(query: &impl ExecutableQuery) -> Result<Vec<(u64, Pattern)>> {
-    use arrow::array::{Array, UInt64Array};
-    let batches: Vec<RecordBatch> = query.execute().await?.try_collect().await?;
+    let batches = collect(query.execute().await?).await?;
     let mut out = Vec::new();
     for b in &batches {
-        let row_ids = b
-            .column_by_name("_rowid")
-            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>().cloned())
-            .ok_or_else(|| PatternsError::Internal("rows read without _rowid".into()))?;
-        out.extend(row_ids.values().iter().copied().zip(record::from_batch(b)?));
+        out.extend(
+            row_ids(b)?
+                .values()
+                .iter()
+                .copied()
+                .zip(record::from_batch(b)?),
+        );
     }
     Ok(out)
+}
+
+/// The `_rowid` column of rows read or found `.with_row_id()`.
+fn row_ids(b: &RecordBatch) -> Result<arrow::array::UInt64Array> {
+    use arrow::array::{Array, UInt64Array};
+    b.column_by_name("_rowid")
+        .and_then(|c| c.as_any().downcast_ref::<UInt64Array>().cloned())
+        .ok_or_else(|| PatternsError::Internal("rows read without _rowid".into()))
 }
 
 /// A new table holding `first`; `None` when another writer created it meanwhile.
@@ -854,25 +864,22 @@ async fn collect(
     Ok(stream.try_collect().await?)
 }
 
-/// The ids, row ids and relevance of a search's result.
-fn id_hits(batches: &[RecordBatch], top_k: usize) -> Result<Vec<IdHit>> {
-    use arrow::array::{Array, UInt64Array};
+/// The ids (by `key`), row ids and relevance of a search's result.
+fn id_hits(batches: &[RecordBatch], top_k: usize, key: Key) -> Result<Vec<IdHit>> {
     let mut hits = Vec::new();
     for b in batches {
         if b.num_rows() == 0 {
             continue;
         }
         let relevance = relevance(b);
-        let row_ids = b
-            .column_by_name("_rowid")
-            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>().cloned())
-            .ok_or_else(|| PatternsError::Internal("a search answer without _rowid".into()))?;
-        let has_ids = b.column_by_name("pattern_id").is_some();
+        let row_ids = row_ids(b)?;
         for (i, r) in crate::columns::Rows::new(b).iter().enumerate() {
-            let pattern_id = match r.str("pattern_id") {
-                Some(id) => id,
-                None if !has_ids => String::new(),
-                None => continue,
+            let pattern_id = match key {
+                Key::RowId => String::new(),
+                Key::PatternId => match r.str("pattern_id") {
+                    Some(id) => id,
+                    None => continue,
+                },
             };
             hits.push(IdHit {
                 pattern_id,

@@ -783,12 +783,7 @@ async fn ix_store(dir: &std::path::Path) -> PatternStore {
 /// The store writes Lance 2.1 files (rows are taken from them in a fraction of 2.2's time).
 #[test]
 fn the_table_is_written_in_the_chosen_lance_file_format() {
-    let rt = runtime();
-    let dir = tempfile::tempdir().unwrap();
-    rt.block_on(async {
-        let store = open(dir.path()).await;
-        store_one(&store, pattern(HASHER, "compute", "sha256 checksums")).await;
-        let table = store.table().await.unwrap().expect("the table exists");
+    with_filled_store(async |_, table, _| {
         let manifest = table.as_native().unwrap().manifest().await.unwrap();
         let version = manifest.data_storage_format.version.to_string();
         assert_eq!(version, crate::store::DATA_STORAGE_VERSION);
